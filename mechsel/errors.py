@@ -1,0 +1,29 @@
+"""Exception types. Every mechsel error says what was wrong, what was expected and how to fix it."""
+
+from __future__ import annotations
+
+__all__ = ["MechselError", "ConfigError", "ProvenanceMismatchError", "DataError"]
+
+
+class MechselError(ValueError):
+    """Base class of all errors raised by mechsel on bad input."""
+
+
+class ConfigError(MechselError):
+    """A configuration value is invalid, unknown or contradicts another one."""
+
+
+class ProvenanceMismatchError(MechselError):
+    """Two results (or a result and a model/SAE) were produced under different settings."""
+
+
+class DataError(MechselError):
+    """Input data is missing, empty or malformed."""
+
+
+def did_you_mean(name: str, options: list[str] | tuple[str, ...]) -> str:
+    """Return a ' Did you mean ...?' hint listing close matches of `name` among `options`."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(options), n=3, cutoff=0.5)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""

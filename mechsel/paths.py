@@ -1,0 +1,100 @@
+"""Where mechsel keeps its cache and finds its data, and atomic writes.
+
+Cache directory: ``$MECHSEL_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/mechsel``, else
+``~/.cache/mechsel``. Data directory (local copies of the task datasets): an explicit argument,
+else ``$MECHSEL_DATA_DIR``, else ``../shared/data`` relative to the working directory or to the
+repository that holds this package. Nothing is guessed beyond that list; a missing directory
+raises and says where it looked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from mechsel.errors import DataError
+
+__all__ = ["cache_dir", "data_dir", "atomic_dir", "atomic_write_bytes", "atomic_write_text"]
+
+
+def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """Return (and create) mechsel's cache directory."""
+    if override is not None:
+        path = Path(override)
+    elif os.environ.get("MECHSEL_CACHE_DIR"):
+        path = Path(os.environ["MECHSEL_CACHE_DIR"])
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        path = Path(base) / "mechsel"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _data_dir_candidates() -> list[Path]:
+    here = Path(__file__).resolve().parent.parent
+    return [Path.cwd() / ".." / "shared" / "data", here / ".." / "shared" / "data"]
+
+
+def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """Return the local data directory, or raise saying where it looked and how to point elsewhere."""
+    if override is not None:
+        candidates = [Path(override)]
+    elif os.environ.get("MECHSEL_DATA_DIR"):
+        candidates = [Path(os.environ["MECHSEL_DATA_DIR"])]
+    else:
+        candidates = _data_dir_candidates()
+    for path in candidates:
+        if path.is_dir():
+            return path.resolve()
+    looked = ", ".join(str(p) for p in candidates)
+    raise DataError(
+        f"No mechsel data directory found (looked in: {looked}). Set MECHSEL_DATA_DIR to a folder "
+        f"holding one sub-folder per task (e.g. sst2/train.jsonl), pass data_dir=..., or load "
+        f"the task from the Hugging Face hub with source='hub' when you are online."
+    )
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary directory beside ``target`` that is renamed onto it on success.
+
+    A crash or exception inside the block leaves no partial ``target``: the temporary directory
+    is removed and ``target`` is untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``target`` through a temporary file and an atomic rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``target`` atomically."""
+    atomic_write_bytes(target, text.encode("utf-8"))
