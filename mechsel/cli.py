@@ -1,0 +1,191 @@
+"""The ``mechsel`` command line.
+
+::
+
+    mechsel demo [--quick] [--output DIR] [--overwrite] [--set KEY=VALUE ...]
+    mechsel run CONFIG.yaml [--output DIR] [--overwrite] [--set KEY=VALUE ...]
+    mechsel figures RUN_DIR [--output DIR] [--families ...] [--formats png svg]
+    mechsel config [CONFIG.yaml | --demo | --quick] [--set KEY=VALUE ...]
+    mechsel collect [--n 8] [--mask alone] [--layers 0 5 17] [--statistics mean kurtosis]
+    mechsel train-sae [--set KEY=VALUE ...]
+
+``run`` and ``demo`` print the summary table (random vs the best activation selector, with 95%
+CIs over seeds, and the strongest correlation) and say plainly whether the paper's finding holds.
+An interrupted run resumes where it stopped when the same command is run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from mechsel.errors import MechselError
+
+__all__ = ["main", "build_parser"]
+
+logger = logging.getLogger("mechsel.cli")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", "-o", help="output directory (default: the config's output_dir)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run of other provenance in the output directory")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set selection.seeds=[0,1,2] (repeatable)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``mechsel``."""
+    parser = argparse.ArgumentParser(prog="mechsel", description="Do a model's internals know which in-context demonstrations will help it?")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="the study on the embedded model (SST-2 + AG News), end to end")
+    p.add_argument("--quick", action="store_true", help="toy sizes (a few minutes)")
+    _add_run_options(p)
+
+    p = sub.add_parser("run", help="run (or resume) an experiment config")
+    p.add_argument("config", help="YAML config (see configs/)")
+    _add_run_options(p)
+
+    p = sub.add_parser("figures", help="regenerate every figure of a finished run from its saved results")
+    p.add_argument("run_dir", help="output directory of a run")
+    p.add_argument("--output", "-o", help="figure folder (default: RUN_DIR/figures)")
+    p.add_argument("--families", nargs="+", help="figure families (default: all)")
+    p.add_argument("--formats", nargs="*", default=["png", "svg"], help="static formats when Chromium is available")
+
+    p = sub.add_parser("config", help="print a resolved config (every field, defaults included)")
+    p.add_argument("config", nargs="?", help="YAML config")
+    p.add_argument("--demo", action="store_true", help="the demo config")
+    p.add_argument("--quick", action="store_true", help="the quick demo config")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    p = sub.add_parser("collect", help="print activation statistics of a few SST-2 sentences (embedded model)")
+    p.add_argument("--n", type=int, default=8, help="number of SST-2 validation sentences")
+    p.add_argument("--model", default=None, help="TransformerLens model name (default: the embedded Gemma 3 270M)")
+    p.add_argument("--mask", default="alone", help="mask strategy for plain texts (alone)")
+    p.add_argument("--positions", default="all", choices=["all", "input", "last"])
+    p.add_argument("--layers", type=int, nargs="+", help="layers (default: all)")
+    p.add_argument("--statistics", nargs="+", default=["mean", "variance", "skewness", "kurtosis", "max_abs"])
+
+    p = sub.add_parser("train-sae", help="train SAEs on the embedded model's hook_mlp_out (see mechsel.sae)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="an SAETrainConfig field, e.g. --set layers=[5] --set n_train_tokens=100000")
+    return parser
+
+
+def _logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _run(args: argparse.Namespace, config: object) -> int:
+    from mechsel.experiment import run_experiment
+
+    result = run_experiment(config, overwrite=args.overwrite)  # type: ignore[arg-type]
+    print(result.report())
+    print(f"\nResults: {result.output_dir / 'results'}   Figures: {result.output_dir / 'figures'}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from mechsel.experiment import demo_config, load_config
+    from mechsel.experiment.config import to_dict
+
+    base = demo_config(quick=args.quick)
+    changes = {"progress": not args.quiet, **({"output_dir": args.output} if args.output else {})}
+    return _run(args, load_config(to_dict(base), args.overrides, **changes))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from mechsel.experiment import load_config
+
+    changes = {**({"progress": False} if args.quiet else {}), **({"output_dir": args.output} if args.output else {})}
+    return _run(args, load_config(args.config, args.overrides, **changes))
+
+
+def _cmd_figures(args: argparse.Namespace) -> int:
+    from mechsel.experiment import regenerate_figures
+
+    written = regenerate_figures(args.run_dir, args.output, families=args.families, formats=args.formats)
+    print(f"Wrote {len(written)} files:")
+    for path in written:
+        print(f"  {path}")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from mechsel.experiment import demo_config, dump_config, load_config
+    from mechsel.experiment.config import to_dict
+
+    if sum([bool(args.config), args.demo, args.quick]) != 1:
+        raise MechselError("Pass exactly one of CONFIG.yaml, --demo or --quick.")
+    source = args.config or to_dict(demo_config(quick=args.quick))
+    print(dump_config(load_config(source, args.overrides)), end="")
+    return 0
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    import json
+
+    import pandas as pd
+
+    from mechsel.collect import collect
+    from mechsel.models import load_model
+    from mechsel.paths import data_dir
+
+    if args.n < 1:
+        raise MechselError(f"--n must be at least 1, got {args.n}.")
+    sentences = []
+    with open(data_dir() / "sst2" / "validation.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            sentences.append(json.loads(line)["sentence"])
+            if len(sentences) == args.n:
+                break
+    model = load_model(args.model) if args.model else load_model()
+    result = collect(model, sentences, layers=args.layers or "all", mask=args.mask, positions=args.positions, statistics=args.statistics)
+    wide = result.to_frame().pivot_table(index=["example_id", "layer"], columns="statistic", values="value")
+    with pd.option_context("display.max_rows", 400, "display.width", 160, "display.float_format", "{:.4g}".format):
+        for i, text in enumerate(sentences):
+            print(f"\n[{i}] {text}")
+            print(wide.loc[i].to_string())
+    prov = result.provenance
+    print(f"\nmodel {prov.model_name} (weights {prov.weight_hash}, processing {prov.weight_processing}, {prov.dtype}); "
+          f"hook {prov.hook}; mask {prov.mask}; positions {prov.positions}; {prov.bos_policy}")
+    return 0
+
+
+def _cmd_train_sae(args: argparse.Namespace) -> int:
+    from mechsel.experiment.loading import apply_overrides, from_dict
+    from mechsel.models import load_model
+    from mechsel.sae.config import SAETrainConfig
+    from mechsel.sae.training import train_sae
+
+    config = from_dict(SAETrainConfig, apply_overrides(SAETrainConfig().to_dict(), args.overrides), "train-sae")
+    result = train_sae(load_model(), config)
+    print(f"SAEs saved to {result.path}")
+    for layer, metrics in sorted(result.metrics.items()):
+        print(f"  layer {layer}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    return 0
+
+
+COMMANDS = {"demo": _cmd_demo, "run": _cmd_run, "figures": _cmd_figures, "config": _cmd_config, "collect": _cmd_collect,
+            "train-sae": _cmd_train_sae}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mechsel`` script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    _logging(getattr(args, "quiet", False))
+    try:
+        return COMMANDS[args.command](args)
+    except MechselError as err:
+        print(f"mechsel: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mechsel: interrupted. Run the same command again to resume where it stopped.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,531 @@
+"""``ExperimentConfig``: one documented dataclass tree for ``mechsel run CONFIG.yaml``.
+
+Every field is documented where it is declared; choices are ``Literal``; ``__post_init__``
+validates each section on its own and :meth:`ExperimentConfig.__post_init__` rejects settings
+that contradict each other. :mod:`mechsel.experiment.loading` builds the tree from YAML,
+rejecting unknown keys, and applies ``--set key=value`` overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from mechsel.errors import ConfigError, did_you_mean
+from mechsel.provenance import hash_json
+
+__all__ = [
+    "ModelSettings",
+    "TaskSettings",
+    "CollectSettings",
+    "SAESettings",
+    "QualitySettings",
+    "SelectorRun",
+    "SelectionSettings",
+    "AnalysisSettings",
+    "PlotSettings",
+    "ExperimentConfig",
+    "SELECTOR_FAMILIES",
+]
+
+Family = Literal["baseline", "activation", "sae", "similarity", "coverage", "uncertainty", "neuron"]
+SELECTOR_FAMILIES: dict[str, str] = {
+    "random": "baseline",
+    "activation": "activation",
+    "knn": "similarity",
+    "bm25": "similarity",
+    "diversity": "coverage",
+    "kmeans": "coverage",
+    "facility_location": "coverage",
+    "sub_sa": "coverage",
+    "fast_votek": "coverage",
+    "votek": "coverage",
+    "ideal": "coverage",
+    "least_confidence": "uncertainty",
+    "margin": "uncertainty",
+    "entropy": "uncertainty",
+    "neufs": "neuron",
+}
+"""Default family of each built-in selector (the summary compares random with the best of a family)."""
+NEEDS_LABEL_PROBS = ("least_confidence", "margin", "entropy", "votek", "neufs")
+MASK_NAMES = ("full", "isolated", "alone")
+
+
+def _positive(name: str, value: Any, *, allow_none: bool = False, minimum: int = 1) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer ≥ {minimum}{' or null' if allow_none else ''}, got {value!r}.")
+
+
+def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"{name} must be one of {list(options)}, got {value!r}.{did_you_mean(str(value), options)}")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model runs, and how it is loaded."""
+
+    name: str = "google/gemma-3-270m"
+    """TransformerLens model name; the default is the embedded Gemma 3 270M (offline). Online
+    users pass e.g. ``Qwen/Qwen2.5-3B`` or ``meta-llama/Llama-3.2-3B``."""
+    weight_processing: Literal["none", "default"] = "none"
+    """``none``: weights as published (``hook_mlp_out`` equals the HF MLP-block output);
+    ``default``: TransformerLens's processing (shifts the mean of ``hook_mlp_out``)."""
+    dtype: Literal["float32", "bfloat16", "float16", "float64"] = "float32"
+    """Dtype the model runs in."""
+    device: str | None = None
+    """``cpu``, ``cuda``, ``cuda:1``...; ``null`` picks CUDA when available, else CPU."""
+    n_threads: int | None = None
+    """CPU threads for torch (``null``: torch's default). Does not change results' meaning."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"model.name must be a TransformerLens model name, got {self.name!r}.")
+        _choice("model.weight_processing", self.weight_processing, ("none", "default"))
+        _choice("model.dtype", self.dtype, ("float32", "bfloat16", "float16", "float64"))
+        _positive("model.n_threads", self.n_threads, allow_none=True)
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """One task of the study, its subset sizes, and optionally its whole definition."""
+
+    name: str
+    """A registered task (``sst2``, ``ag_news``, ``rte``, ``e2e_nlg``) or the name of ``define``."""
+    define: Mapping[str, Any] | None = None
+    """A task defined only in config: the fields of :class:`mechsel.tasks.TaskConfig` other than
+    ``name`` (e.g. ``files``, ``input_fields``, ``label_field``, ``label_names``, ``template``)."""
+    n_candidates: int = 64
+    """Candidate demonstrations drawn from the pool split: each gets activation statistics and a
+    1-shot quality; selectors choose among them."""
+    dev_size: int = 32
+    """Dev queries that estimate each candidate's 1-shot quality (cost: n_candidates × dev_size)."""
+    test_size: int = 300
+    """Test queries every selection is scored on."""
+    selection_pool: int | None = None
+    """Per seed, the selectors choose from this many candidates drawn at random (seeded);
+    ``null`` uses all candidates every seed (then only seeded selectors vary across seeds)."""
+    metric: str | None = None
+    """1-shot quality metric: ``accuracy``, ``gold_prob``, ``gold_logprob`` (classification) or
+    ``rouge_l``, ``bleu`` (generation); ``null``: ``gold_prob`` / ``rouge_l``."""
+    max_tokens: int | None = None
+    """Prompt budget in tokens (``null``: the model's context)."""
+    source: Literal["local", "hub"] = "local"
+    """``local``: the data directory (``$MECHSEL_DATA_DIR``, ``../shared/data``); ``hub``: online."""
+    data_dir: str | None = None
+    """Data directory override for this task."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"tasks[].name must be a task name, got {self.name!r}.")
+        where = f"tasks[{self.name}]"
+        if self.define is not None and not isinstance(self.define, Mapping):
+            raise ConfigError(f"{where}.define must be a mapping of TaskConfig fields, got {type(self.define).__name__}.")
+        _positive(f"{where}.n_candidates", self.n_candidates, minimum=2)
+        _positive(f"{where}.dev_size", self.dev_size)
+        _positive(f"{where}.test_size", self.test_size)
+        _positive(f"{where}.selection_pool", self.selection_pool, allow_none=True, minimum=2)
+        _positive(f"{where}.max_tokens", self.max_tokens, allow_none=True)
+        _choice(f"{where}.source", self.source, ("local", "hub"))
+        if self.selection_pool is not None and self.selection_pool > self.n_candidates:
+            raise ConfigError(
+                f"{where}: selection_pool={self.selection_pool} exceeds n_candidates={self.n_candidates}; the selection "
+                f"pool is drawn from the candidates. Lower selection_pool or raise n_candidates."
+            )
+
+    def task_config(self) -> Any:
+        """The :class:`mechsel.tasks.TaskConfig` this entry stands for."""
+        from mechsel.tasks import TaskConfig, get_task
+
+        if self.define is None:
+            return get_task(self.name)
+        spec = dict(self.define)
+        if "name" in spec and spec["name"] != self.name:
+            raise ConfigError(f"tasks[{self.name}].define.name is {spec['name']!r}; leave it out (the entry's name is used).")
+        spec.pop("name", None)
+        valid = [f.name for f in dataclasses.fields(TaskConfig) if f.name != "name"]
+        unknown = [k for k in spec if k not in valid]
+        if unknown:
+            raise ConfigError(
+                f"tasks[{self.name}].define has unknown key(s) {unknown}.{did_you_mean(unknown[0], valid)} "
+                f"Valid keys: {', '.join(valid)}."
+            )
+        for key in ("input_fields", "label_names", "verbalizers", "stop"):
+            if isinstance(spec.get(key), list):
+                spec[key] = tuple(spec[key])
+        return TaskConfig(name=self.name, **spec)
+
+    @property
+    def pool_size(self) -> int:
+        """Size of each seed's selection pool."""
+        return self.selection_pool or self.n_candidates
+
+
+@dataclass(frozen=True)
+class CollectSettings:
+    """Which activation statistics are collected for every candidate."""
+
+    masks: tuple[str, ...] = ("full", "isolated")
+    """Attention-mask strategies: ``full`` (candidates share a prompt, each sees those before
+    it), ``isolated`` (same prompts, each segment sees only itself and BOS), ``alone``."""
+    layers: Any = "all"
+    """``all`` or a list of layer indices."""
+    hook: str = "mlp_out"
+    """Block hook summarised (``blocks.{L}.hook_{hook}``)."""
+    positions: Literal["all", "input", "last"] = "all"
+    """Which of an example's tokens are summarised (text + label, text only, last token)."""
+    statistics: tuple[str, ...] = ("mean", "variance", "skewness", "kurtosis", "max_abs", "l2_norm")
+    """Moment statistics (names of :data:`mechsel.stats.STATISTICS` families' outputs)."""
+    context_size: int = 4
+    """Candidates per prompt under ``full`` / ``isolated`` (as in a k-shot prompt)."""
+    batch_size: int = 8
+    """Sequences per forward pass."""
+    chunk_size: int = 32
+    """Prompts per checkpointed chunk (an interrupted run loses at most one chunk)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.masks, str) or not self.masks:
+            raise ConfigError(f"collect.masks must be a non-empty list of mask names, got {self.masks!r}.")
+        for m in self.masks:
+            _choice("collect.masks[]", m, MASK_NAMES)
+        if len(set(self.masks)) != len(self.masks):
+            raise ConfigError(f"collect.masks lists a mask twice: {list(self.masks)}.")
+        if self.layers != "all" and (isinstance(self.layers, (str, bool)) or not all(isinstance(x, int) and not isinstance(x, bool) for x in self.layers)):
+            raise ConfigError(f"collect.layers must be 'all' or a list of layer indices, got {self.layers!r}.")
+        if self.layers != "all":
+            object.__setattr__(self, "layers", tuple(self.layers))
+        _choice("collect.positions", self.positions, ("all", "input", "last"))
+        if isinstance(self.statistics, str) or not self.statistics:
+            raise ConfigError(f"collect.statistics must be a non-empty list of names, got {self.statistics!r}.")
+        _positive("collect.context_size", self.context_size)
+        _positive("collect.batch_size", self.batch_size)
+        _positive("collect.chunk_size", self.chunk_size)
+
+
+@dataclass(frozen=True)
+class SAESettings:
+    """SAE latent statistics (the follow-up experiment); off unless SAEs are given."""
+
+    saes: Mapping[int, str] = field(default_factory=dict)
+    """Layer → SAE: a local folder in sae-lens format, or ``release/sae_id`` of a pretrained release."""
+    statistics: tuple[str, ...] | None = None
+    """SAE statistics to keep (``null``: all that the SAE reducer computes)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.saes, Mapping):
+            raise ConfigError(f"sae.saes must map layer → SAE path or release/id, got {self.saes!r}.")
+        object.__setattr__(self, "saes", {int(k): str(v) for k, v in self.saes.items()})
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.saes)
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """How each candidate's quality (the target of the correlations) is computed."""
+
+    block_size: int = 8
+    """Candidates per checkpointed block of the 1-shot quality matrix."""
+    marginal_gain: bool = False
+    """Also compute each candidate's mean marginal gain over random ``gain_k``-shot contexts."""
+    gain_k: int = 4
+    """Context size of the marginal-gain estimate."""
+    gain_seeds: tuple[int, ...] = (0, 1, 2)
+    """Random contexts of the marginal-gain estimate."""
+
+    def __post_init__(self) -> None:
+        _positive("quality.block_size", self.block_size)
+        _positive("quality.gain_k", self.gain_k)
+        if not self.gain_seeds:
+            raise ConfigError("quality.gain_seeds must list at least one seed.")
+
+
+@dataclass(frozen=True)
+class SelectorRun:
+    """One selector of the comparison, with its parameters."""
+
+    selector: str
+    """Registered selector name (``random``, ``activation``, ``knn``, ``votek``, ``ideal``, ...)."""
+    label: str | None = None
+    """Name in tables and figures (unique); default: the selector name."""
+    family: Family | None = None
+    """Group in the summary (``activation`` runs compete with random); default per selector."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """The selector's config fields (see its ``Config`` class)."""
+    mask: str | None = None
+    """Activation/SAE selectors: which mask's statistics they read (default: the first collected)."""
+    choose_statistic: bool = False
+    """Activation selectors: pick (layer, statistic, direction) with the largest |ρ| against the
+    candidates' quality (optimistic for the activation selector: it sees the dev quality)."""
+    order: Literal["given", "reverse", "random"] = "random"
+    """Order of a fixed demonstration set in the prompt (retrieval always puts the best last)."""
+    annotated: str | None = None
+    """Retrieval selectors: label of the run whose selection is the annotated set they retrieve
+    from, with ``annotation_budget`` examples; ``null``: the whole selection pool is annotated."""
+    annotation_budget: int | None = None
+    """Size of the annotated set chosen by ``annotated`` (``null``: 4 × the largest budget)."""
+    tasks: tuple[str, ...] | None = None
+    """Names of the tasks this run applies to (``null``: every task), e.g. to leave the
+    label-distribution selectors out of a generation task."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.selector, str) or not self.selector:
+            raise ConfigError(f"selection.runs[].selector must be a selector name, got {self.selector!r}.")
+        if self.label is None:
+            object.__setattr__(self, "label", self.selector)
+        if self.family is None:
+            default = "sae" if self.selector.startswith("sae") else "coverage"
+            object.__setattr__(self, "family", SELECTOR_FAMILIES.get(self.selector, default))
+        _choice(f"selection.runs[{self.label}].family", self.family, get_args(Family))
+        if not isinstance(self.params, Mapping):
+            raise ConfigError(f"selection.runs[{self.label}].params must be a mapping, got {self.params!r}.")
+        if self.mask is not None:
+            _choice(f"selection.runs[{self.label}].mask", self.mask, MASK_NAMES)
+        _choice(f"selection.runs[{self.label}].order", self.order, ("given", "reverse", "random"))
+        _positive(f"selection.runs[{self.label}].annotation_budget", self.annotation_budget, allow_none=True)
+        if self.tasks is not None and (isinstance(self.tasks, str) or not self.tasks):
+            raise ConfigError(f"selection.runs[{self.label}].tasks must be a non-empty list of task names or null, got {self.tasks!r}.")
+        if self.choose_statistic and self.selector != "activation":
+            raise ConfigError(f"selection.runs[{self.label}]: choose_statistic applies to the 'activation' selector only.")
+        if self.choose_statistic and {"statistic", "layer", "direction"} & set(self.params):
+            raise ConfigError(
+                f"selection.runs[{self.label}]: choose_statistic picks statistic, layer and direction itself; "
+                f"remove them from params or set choose_statistic: false."
+            )
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """The selector comparison: who, at which budgets, over which seeds."""
+
+    runs: tuple[SelectorRun, ...] = (SelectorRun("random"),)
+    """Selectors compared (one must be the baseline)."""
+    budgets: tuple[int, ...] = (4, 8)
+    """Numbers of demonstrations k."""
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    """Seeds: each draws a selection pool, seeds the selectors, and orders the demonstrations."""
+    baseline: str = "random"
+    """Label of the reference run of the paired tests."""
+    embedder: str = "all-MiniLM-L6-v2"
+    """Sentence embedder of the similarity / coverage selectors (offline default)."""
+    confidence_k: int = 4
+    """Demonstrations in the prompts behind model confidences (vote-k stage 2, least confidence)."""
+    calibrate: bool = False
+    """Contextual calibration of test predictions (classification)."""
+
+    def __post_init__(self) -> None:
+        if not self.runs:
+            raise ConfigError("selection.runs is empty; list at least the baseline (selector: random).")
+        labels = [r.label for r in self.runs]
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise ConfigError(f"selection.runs labels must be unique; {dupes} appear twice. Give each run a distinct label.")
+        if self.baseline not in labels:
+            raise ConfigError(f"selection.baseline={self.baseline!r} is not a run label; runs: {labels}.")
+        if not self.budgets or not self.seeds:
+            raise ConfigError("selection.budgets and selection.seeds must each list at least one value.")
+        for b in self.budgets:
+            _positive("selection.budgets[]", b)
+        if len(set(self.budgets)) != len(self.budgets) or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"selection.budgets and selection.seeds must not repeat values: {list(self.budgets)}, {list(self.seeds)}.")
+        _positive("selection.confidence_k", self.confidence_k)
+        for r in self.runs:
+            if r.annotated is not None and r.annotated not in labels:
+                raise ConfigError(f"selection.runs[{r.label}].annotated={r.annotated!r} is not a run label; runs: {labels}.")
+
+    def run(self, label: str) -> SelectorRun:
+        """The run labelled ``label``."""
+        return next(r for r in self.runs if r.label == label)
+
+    def runs_for(self, task: str) -> tuple[SelectorRun, ...]:
+        """The runs that apply to ``task``."""
+        return tuple(r for r in self.runs if r.tasks is None or task in r.tasks)
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Statistics of the analysis stage."""
+
+    n_boot: int = 2000
+    """Bootstrap resamples of every ρ CI and Δρ CI."""
+    n_perm: int = 2000
+    """Permutations of every ρ p-value."""
+    level: float = 0.95
+    """Coverage of every interval."""
+    alpha: float = 0.05
+    """FDR of Benjamini–Hochberg across the grid, and level of the verdict's tests."""
+    rho_threshold: float = 0.33
+    """|ρ| at or below which correlation counts as weak (the paper's largest |ρ|)."""
+    n_extreme: int = 3
+    """Best and worst candidates whose raw activations are sampled for the distribution figure."""
+    samples_per_example: int = 2000
+    """Activation values sampled per (example, layer) for that figure."""
+    seed: int = 0
+    """Seed of all resampling."""
+
+    def __post_init__(self) -> None:
+        _positive("analysis.n_boot", self.n_boot, minimum=0)
+        _positive("analysis.n_perm", self.n_perm, minimum=0)
+        _positive("analysis.n_extreme", self.n_extreme)
+        _positive("analysis.samples_per_example", self.samples_per_example)
+        for name in ("level", "alpha", "rho_threshold"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0 < v < 1:
+                raise ConfigError(f"analysis.{name} must lie in (0, 1), got {v!r}.")
+
+
+@dataclass(frozen=True)
+class PlotSettings:
+    """How figures are written (never changes a number)."""
+
+    formats: tuple[str, ...] = ("png", "svg")
+    """Static formats besides HTML, written when a Chromium is available."""
+    plotlyjs: Literal["directory", "embed", "cdn"] = "directory"
+    """How HTML files get plotly.js (see :data:`mechsel.plots.io.PlotlyJS`)."""
+
+    def __post_init__(self) -> None:
+        for f in self.formats:
+            _choice("plots.formats[]", f, ("png", "svg"))
+        _choice("plots.plotlyjs", self.plotlyjs, ("directory", "embed", "cdn"))
+
+
+NON_RESULT_FIELDS = ("name", "output_dir", "progress", "log_level", "plots")
+"""Top-level fields that never change a number (left out of the run's identity)."""
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole study: model, tasks, statistics, quality, selectors, analysis, figures."""
+
+    name: str = "experiment"
+    """Run name (shown in the manifest and figures)."""
+    model: ModelSettings = field(default_factory=ModelSettings)
+    """The model."""
+    tasks: tuple[TaskSettings, ...] = (TaskSettings("sst2"),)
+    """Tasks studied, each with its subset sizes."""
+    split_seed: int = 0
+    """Seed of the candidate / dev / test split of every task."""
+    collect: CollectSettings = field(default_factory=CollectSettings)
+    """Activation statistics."""
+    sae: SAESettings = field(default_factory=SAESettings)
+    """SAE latent statistics (off by default)."""
+    quality: QualitySettings = field(default_factory=QualitySettings)
+    """Example quality."""
+    selection: SelectionSettings = field(default_factory=SelectionSettings)
+    """Selector comparison."""
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    """Statistics of the analysis."""
+    plots: PlotSettings = field(default_factory=PlotSettings)
+    """Figure output."""
+    output_dir: str = "results/experiment"
+    """Where the run writes (``manifest.json``, ``results/``, ``figures/``, ``stages/``, ``run.log``)."""
+    progress: bool = True
+    """Show progress bars."""
+    log_level: Literal["DEBUG", "INFO", "WARNING"] = "INFO"
+    """Level of ``run.log`` and the console."""
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ConfigError("tasks is empty; list at least one task (e.g. - name: sst2).")
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"tasks lists a task twice: {names}.")
+        _choice("log_level", self.log_level, ("DEBUG", "INFO", "WARNING"))
+        self._check_contradictions()
+
+    def _check_contradictions(self) -> None:
+        from mechsel.selectors import SELECTORS
+
+        sel = self.selection
+        names = [t.name for t in self.tasks]
+        kb = max(sel.budgets)
+        for t in self.tasks:
+            if kb > t.pool_size:
+                raise ConfigError(
+                    f"Budget k={kb} exceeds the selection pool of task {t.name!r} ({t.pool_size} examples); "
+                    f"lower selection.budgets or raise tasks[{t.name}].selection_pool / n_candidates."
+                )
+        for r in sel.runs:
+            SELECTORS.get(r.selector)  # unknown names list the valid ones
+            if r.selector == "activation":
+                mask = r.mask or self.collect.masks[0]
+                if mask not in self.collect.masks:
+                    raise ConfigError(
+                        f"selection.runs[{r.label}] reads statistics under mask {mask!r}, which collect.masks "
+                        f"{list(self.collect.masks)} does not compute. Add it to collect.masks or change the run's mask."
+                    )
+                stats = r.params.get("statistic")
+                for s in (stats,) if isinstance(stats, str) else (stats or ()):
+                    if s not in self.collect.statistics:
+                        raise ConfigError(
+                            f"selection.runs[{r.label}] ranks by {s!r}, which collect.statistics {list(self.collect.statistics)} "
+                            f"does not compute. Add it there or pick a collected statistic."
+                        )
+                layer = r.params.get("layer", "all")
+                if self.collect.layers != "all" and layer != "all":
+                    missing = [x for x in ((layer,) if isinstance(layer, int) else layer) if x not in self.collect.layers]
+                    if missing:
+                        raise ConfigError(f"selection.runs[{r.label}] uses layer(s) {missing}, not in collect.layers {list(self.collect.layers)}.")
+            if r.family == "sae" and not self.sae.enabled:
+                raise ConfigError(f"selection.runs[{r.label}] is an SAE selector but no SAE is configured; set sae.saes: {{layer: path}}.")
+            if r.annotated is not None:
+                if "retrieve" not in SELECTORS.get(r.selector).modes:
+                    raise ConfigError(f"selection.runs[{r.label}].annotated applies to retrieval selectors only ({r.selector!r} annotates).")
+                if "annotate" not in SELECTORS.get(sel.run(r.annotated).selector).modes:
+                    raise ConfigError(f"selection.runs[{r.label}].annotated must name an annotation run; {r.annotated!r} retrieves.")
+        if not any(r.family == "activation" for r in sel.runs):
+            raise ConfigError(
+                "selection.runs holds no activation-family selector; the summary compares random with the best activation "
+                "selector. Add e.g. {selector: activation, choose_statistic: true}."
+            )
+        for r in sel.runs:
+            unknown = [x for x in (r.tasks or ()) if x not in names]
+            if unknown:
+                raise ConfigError(f"selection.runs[{r.label}].tasks names {unknown}, which are not tasks of this config: {names}.")
+        for t in self.tasks:
+            if sel.baseline not in [r.label for r in sel.runs_for(t.name)]:
+                raise ConfigError(f"The baseline {sel.baseline!r} does not run on task {t.name!r}; every task needs it (remove its tasks: list).")
+            if not any(r.family == "activation" for r in sel.runs_for(t.name)):
+                raise ConfigError(f"No activation-family selector runs on task {t.name!r}; the summary compares random with one.")
+            kind = t.task_config().kind
+            if t.metric is not None:
+                valid = ("accuracy", "gold_prob", "gold_logprob") if kind == "classification" else ("rouge_l", "bleu")
+                if t.metric not in valid:
+                    raise ConfigError(f"tasks[{t.name}].metric={t.metric!r} does not apply to a {kind} task; choose one of {list(valid)}.")
+            if kind == "generation":
+                bad = [r.label for r in sel.runs_for(t.name) if r.selector in NEEDS_LABEL_PROBS]
+                if bad:
+                    raise ConfigError(
+                        f"Task {t.name!r} is a generation task, but runs {bad} need the model's label distribution "
+                        f"(classification only). Limit them to classification tasks with tasks: [...], or drop them."
+                    )
+                if sel.calibrate:
+                    raise ConfigError(f"selection.calibrate applies to classification only; task {t.name!r} is generation.")
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that determine the numbers (everything except :data:`NON_RESULT_FIELDS`
+        and the thread count), as a JSON-friendly dict."""
+        d = to_dict(self)
+        for k in NON_RESULT_FIELDS:
+            d.pop(k, None)
+        d["model"].pop("n_threads", None)
+        return d
+
+    def identity_hash(self) -> str:
+        return hash_json(self.identity())
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass tree as plain dicts / lists (tuples become lists), for YAML and hashing."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj

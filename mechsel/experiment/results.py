@@ -1,0 +1,115 @@
+"""The result tables of a run (``<output>/results/``): their documented columns, writing, reading.
+
+Every table is a parquet file; ``results/README.md`` (written with them) repeats the column
+documentation below, so a results folder explains itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mechsel.errors import DataError
+from mechsel.experiment.store import write_json
+from mechsel.paths import atomic_write_text
+
+__all__ = ["TABLES", "write_results", "load_results"]
+
+TABLES: dict[str, dict[str, str]] = {
+    "examples": {
+        "task": "task name", "subset": "candidate / dev / test", "position": "index within the subset",
+        "example_id": "the example's id (as text)", "text": "its input text", "label": "gold label index (-1: none)",
+        "n_references": "number of references (generation)",
+    },
+    "statistics": {
+        "task": "task name", "family": "moments or sae", "hook": "hook summarised (mlp_out)", "positions": "tokens summarised",
+        "mask": "attention-mask strategy", "layer": "block index", "statistic": "statistic name", "example_id": "candidate id",
+        "value": "the statistic's value", "n_tokens": "tokens summarised for this example",
+    },
+    "quality": {
+        "task": "task name", "example_id": "candidate id", "quality": "mean 1-shot dev score under `metric`", "se": "its standard error",
+        "n_dev": "dev queries", "metric": "the pair metric (gold_prob, accuracy, rouge_l, ...)",
+        "accuracy": "mean 1-shot dev accuracy (classification)", "gain": "mean marginal gain (optional)", "gain_se": "its standard error",
+    },
+    "selections": {
+        "task": "task name", "selector": "run label", "selector_name": "registered selector", "family": "selector family",
+        "budget": "k", "seed": "seed", "query": "test position (retrieval) or -1 (fixed set)", "rank": "position in the prompt",
+        "example_id": "chosen candidate", "score": "the selector's score of the pick", "detail": "JSON extras (e.g. chosen statistic)",
+    },
+    "scores": {
+        "task": "task name", "selector": "run label", "selector_name": "registered selector", "family": "selector family",
+        "budget": "k", "seed": "seed", "metric": "headline metric (accuracy / bleu)", "score": "test score", "ci_low": "bootstrap CI over queries (low)",
+        "ci_high": "bootstrap CI over queries (high)", "n_test": "test queries", "macro_f1 / rouge_l": "secondary metric",
+    },
+    "predictions": {
+        "task": "task name", "selector": "run label", "budget": "k", "seed": "seed", "query_id": "test example id",
+        "n_demos": "demonstrations kept in the prompt", "demo_ids": "their ids, ';'-joined", "pred / gold / correct / p_<label>": "classification outputs",
+        "prediction / references / rouge_l": "generation outputs",
+    },
+    "activation_samples": {
+        "task": "task name", "group": "best / worst by quality", "example_id": "candidate id", "quality": "its quality",
+        "layer": "block index", "value": "a sampled hook_mlp_out value of one of its tokens",
+    },
+    "grid": {
+        "task / family / hook / positions / mask / layer / statistic": "the cell", "n": "complete pairs", "rho": "Spearman ρ with quality",
+        "ci_low / ci_high": "percentile-bootstrap CI", "p_value": "two-sided permutation p", "q_value": "Benjamini–Hochberg q over the grid",
+        "significant": "q ≤ alpha", "abs_rho": "|ρ|",
+    },
+    "masking": {
+        "task / family / hook / positions / layer / statistic": "the cell", "n": "examples", "rho_full / rho_isolated": "ρ under each mask",
+        "delta_rho": "ρ(full) − ρ(isolated)", "ci_low / ci_high": "paired-bootstrap CI of Δρ", "excludes_zero": "CI on one side of 0",
+    },
+    "comparison": {
+        "task / metric / budget": "the comparison", "selector": "run label", "family": "selector family", "n_seeds": "seeds",
+        "mean / sd": "over seeds", "ci_low / ci_high": "Student-t 95% CI of the mean", "mean_diff": "mean paired difference vs the baseline",
+        "sd_diff": "its sd", "cohen_dz": "effect size d_z", "t_stat / p_ttest": "paired t-test", "p_wilcoxon": "Wilcoxon signed-rank test",
+        "n_pairs": "paired seeds", "better": "mean_diff > 0 and p_ttest < 0.05",
+    },
+    "summary": {
+        "task / metric / budget": "the comparison", "random_*": "baseline mean and CI", "best_selector": "best selector of the family",
+        "best_*": "its mean and CI", "diff / p_ttest / p_wilcoxon / cohen_dz": "its paired comparison with the baseline",
+        "max_abs_rho / max_rho / max_rho_cell / max_rho_q": "the strongest cell of the task's grid",
+    },
+}
+TABLES["summary_sae"] = TABLES["summary"]
+
+
+def _readme(names: list[str]) -> str:
+    lines = ["# Result tables", "", "Written by `mechsel run` / `mechsel demo`; one parquet file per table.", ""]
+    for name in names:
+        if name not in TABLES:
+            continue
+        lines += [f"## {name}.parquet", "", "| column | meaning |", "|---|---|"]
+        lines += [f"| {col} | {doc} |" for col, doc in TABLES[name].items()]
+        lines.append("")
+    lines += ["`verdict.json`: whether the paper's finding holds (holds, reliable_gain, weak_correlation, max_abs_rho, text, details).",
+              "`summary.txt`: the printed summary table and verdict."]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(folder: str | Path, tables: Mapping[str, pd.DataFrame], verdict: Mapping[str, Any]) -> list[Path]:
+    """Write every table as ``<name>.parquet``, ``verdict.json``, ``summary.txt`` and ``README.md``."""
+    from mechsel.experiment.store import save_value
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [save_value(folder / name, frame) for name, frame in tables.items()]
+    write_json(folder / "verdict.json", dict(verdict))
+    atomic_write_text(folder / "summary.txt", f"{verdict['table']}\n\n{verdict['text']}\n")
+    atomic_write_text(folder / "README.md", _readme(list(tables)))
+    return written + [folder / "verdict.json", folder / "summary.txt", folder / "README.md"]
+
+
+def load_results(run_dir: str | Path) -> dict[str, Any]:
+    """Every table of ``<run_dir>/results`` (or of ``run_dir`` itself if it is the results folder)."""
+    run_dir = Path(run_dir)
+    folder = run_dir / "results" if (run_dir / "results").is_dir() else run_dir
+    if not (folder / "verdict.json").is_file():
+        raise DataError(f"{folder} holds no mechsel results (no verdict.json); pass the output directory of a finished run.")
+    out: dict[str, Any] = {p.stem: pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))}
+    out["verdict"] = json.loads((folder / "verdict.json").read_text())
+    return out

@@ -1,0 +1,38 @@
+"""Glue between the experiment config and :mod:`mechsel.sae`: SAEs named in config → a reducer.
+
+``sae.saes`` maps a layer to either a local sae-lens folder or ``release/sae_id`` of a
+pretrained release (``gemma-scope-2-270m-pt-mlp/layer_6_width_16k_l0_small``: the release is
+everything before the first ``/``). Every SAE is checked against the model and hook first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["load_configured_saes", "sae_reducer"]
+
+
+def load_configured_saes(model: Any, saes: Mapping[int, str], hook: str = "mlp_out") -> dict[int, Any]:
+    """``{layer: SAE}`` for the config's ``sae.saes``, each checked with :func:`mechsel.sae.loading.check_sae_matches`."""
+    from mechsel.sae.loading import check_sae_matches, load_sae
+
+    device = str(model.cfg.device)
+    out = {}
+    for layer, spec in saes.items():
+        if os.path.isdir(spec):
+            sae = load_sae(path=spec, device=device)
+        else:
+            release, _, sae_id = spec.partition("/")
+            sae = load_sae(release, sae_id or None, device=device)
+        check_sae_matches(sae, model, hook, layer=int(layer))
+        out[int(layer)] = sae
+    return out
+
+
+def sae_reducer(model: Any, saes: Mapping[int, str], statistics: Sequence[str] | None = None, hook: str = "mlp_out") -> Any:
+    """The ``sae`` statistics reducer for the configured SAEs (passed to :func:`mechsel.collect.collect`)."""
+    from mechsel.sae.statistics import SAEStatistics
+
+    return SAEStatistics(load_configured_saes(model, {int(k): v for k, v in saes.items()}, hook), statistics)

@@ -1,0 +1,81 @@
+"""``collect/<task>``: activation statistics of every candidate under every mask.
+
+Candidates are shuffled (seeded by the split seed) and cut into prompts of
+``collect.context_size`` demonstrations each (BOS, then demo/separator segments, every demo
+with its answer). The same prompts are collected under each mask, so masks differ only in
+attention. Each chunk of prompts is one checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mechsel.masks.segments import PromptBuilder, SegmentedPrompt
+
+__all__ = ["collect_stage", "demo_prompt", "candidate_prompts"]
+
+
+def demo_prompt(encoder: Any, demos: Sequence[Any]) -> SegmentedPrompt:
+    """BOS + the demonstrations with their answers, separated by the task's separator (no query)."""
+    builder = PromptBuilder(encoder.tokenizer, bos_token_id=encoder.bos_token_id)
+    for i, demo in enumerate(demos):
+        if i:
+            builder.segment("sep").add_ids(encoder.separator_ids, "sep")
+        builder.segment("demo", demo.id)
+        for ids, role in encoder.pieces(demo, answer=True):
+            builder.add_ids(ids, role)
+    return builder.build()
+
+
+def candidate_prompts(encoder: Any, candidates: Sequence[Any], context_size: int, seed: int) -> list[SegmentedPrompt]:
+    """The candidates in a seeded random order, ``context_size`` per prompt."""
+    order = np.random.default_rng([seed, 0xC011]).permutation(len(candidates))
+    shuffled = [candidates[i] for i in order]
+    return [demo_prompt(encoder, shuffled[i : i + context_size]) for i in range(0, len(shuffled), context_size)]
+
+
+def collect_stage(ctx: Any) -> dict[str, Any]:
+    """Outputs ``statistics`` — tidy: task, family (``moments`` / ``sae``), hook, positions, mask,
+    layer, statistic, example_id, value, n_tokens — and ``provenance`` (per family/mask)."""
+    from mechsel.collect import collect
+
+    p = ctx.params
+    task = p["task"]
+    res = ctx.resources
+    splits = res.splits(task)
+    encoder = res.runner(task).encoder
+    prompts = candidate_prompts(encoder, list(splits.pool), p["context_size"], p["seed"])
+    sae_reducer = None
+    frames, provenance = [], {}
+    kinds = ["moments"] + (["sae"] if p["sae"] else [])
+    chunks = [(kind, mask, start) for kind in kinds for mask in p["masks"] for start in range(0, len(prompts), p["chunk_size"])]
+    for kind, mask, start in tqdm(chunks, desc=f"collect {task}", unit="chunk", disable=not ctx.progress):
+        def compute(kind: str = kind, mask: str = mask, start: int = start) -> pd.DataFrame:
+            nonlocal sae_reducer
+            if kind == "sae":
+                if sae_reducer is None:
+                    from mechsel.experiment.sae_glue import sae_reducer as make_reducer
+
+                    sae_reducer = make_reducer(res.model, p["sae"], p["sae_statistics"], p["hook"])
+                layers, statistics = list(sae_reducer.layers), [sae_reducer]
+            else:
+                layers, statistics = p["layers"], list(p["statistics"])
+            result = collect(res.model, prompts[start : start + p["chunk_size"]], layers=layers, hook=p["hook"], mask=mask,
+                             positions=p["positions"], batch_size=p["batch_size"], statistics=statistics, progress=False)
+            if start == 0:
+                ctx.checkpoint(f"{kind}-{mask}-provenance", lambda: result.provenance.to_dict())
+            frame = result.to_frame()
+            frame = frame.assign(example_id=frame["example_id"].astype(str), family=kind)
+            return frame[["family", "hook", "positions", "mask", "layer", "statistic", "example_id", "value", "n_tokens"]]
+
+        frames.append(ctx.checkpoint(f"{kind}-{mask}-{start:06d}", compute))
+        if start == 0:
+            provenance[f"{kind}/{mask}"] = ctx.checkpoint(f"{kind}-{mask}-provenance", lambda: None)
+    stats = pd.concat(frames, ignore_index=True)
+    stats.insert(0, "task", task)
+    return {"statistics": stats, "provenance": provenance}

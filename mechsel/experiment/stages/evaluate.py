@@ -1,0 +1,74 @@
+"""``evaluate/<task>``: the test score of every selection (one run, budget and seed each).
+
+A fixed set is put in the run's order (``random``: seeded by the seed) and shared by all test
+queries, so its prefix is encoded once; retrieval sets are used in the order retrieved.
+Identical prompts (e.g. a deterministic selector whose pool does not change with the seed) are
+scored once: each evaluation is checkpointed under a hash of its demonstrations and ordering.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mechsel.provenance import hash_json
+
+__all__ = ["evaluate_stage"]
+
+SCORE_COLUMNS = ["task", "selector", "selector_name", "family", "budget", "seed", "metric", "score", "ci_low", "ci_high", "n_test"]
+
+
+def evaluate_stage(ctx: Any) -> dict[str, Any]:
+    """Outputs ``scores`` — task, selector, selector_name, family, budget, seed, metric (headline:
+    accuracy or bleu), score, ci_low, ci_high (bootstrap over queries), n_test, then one column per
+    other metric (macro_f1 or rouge_l) — and ``predictions`` (one row per run and test query)."""
+    from mechsel.icl import evaluate
+
+    p = ctx.params
+    task = p["task"]
+    res = ctx.resources
+    splits = res.splits(task)
+    by_id = {str(e.id): e for e in splits.pool}
+    test = list(splits.test)
+    selections = ctx.inputs[f"select/{task}"]["selections"]
+    orders = {r["label"]: r["order"] for r in p["runs"]}
+    score_rows, predictions = [], []
+    groups = list(selections.groupby(["selector", "budget", "seed"], sort=False))
+    for (label, budget, seed), sel in tqdm(groups, desc=f"evaluate {task}", unit="run", disable=not ctx.progress):
+        sel = sel.sort_values(["query", "rank"])
+        first = sel.iloc[0]
+        if (sel["query"] < 0).all():
+            demos: Any = [by_id[i] for i in sel["example_id"]]
+            order = orders[label]
+            spec = [d.id for d in demos]
+        else:
+            demos = {test[q].id: [by_id[i] for i in part["example_id"]] for q, part in sel.groupby("query")}
+            order = "given"
+            spec = {str(q): [str(d.id) for d in ds] for q, ds in demos.items()}
+        eval_seed = int(seed) if order == "random" else 0
+        key = hash_json({"demos": spec, "order": order, "seed": eval_seed, "calibrate": p["calibrate"], "n_boot": p["n_boot"]})
+
+        def run_eval(demos: Any = demos, order: str = order, eval_seed: int = eval_seed) -> dict[str, Any]:
+            result = evaluate(res.runner(task), test, demos, order=order, seed=eval_seed, calibrate=p["calibrate"], n_boot=p["n_boot"])
+            frame = result.predictions.copy()
+            frame["demo_ids"] = frame["demo_ids"].map(lambda ids: ";".join(str(i) for i in ids))
+            if "references" in frame:
+                frame["references"] = frame["references"].map(lambda refs: "\n".join(refs))
+            return {"metric": result.metric, "scores": result.scores, "cis": {k: list(v) for k, v in result.cis.items()},
+                    "predictions": frame.to_dict(orient="list")}
+
+        out = ctx.checkpoint(f"eval-{key}", run_eval)
+        row = {"task": task, "selector": label, "selector_name": first["selector_name"], "family": first["family"], "budget": int(budget),
+               "seed": int(seed), "metric": out["metric"], "score": out["scores"][out["metric"]], "ci_low": out["cis"][out["metric"]][0],
+               "ci_high": out["cis"][out["metric"]][1], "n_test": len(test)}
+        row.update({name: value for name, value in out["scores"].items() if name != out["metric"]})
+        score_rows.append(row)
+        pred = pd.DataFrame(out["predictions"])
+        pred["query_id"] = pred["query_id"].astype(str)
+        predictions.append(pred.assign(task=task, selector=label, budget=int(budget), seed=int(seed)))
+    scores = pd.DataFrame(score_rows)
+    extra = [c for c in scores.columns if c not in SCORE_COLUMNS]
+    return {"scores": scores[SCORE_COLUMNS + extra], "predictions": pd.concat(predictions, ignore_index=True)}

@@ -1,0 +1,144 @@
+"""``select/<task>``: every selector run, at every budget and seed, on that seed's selection pool.
+
+Seed ``s`` draws the selection pool from the candidates (``selection_pool`` of them, seeded by
+the split seed and ``s``), seeds the selector, and later orders the demonstrations. Annotation
+runs choose ``k`` demonstrations once; retrieval runs choose ``k`` per test query from the
+annotated set (the whole pool, or another run's selection). Each (run, seed) is one checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mechsel.errors import DataError
+
+__all__ = ["select_stage", "pool_positions", "wide_statistics"]
+
+SELECTION_COLUMNS = ["task", "selector", "selector_name", "family", "budget", "seed", "query", "rank", "example_id", "score", "detail"]
+
+
+def pool_positions(n_candidates: int, pool_size: int, split_seed: int, seed: int) -> np.ndarray:
+    """Candidate positions of seed ``seed``'s selection pool (sorted; all when ``pool_size >= n``)."""
+    if pool_size >= n_candidates:
+        return np.arange(n_candidates)
+    rng = np.random.default_rng([split_seed, seed, 0x5E1])
+    return np.sort(rng.choice(n_candidates, size=pool_size, replace=False))
+
+
+def wide_statistics(stats: pd.DataFrame, family: str, mask: str, ids: list[str]) -> pd.DataFrame:
+    """Candidates × ``(layer, statistic)`` table of one family and mask, rows in ``ids`` order."""
+    sub = stats[(stats["family"] == family) & (stats["mask"] == mask)]
+    if sub.empty:
+        raise DataError(f"No {family!r} statistics under mask {mask!r} were collected; check collect.masks and sae.saes.")
+    wide = sub.pivot_table(index="example_id", columns=["layer", "statistic"], values="value", aggfunc="first", dropna=False)
+    return wide.reindex(ids).reset_index(drop=True)
+
+
+def _selector(run: dict[str, Any], quality: np.ndarray | None, all_stats: pd.DataFrame | None, confidence_fn: Any) -> tuple[Any, dict[str, Any]]:
+    """The configured selector (and what was chosen on the way, e.g. a dev-chosen statistic)."""
+    from mechsel.selectors import choose_statistic, get_selector
+
+    params = {k: v for k, v in run["params"].items() if k != "top_n"}
+    detail: dict[str, Any] = {}
+    if run["choose_statistic"]:
+        choice = choose_statistic(all_stats, quality)
+        detail = {"chosen": {k: (v if not isinstance(v, np.generic) else v.item()) for k, v in choice.items()}}
+        params.update(layer=choice["layer"], statistic=choice["statistic"], direction=choice["direction"])
+        params.setdefault("nan_policy", "exclude")
+    for key in ("statistic", "layer", "weights"):
+        if isinstance(params.get(key), list):
+            params[key] = tuple(params[key])
+    kwargs = {"confidence_fn": confidence_fn} if run["selector"] in ("votek", "least_confidence") else {}
+    return get_selector(run["selector"], **params, **kwargs), detail
+
+
+def select_stage(ctx: Any) -> dict[str, Any]:
+    """Outputs ``selections``: task, selector (run label), selector_name, family, budget, seed,
+    query (test position for retrieval, -1 for a fixed set), rank (prompt order), example_id,
+    score (the selector's score of the pick), detail (JSON: e.g. the statistic chosen)."""
+    from mechsel.selectors import SELECTORS, Pool, Queries
+
+    p = ctx.params
+    task = p["task"]
+    res = ctx.resources
+    splits = res.splits(task)
+    cands = list(splits.pool)
+    ids = [str(e.id) for e in cands]
+    stats = ctx.inputs[f"collect/{task}"]["statistics"]
+    quality = ctx.inputs[f"quality/{task}"]["quality"].set_index("example_id")["quality"].reindex(ids).to_numpy()
+    feats = ctx.inputs[f"features/{task}"]
+    emb = feats.get("embeddings")
+    label_probs = feats.get("label_probs")
+    nsets = None
+    if "neuron_sets" in feats:
+        from mechsel.experiment.stages.features import unpack_neuron_sets
+
+        nsets = unpack_neuron_sets(feats["neuron_sets"])
+    runs = {r["label"]: r for r in p["runs"]}
+    tables: dict[tuple[str, str], pd.DataFrame] = {}
+
+    def table(family: str, mask: str) -> pd.DataFrame:
+        if (family, mask) not in tables:
+            tables[family, mask] = wide_statistics(stats, family, mask, ids)
+        return tables[family, mask]
+
+    def make_pool(pos: np.ndarray, run: dict[str, Any]) -> Pool:
+        family = {"activation": "moments", "sae": "sae"}.get(run["family"])
+        return Pool(
+            ids=[ids[i] for i in pos], texts=[cands[i].text() for i in pos],
+            labels=np.array([-1 if cands[i].label is None else cands[i].label for i in pos]),
+            embeddings=None if emb is None else emb["candidates"][pos],
+            statistics=None if family is None else table(family, run["mask"]).iloc[pos].reset_index(drop=True),
+            label_probs=None if label_probs is None else label_probs[pos],
+            neuron_sets=None if nsets is None else [nsets[i] for i in pos],
+        )
+
+    def annotate(run: dict[str, Any], pos: np.ndarray, k: int, seed: int) -> tuple[Any, dict[str, Any]]:
+        pool = make_pool(pos, run)
+        conf = None
+        if run["selector"] in ("votek", "least_confidence"):
+            from mechsel.icl import make_confidence_fn
+
+            conf = make_confidence_fn(res.runner(task), [cands[i] for i in pos], k=p["confidence_k"],
+                                      embeddings=None if emb is None else emb["candidates"][pos])
+        all_stats = table("moments", run["mask"]) if run["choose_statistic"] else None
+        selector, detail = _selector(run, quality, all_stats, conf)
+        return selector.select(pool, k, seed=seed), detail
+
+    def one_run(run: dict[str, Any], seed: int) -> pd.DataFrame:
+        pos = pool_positions(len(cands), p["pool_size"], p["split_seed"], seed)
+        rows = []
+        retrieval = "annotate" not in SELECTORS.get(run["selector"]).modes or run["annotated"] is not None
+        for k in p["budgets"]:
+            if not retrieval:
+                sel, detail = annotate(run, pos, k, seed)
+                for rank, (i, score) in enumerate(zip(sel.indices, sel.scores)):
+                    rows.append((k, -1, rank, ids[pos[i]], score, detail))
+                continue
+            pool = make_pool(pos, run)
+            annotated = np.arange(len(pos))
+            detail = {}
+            if run["annotated"] is not None:
+                size = min(run["annotation_budget"] or 4 * max(p["budgets"]), len(pos))
+                base, _ = annotate(runs[run["annotated"]], pos, size, seed)
+                annotated = np.array(base.indices)
+                detail = {"annotated_by": run["annotated"], "annotated": [ids[pos[i]] for i in base.indices]}
+            queries = Queries(texts=[e.text() for e in splits.test], embeddings=None if emb is None else emb["test"])
+            selector, _ = _selector(run, None, None, None)
+            for q, sel in enumerate(selector.retrieve(pool, annotated, queries, min(k, len(annotated)), seed=seed)):
+                for rank, (i, score) in enumerate(zip(sel.indices, sel.scores)):
+                    rows.append((k, q, rank, ids[pos[i]], score, detail if q == 0 and rank == 0 else {}))
+        frame = pd.DataFrame(rows, columns=["budget", "query", "rank", "example_id", "score", "detail"])
+        frame["detail"] = frame["detail"].map(lambda d: json.dumps(d, default=str) if d else "")
+        return frame.assign(task=task, selector=run["label"], selector_name=run["selector"], family=run["family"], seed=seed)
+
+    frames = []
+    jobs = [(j, label, seed) for j, label in enumerate(runs) for seed in p["seeds"]]
+    for j, label, seed in tqdm(jobs, desc=f"select {task}", unit="run", disable=not ctx.progress):
+        frames.append(ctx.checkpoint(f"run{j:02d}-s{seed}", lambda label=label, seed=seed: one_run(runs[label], seed)))
+    return {"selections": pd.concat(frames, ignore_index=True)[SELECTION_COLUMNS]}

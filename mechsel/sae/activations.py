@@ -1,0 +1,138 @@
+"""Generating SAE training activations: texts → token batches → selected hook activations.
+
+Each text is encoded as BOS + text (cut to ``context_size``), texts are grouped by length into
+batches, the model runs under ``torch.inference_mode()`` and stops after the last requested
+layer (``stop_at_layer = max(layers) + 1``), and hooks copy the activations of real, non-BOS
+tokens to the CPU. BOS positions carry massive activations (norms ~10× a text token's in
+Gemma 3) that would dominate an SAE's reconstruction loss; they are never yielded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mechsel.errors import ConfigError, DataError
+
+__all__ = ["load_texts", "encode_texts", "iter_activations", "split_held_out"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_texts(datasets: Sequence[str], *, split: str = "train", data_dir: str | None = None) -> list[str]:
+    """Texts of the given shared-data datasets (one split each), in file order, empty ones dropped."""
+    from mechsel.paths import data_dir as resolve_data_dir
+    from mechsel.sae.config import TEXT_DATASETS
+
+    root = resolve_data_dir(data_dir)
+    texts: list[str] = []
+    for name in datasets:
+        if name not in TEXT_DATASETS:
+            raise ConfigError(f"Unknown text dataset {name!r}; choose from {sorted(TEXT_DATASETS)}.")
+        path = Path(root) / name / f"{split}.jsonl"
+        if not path.is_file():
+            have = sorted(p.stem for p in (Path(root) / name).glob("*.jsonl"))
+            raise DataError(f"{path} does not exist; {name} has splits {have}. Pick one of them with split=...")
+        field = TEXT_DATASETS[name]
+        with open(path, encoding="utf-8") as fh:
+            texts.extend(t for line in fh if (t := json.loads(line).get(field)) and isinstance(t, str) and t.strip())
+    if not texts:
+        raise DataError(f"No texts found in {list(datasets)} ({split} split) under {root}.")
+    return texts
+
+
+def encode_texts(model: Any, texts: Sequence[str], *, context_size: int) -> list[list[int]]:
+    """BOS + tokens of each text, cut to ``context_size`` tokens."""
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise ConfigError("The model has no tokenizer; attach one (model.set_tokenizer) to generate activations from text.")
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        raise ConfigError("The tokenizer has no BOS token; SAE training prepends BOS to every text (and then excludes it).")
+    out = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"Text {i} is empty or not a string ({text!r}); remove it.")
+        ids = [int(bos), *tokenizer.encode(text, add_special_tokens=False)][:context_size]
+        if len(ids) > 1:
+            out.append(ids)
+    return out
+
+
+def split_held_out(
+    encoded: list[list[int]], n_eval_tokens: int, seed: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Shuffle (seeded) and split off whole texts holding at least ``n_eval_tokens`` non-BOS tokens.
+
+    Returns ``(train, held_out)``.
+    """
+    order = np.random.default_rng(seed).permutation(len(encoded))
+    shuffled = [encoded[i] for i in order]
+    counts = np.cumsum([len(s) - 1 for s in shuffled])
+    cut = int(np.searchsorted(counts, n_eval_tokens)) + 1
+    if cut >= len(shuffled):
+        raise DataError(f"The texts hold only {int(counts[-1])} tokens; not enough for {n_eval_tokens} held-out tokens plus training.")
+    return shuffled[cut:], shuffled[:cut]
+
+
+def iter_activations(
+    model: Any,
+    encoded: Sequence[list[int]],
+    hook_names: Sequence[str],
+    *,
+    batch_tokens: int = 4096,
+    chunk: int = 2048,
+    progress: bool = False,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Yield ``{hook name: [tokens, d] float32 CPU}`` per model batch, BOS and padding excluded.
+
+    Sequences are taken in the given order in chunks of ``chunk``; inside a chunk they are sorted
+    by length and packed into right-padded batches of at most ``batch_tokens`` positions (at
+    least one sequence each), so batches carry little padding and amortise the per-call cost.
+    The order of tokens is shuffled later by the training buffer.
+    """
+    layers = [int(h.split(".")[1]) for h in hook_names]
+    stop = max(layers) + 1
+    pad = getattr(model.tokenizer, "pad_token_id", None)
+    pad = 0 if pad is None else int(pad)
+    device = model.cfg.device
+    bar = tqdm(total=sum(len(s) - 1 for s in encoded), desc="activations", unit="tok", disable=not progress)
+    try:
+        for start in range(0, len(encoded), chunk):
+            part = sorted(encoded[start : start + chunk], key=len, reverse=True)
+            first = 0
+            while first < len(part):
+                n = max(1, batch_tokens // len(part[first]))
+                batch = part[first : first + n]
+                first += n
+                yield _run_batch(model, batch, hook_names, stop, pad, device)
+                bar.update(sum(len(s) - 1 for s in batch))
+    finally:
+        bar.close()
+
+
+def _run_batch(model: Any, batch: list[list[int]], hook_names: Sequence[str], stop: int, pad: int, device: Any) -> dict[str, torch.Tensor]:
+    length = max(len(s) for s in batch)
+    tokens = torch.full((len(batch), length), pad, dtype=torch.long)
+    mask = torch.zeros((len(batch), length), dtype=torch.long)
+    for i, seq in enumerate(batch):
+        tokens[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[i, : len(seq)] = 1
+    keep = mask.bool()
+    keep[:, 0] = False  # BOS
+    keep = keep.to(device)
+    out: dict[str, torch.Tensor] = {}
+
+    def grab(act: torch.Tensor, hook: Any) -> None:
+        out[hook.name] = act[keep].to("cpu", torch.float32)
+
+    with torch.inference_mode(), model.hooks(fwd_hooks=[(h, grab) for h in hook_names]):
+        model(tokens.to(device), attention_mask=mask.to(device), stop_at_layer=stop)
+    return out

@@ -1,0 +1,310 @@
+"""Training SAEs on a model's block-hook activations with sae-lens, saved with mechsel provenance.
+
+The pipeline (:func:`train_sae`):
+
+1. texts (the shared-data train splits of :attr:`SAETrainConfig.datasets`, or any list) are
+   encoded as BOS + text, shuffled with the seed, and whole texts are set aside until they hold
+   ``n_eval_tokens`` held-out tokens;
+2. activations of ``blocks.{L}.hook_{hook}`` are generated lazily (model stopped after the last
+   layer, BOS excluded; :mod:`mechsel.sae.activations`) and shuffled in sae-lens's
+   ``mixing_buffer`` shared by all layers;
+3. one sae-lens training SAE per layer is trained by sae-lens's ``MultiSAETrainer`` (Adam,
+   gradient clipping, warm-up/decay, dead-latent tracking). TopK SAEs use
+   :class:`~mechsel.sae.sparse_topk.SparseTopKTrainingSAE` (sae-lens's ``TopKTrainingSAE`` with a
+   sparse step and identical gradients; dense TopK steps are ~3× slower on a CPU); standard SAEs
+   use sae-lens's ``StandardTrainingSAE`` as is. Activations are scaled to mean norm
+   ``sqrt(d_in)`` during training (the factor is estimated on the first batch and folded into
+   the weights at the end, as sae-lens's ``expected_average_only_in``), and ``b_dec`` starts at
+   that batch's mean;
+4. the inference SAEs are saved in sae-lens format (``layer_<L>/cfg.json`` +
+   ``sae_weights.safetensors``) with mechsel provenance in ``cfg.metadata.mechsel`` and the
+   metrics in ``layer_<L>/mechsel_training.json``, the whole run folder written atomically, then
+   loaded back and evaluated on the held-out tokens (FVU, explained variance, L0, dead fraction).
+
+Everything random is seeded by :attr:`SAETrainConfig.seed` inside ``torch.random.fork_rng``, so
+the global RNG state is left untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mechsel.errors import ConfigError, DataError
+from mechsel.provenance import hash_json, hash_texts, library_versions
+from mechsel.sae.activations import encode_texts, iter_activations, load_texts, split_held_out
+from mechsel.sae.config import SAETrainConfig
+from mechsel.sae.evaluation import evaluate_sae
+
+__all__ = ["train_sae", "SAETrainResult", "default_run_dir"]
+
+logger = logging.getLogger(__name__)
+
+_PROCESSING_KWARGS = {
+    "none": {},
+    "default": {"fold_ln": True, "center_writing_weights": True, "center_unembed": True, "fold_value_biases": True},
+}
+
+
+@dataclass(frozen=True)
+class SAETrainResult:
+    """What :func:`train_sae` produced."""
+
+    path: Path
+    """The run folder (one ``layer_<L>`` sae-lens folder per layer, and ``run.json``)."""
+    saes: dict[int, Any]
+    """The saved inference SAEs, loaded back from ``path``, by layer."""
+    metrics: dict[int, dict[str, float]]
+    """Held-out metrics by layer (see :func:`~mechsel.sae.evaluation.evaluate_sae`)."""
+    seconds: dict[str, float]
+    """``total``, ``activations`` (model forward passes) and ``training`` (everything else: the
+    SAE steps, tokenisation, evaluation and saving)."""
+
+
+def default_run_dir(model_name: str, config: SAETrainConfig) -> Path:
+    """``<cache>/saes/<name>``, the name built from the model, hook, architecture, size, layers and seed."""
+    from mechsel.paths import cache_dir
+
+    if config.output_dir is not None:
+        return Path(config.output_dir)
+    if config.name is not None:
+        return cache_dir() / "saes" / config.name
+    slug = model_name.split("/")[-1].replace(".", "-")
+    size = f"topk{config.d_sae}-k{config.k}" if config.architecture == "topk" else f"standard{config.d_sae}"
+    layers = "-".join(str(x) for x in config.layers)
+    return cache_dir() / "saes" / f"{slug}_{config.hook}_{size}_L{layers}_seed{config.seed}"
+
+
+def train_sae(
+    model: Any, config: SAETrainConfig | None = None, *, texts: Sequence[str] | None = None, **overrides: Any
+) -> SAETrainResult:
+    """Train one SAE per layer of ``config.layers`` on ``blocks.{L}.hook_{hook}`` (see the module docstring).
+
+    Args:
+        model: a TransformerLens ``HookedTransformer`` with a tokenizer (ideally loaded by
+            :func:`mechsel.models.load_model`, so its weight processing is recorded).
+        config: the run's settings; ``overrides`` replace fields of it (or of the defaults).
+        texts: training text; default: the shared-data datasets in ``config.datasets``.
+
+    Returns:
+        An :class:`SAETrainResult` (run folder, SAEs loaded back from it, held-out metrics).
+
+    Raises:
+        ConfigError: a layer or hook the model lacks; unknown config fields.
+        DataError: too little text for the requested training and held-out tokens.
+    """
+    from mechsel.collect.run import resolve_hook
+    from mechsel.models.loading import model_info
+
+    config = _resolve_config(config, overrides)
+    for layer in config.layers:
+        if layer >= model.cfg.n_layers:
+            raise ConfigError(f"Layer {layer} does not exist: the model has {model.cfg.n_layers} layers (0..{model.cfg.n_layers - 1}).")
+    suffix = resolve_hook(model, config.hook)
+    hook_names = {layer: f"blocks.{layer}.{suffix}" for layer in config.layers}
+    info = model_info(model)
+    device = config.device or str(model.cfg.device)
+    start = time.perf_counter()
+
+    given = texts is not None
+    texts = list(texts) if given else load_texts(config.datasets, split="train", data_dir=config.data_dir)
+    encoded = encode_texts(model, texts, context_size=config.context_size)
+    train_seqs, eval_seqs = split_held_out(encoded, config.n_eval_tokens, config.seed)
+    available = sum(len(s) - 1 for s in train_seqs)
+    needed = config.n_train_tokens + config.buffer_tokens
+    if available < needed:
+        raise DataError(
+            f"The training texts hold {available} tokens (BOS excluded) after setting {config.n_eval_tokens} aside; "
+            f"training needs {config.n_train_tokens} plus a {config.buffer_tokens}-token shuffling buffer. Pass more "
+            f"texts (more datasets), or lower n_train_tokens / buffer_tokens."
+        )
+    timer = {"activations": 0.0}
+    eval_acts = _concat(_timed(iter_activations(model, eval_seqs, list(hook_names.values()), batch_tokens=config.model_batch_tokens), timer))
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        saes = {layer: _make_sae(config, eval_acts[hook_names[layer]].shape[1], device) for layer in config.layers}
+        stream = iter_activations(model, train_seqs, list(hook_names.values()), batch_tokens=config.model_batch_tokens, progress=config.progress)
+        trained, scales, means, history = _fit(config, saes, hook_names, _timed(stream, timer), device)
+
+    data = {
+        "data_hash": hash_texts(texts),
+        "held_out_hash": hash_json(eval_seqs),
+        "datasets": "given texts" if given else list(config.datasets),
+        "n_texts": len(texts),
+    }
+    target = default_run_dir(info.name, config)
+    result = _save_and_evaluate(model, info, config, trained, hook_names, eval_acts, scales, means, history, data, target, timer, start)
+    logger.info("train_sae: %s", {layer: {k: round(v, 4) for k, v in m.items()} for layer, m in result.metrics.items()})
+    return result
+
+
+def _resolve_config(config: SAETrainConfig | None, overrides: dict[str, Any]) -> SAETrainConfig:
+    config = config or SAETrainConfig()
+    valid = {f.name for f in dataclasses.fields(SAETrainConfig)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        from mechsel.errors import did_you_mean
+
+        raise ConfigError(f"Unknown SAE training option(s) {unknown}.{did_you_mean(unknown[0], sorted(valid))} Valid: {', '.join(sorted(valid))}.")
+    return dataclasses.replace(config, **overrides) if overrides else config
+
+
+def _timed(stream: Iterator[dict[str, torch.Tensor]], timer: dict[str, float]) -> Iterator[dict[str, torch.Tensor]]:
+    while True:
+        t0 = time.perf_counter()
+        try:
+            item = next(stream)
+        except StopIteration:
+            return
+        finally:
+            timer["activations"] += time.perf_counter() - t0
+        yield item
+
+
+def _concat(stream: Iterator[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    parts: dict[str, list[torch.Tensor]] = {}
+    for item in stream:
+        for name, acts in item.items():
+            parts.setdefault(name, []).append(acts)
+    return {name: torch.cat(p) for name, p in parts.items()}
+
+
+def _make_sae(config: SAETrainConfig, d_in: int, device: str) -> Any:
+    from sae_lens import StandardTrainingSAE, StandardTrainingSAEConfig, TopKTrainingSAEConfig
+
+    from mechsel.sae.sparse_topk import SparseTopKTrainingSAE
+
+    common = {"d_in": d_in, "d_sae": config.d_sae, "device": device, "dtype": "float32", "normalize_activations": "expected_average_only_in"}
+    if config.architecture == "topk":
+        return SparseTopKTrainingSAE(TopKTrainingSAEConfig(k=config.k, aux_loss_coefficient=config.aux_loss_coefficient, **common))
+    warm = max(1, config.n_steps // 20)
+    return StandardTrainingSAE(StandardTrainingSAEConfig(l1_coefficient=config.l1_coefficient, l1_warm_up_steps=warm, **common))
+
+
+def _fit(
+    config: SAETrainConfig, saes: dict[int, Any], hook_names: dict[int, str], stream: Iterator[dict[str, torch.Tensor]], device: str
+) -> tuple[dict[int, Any], dict[int, float], dict[int, torch.Tensor], dict[int, list[dict[str, float]]]]:
+    from sae_lens.config import LoggingConfig, SAETrainerConfig
+    from sae_lens.training.mixing_buffer import multi_hook_concat_split_iter
+    from sae_lens.training.multi_sae_trainer import MultiSAETrainer
+
+    names = {layer: f"layer_{layer}" for layer in saes}
+    batches = multi_hook_concat_split_iter(config.buffer_tokens, config.batch_size, stream, [hook_names[x] for x in saes])
+    try:
+        first = next(batches)
+    except StopIteration:
+        raise DataError("No activations were generated; the training texts are empty.") from None
+    scales, means = {}, {}
+    for layer, sae in saes.items():
+        acts = first[hook_names[layer]].to(torch.float64)
+        scales[layer] = math.sqrt(sae.cfg.d_in) / acts.norm(dim=-1).mean().item()
+        means[layer] = acts.mean(0).to(torch.float32)
+        with torch.no_grad():
+            sae.b_dec.copy_((means[layer] * scales[layer]).to(sae.b_dec.device))
+    n_steps = config.n_steps
+    trainer_cfg = SAETrainerConfig(
+        total_training_samples=n_steps * config.batch_size,
+        train_batch_size_samples=config.batch_size,
+        lr=config.lr,
+        lr_end=config.lr,
+        lr_warm_up_steps=min(config.lr_warm_up_steps, n_steps // 2),
+        lr_decay_steps=int(n_steps * config.lr_decay_fraction),
+        device=device,
+        dead_feature_window=config.dead_feature_window,
+        feature_sampling_window=10 * n_steps + 1,
+        logger=LoggingConfig(log_to_wandb=False),
+    )
+    trainer = MultiSAETrainer(
+        trainer_cfg,
+        saes={names[x]: sae for x, sae in saes.items()},
+        hook_names={names[x]: hook_names[x] for x in saes},
+        data_provider=itertools.chain([first], batches),
+    )
+    history: dict[int, list[dict[str, float]]] = {x: [] for x in saes}
+    for layer in saes:
+        sub = trainer.trainers[names[layer]]
+        sub.activation_scaler.scaling_factor = scales[layer]
+        sub.step = _recording_step(sub, history[layer], every=max(1, n_steps // 50))  # type: ignore[method-assign]
+    trainer.fit()
+    for layer in saes:
+        sub = trainer.trainers[names[layer]]
+        history[layer].append({"step": float(sub.n_training_steps), "dead_fraction_train_window": sub.dead_neurons.float().mean().item()})
+    return saes, scales, means, history
+
+
+def _recording_step(sub: Any, log: list[dict[str, float]], every: int) -> Any:
+    original = sub.step
+
+    def step(batch: torch.Tensor) -> Any:
+        out = original(batch)
+        n = sub.n_training_steps
+        if n % every == 0:
+            with torch.no_grad():
+                x = out.sae_in.to(torch.float64)
+                err = (out.sae_out.to(torch.float64) - x).pow(2).sum()
+                var = (x - x.mean(0)).pow(2).sum()
+                l0 = out.feature_acts.bool().float().sum().item() / x.shape[0]
+            log.append({"step": float(n), "mse_loss": out.losses["mse_loss"].item(), "explained_variance": 1 - (err / var).item(), "l0": l0})
+            logger.info("SAE step %d: %s", n, log[-1])
+        return out
+
+    return step
+
+
+def _save_and_evaluate(
+    model: Any, info: Any, config: SAETrainConfig, saes: dict[int, Any], hook_names: dict[int, str],
+    eval_acts: dict[str, torch.Tensor], scales: dict[int, float], means: dict[int, torch.Tensor],
+    history: dict[int, list[dict[str, float]]], data: dict[str, Any], target: Path, timer: dict[str, float], start: float,
+) -> SAETrainResult:
+    from sae_lens import SAE
+
+    from mechsel.paths import atomic_dir
+
+    metrics: dict[int, dict[str, float]] = {}
+    loaded: dict[int, Any] = {}
+    versions = library_versions()
+    with atomic_dir(target) as tmp:
+        for layer, sae in saes.items():
+            meta = sae.cfg.metadata
+            meta.model_name = info.name
+            meta.hook_name = hook_names[layer]
+            meta.context_size = config.context_size
+            meta.prepend_bos = True
+            meta.model_from_pretrained_kwargs = _PROCESSING_KWARGS.get(info.weight_processing, {})
+            meta.mechsel = {
+                "model_name": info.name,
+                "weight_hash": info.weight_hash,
+                "weight_processing": info.weight_processing,
+                "model_dtype": info.dtype,
+                "model_source": info.source,
+                "layer": layer,
+                "hook": hook_names[layer].split(".", 2)[2],
+                "bos_policy": "BOS prepended to every text; BOS positions excluded from training and evaluation",
+                "seed": config.seed,
+                "n_train_tokens": config.n_steps * config.batch_size,
+                "scaling_factor_folded": scales[layer],
+                **data,
+                "versions": versions,
+            }
+            folder = tmp / f"layer_{layer}"
+            sae.save_inference_model(folder)
+            loaded[layer] = SAE.load_from_disk(str(folder), device=str(sae.device)).eval()
+            metrics[layer] = evaluate_sae(loaded[layer], eval_acts[hook_names[layer]], baseline_mean=means[layer])
+            report = {"config": config.to_dict(), "metrics": metrics[layer], "history": history[layer], "provenance": meta.mechsel}
+            (folder / "mechsel_training.json").write_text(json.dumps(report, indent=2, default=str))
+        total = time.perf_counter() - start
+        seconds = {"total": total, "activations": timer["activations"], "training": total - timer["activations"]}
+        run = {"config": config.to_dict(), "metrics": {str(k): v for k, v in metrics.items()}, "seconds": seconds, "data": data}
+        (tmp / "run.json").write_text(json.dumps(run, indent=2, default=str))
+    return SAETrainResult(path=target, saes=loaded, metrics=metrics, seconds=seconds)

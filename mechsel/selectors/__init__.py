@@ -1,0 +1,51 @@
+"""Demonstration selectors behind one protocol (see :mod:`mechsel.selectors.base`).
+
+Every selector module registers itself in :data:`SELECTORS` when imported; this is the one
+place that imports them all:
+
+==================  ==================================================  =====================
+name                what                                                 needs
+==================  ==================================================  =====================
+random              uniform sampling (annotation and retrieval)          —
+activation          top/bottom-k by activation statistics                pool.statistics
+knn                 KATE nearest neighbours of each query (retrieval)    embeddings
+bm25                Okapi BM25 (retrieval)                               query texts
+diversity           greedy farthest-first                                embeddings
+kmeans              nearest to each k-means centroid                     embeddings
+facility_location   greedy maximum facility location (lazy, exact)       embeddings
+sub_sa              Sub-SA graph cut                                     embeddings
+fast_votek          fast vote-k                                          embeddings
+votek               two-stage vote-k                                     embeddings, confidence_fn
+ideal               IDEAL influence maximisation                         embeddings
+least_confidence    least confidence (iterative as in vote-k's code)     confidence_fn or label_probs
+margin, entropy     output uncertainty                                   pool.label_probs
+neufs               NeuFS neuron-set clustering                          pool.neuron_sets
+==================  ==================================================  =====================
+"""
+
+from mechsel.selectors import (  # noqa: F401  (imported for registration)
+    activation,
+    coverage,
+    ideal,
+    neufs,
+    retrieval,
+    uncertainty,
+    uniform,
+    votek,
+)
+from mechsel.selectors.activation import choose_statistic
+from mechsel.selectors.base import SELECTORS, Pool, Queries, Selection, Selector, SelectorConfig, get_selector, selector_names
+from mechsel.selectors.neufs import neuron_sets
+
+__all__ = [
+    "SELECTORS",
+    "Pool",
+    "Queries",
+    "Selection",
+    "Selector",
+    "SelectorConfig",
+    "get_selector",
+    "selector_names",
+    "choose_statistic",
+    "neuron_sets",
+]

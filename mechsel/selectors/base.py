@@ -1,0 +1,410 @@
+"""The selector protocol: a candidate pool, a budget k, and a :class:`Selection`.
+
+Two modes:
+
+* **selective annotation** — :meth:`Selector.select` chooses ``k`` examples once from the
+  (unlabelled) pool, e.g. the examples to annotate and use as fixed demonstrations;
+* **per-query retrieval** — :meth:`Selector.retrieve` chooses up to ``k`` demonstrations for
+  each query, from the *annotated* examples only, in prompt order (first demonstration first).
+
+Every selector is a class registered by name in :data:`SELECTORS` with a frozen dataclass
+config (``Selector.Config``) whose fields are documented where they are declared and validated in
+``__post_init__``. Objects that cannot live in a config (a model-confidence callable, a token
+counter) are keyword arguments of the selector's constructor. :func:`get_selector` builds any
+selector from its name and parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from jaxtyping import Float
+
+from mechsel.errors import ConfigError, DataError, did_you_mean
+from mechsel.provenance import hash_texts, library_versions
+from mechsel.registry import Registry
+
+__all__ = [
+    "Pool",
+    "Queries",
+    "Selection",
+    "SelectorConfig",
+    "Selector",
+    "SELECTORS",
+    "register_selector",
+    "get_selector",
+    "selector_names",
+]
+
+NeuronSet = frozenset[tuple[int, int]]
+
+
+@dataclass(frozen=True, eq=False)
+class Pool:
+    """The candidate examples a selector chooses from, with whatever each selector needs.
+
+    Only ``ids`` and ``texts`` are required; a selector that needs another field says so when
+    it is missing. Arrays are indexed by example *position* (0..n-1), which is also what
+    :class:`Selection` indices refer to.
+    """
+
+    ids: Sequence[Any]
+    """One unique identifier per example (e.g. the dataset's ``idx``)."""
+    texts: Sequence[str]
+    """The example texts (the input only, without the label)."""
+    labels: np.ndarray | Sequence[Any] | None = None
+    """Optional gold labels, shape ``[n]`` (used by nothing that selects; kept for analysis)."""
+    embeddings: Float[np.ndarray, "n d"] | None = None
+    """Optional sentence embeddings (see :func:`mechsel.embeddings.embed_texts`), float, finite."""
+    statistics: pd.DataFrame | None = None
+    """Optional per-example activation statistics: one row per example position, columns a
+    ``(layer, statistic)`` MultiIndex (or tuples), e.g. ``(5, "kurtosis")``. May hold NaN."""
+    label_probs: Float[np.ndarray, "n n_labels"] | None = None
+    """Optional model label distributions (rows sum to 1) for the uncertainty selectors."""
+    neuron_sets: Sequence[NeuronSet] | None = None
+    """Optional NeuFS neuron sets (see :func:`mechsel.selectors.neufs.neuron_sets`)."""
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    """How the embeddings / statistics / probabilities were produced; copied into selections."""
+
+    def __post_init__(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        set_("ids", tuple(self.ids))
+        set_("texts", tuple(self.texts))
+        n = len(self.texts)
+        if n == 0:
+            raise DataError("The pool is empty: pass at least one example text.")
+        if len(self.ids) != n:
+            raise DataError(f"Pool has {len(self.ids)} ids but {n} texts; pass one id per text.")
+        if len(set(self.ids)) != n:
+            raise DataError("Pool ids must be unique; de-duplicate them (or use positions: Pool.from_texts(texts)).")
+        bad = [i for i, t in enumerate(self.texts) if not isinstance(t, str)]
+        if bad:
+            raise DataError(f"Pool texts must be strings; position {bad[0]} holds {type(self.texts[bad[0]]).__name__}.")
+        if self.labels is not None:
+            set_("labels", np.asarray(self.labels))
+            _check_rows("labels", self.labels, n, ndim=1)
+        if self.embeddings is not None:
+            _check_rows("embeddings", self.embeddings, n, ndim=2)
+            if not np.isfinite(self.embeddings).all():
+                bad_rows = int((~np.isfinite(self.embeddings)).any(axis=1).sum())
+                raise DataError(f"{bad_rows} embedding rows hold NaN or inf; recompute them (or drop those examples).")
+        if self.label_probs is not None:
+            _check_rows("label_probs", self.label_probs, n, ndim=2)
+            p = self.label_probs
+            if not np.isfinite(p).all() or (p < -1e-6).any() or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3):
+                raise DataError(
+                    "label_probs rows must be finite, non-negative probability distributions that sum to 1; "
+                    "apply a softmax over the label logits first."
+                )
+        if self.statistics is not None:
+            if not isinstance(self.statistics, pd.DataFrame):
+                raise DataError(f"statistics must be a pandas DataFrame, got {type(self.statistics).__name__}.")
+            if len(self.statistics) != n:
+                raise DataError(
+                    f"statistics has {len(self.statistics)} rows but the pool has {n} examples; "
+                    f"pass one row per example, in pool order."
+                )
+        if self.neuron_sets is not None:
+            set_("neuron_sets", tuple(frozenset(s) for s in self.neuron_sets))
+            if len(self.neuron_sets) != n:
+                raise DataError(f"neuron_sets has {len(self.neuron_sets)} entries but the pool has {n} examples.")
+
+    @classmethod
+    def from_texts(cls, texts: Sequence[str], **fields: Any) -> Pool:
+        """A pool whose ids are the positions ``0..n-1``."""
+        return cls(ids=tuple(range(len(texts))), texts=tuple(texts), **fields)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def require(self, field_name: str, selector: str) -> Any:
+        """Return the named optional field, or raise saying how to provide it."""
+        value = getattr(self, field_name)
+        if value is None:
+            raise DataError(f"Selector {selector!r} needs pool.{field_name}, which is missing. {_HOW_TO[field_name]}")
+        return value
+
+    def data_hash(self) -> str:
+        """Hash of the pool texts (order-sensitive)."""
+        return hash_texts(self.texts)
+
+
+_HOW_TO = {
+    "embeddings": "Compute them with mechsel.embeddings.embed_texts(pool.texts) and pass Pool(..., embeddings=...).",
+    "statistics": "Collect per-example activation statistics and pass Pool(..., statistics=<DataFrame with (layer, statistic) columns>).",
+    "label_probs": "Pass the model's label distribution for every example as Pool(..., label_probs=<[n, n_labels] array>).",
+    "neuron_sets": "Compute them with mechsel.selectors.neufs.neuron_sets(model, prompts, answer_token_ids).",
+    "labels": "Pass Pool(..., labels=...).",
+}
+
+
+def _check_rows(name: str, arr: Any, n: int, *, ndim: int) -> None:
+    if not isinstance(arr, np.ndarray):
+        raise DataError(f"{name} must be a numpy array, got {type(arr).__name__}.")
+    if arr.ndim != ndim:
+        raise DataError(f"{name} must have {ndim} dimension(s), got shape {arr.shape}.")
+    if arr.shape[0] != n:
+        raise DataError(
+            f"{name} has {arr.shape[0]} rows but the pool has {n} examples; they must be aligned with pool.texts "
+            f"(recompute {name} for exactly these texts, in this order)."
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Queries:
+    """The test queries of a retrieval call: texts, embeddings, or both (same length)."""
+
+    texts: Sequence[str] | None = None
+    """Query texts (needed by BM25, by duplicate skipping and by a token budget)."""
+    embeddings: Float[np.ndarray, "m d"] | None = None
+    """Query embeddings from the same embedder as ``pool.embeddings`` (needed by kNN)."""
+
+    def __post_init__(self) -> None:
+        if self.texts is None and self.embeddings is None:
+            raise DataError("Queries need texts, embeddings, or both.")
+        if self.texts is not None:
+            object.__setattr__(self, "texts", tuple(self.texts))
+        if self.embeddings is not None and self.texts is not None and len(self.texts) != self.embeddings.shape[0]:
+            raise DataError(f"{len(self.texts)} query texts but {self.embeddings.shape[0]} query embeddings; align them.")
+
+    def __len__(self) -> int:
+        return len(self.texts) if self.texts is not None else int(self.embeddings.shape[0])  # type: ignore[union-attr]
+
+    @classmethod
+    def coerce(cls, queries: Queries | Pool | np.ndarray | Sequence[str]) -> Queries:
+        """Accept a :class:`Queries`, a :class:`Pool`, an embedding array or a list of texts."""
+        if isinstance(queries, Queries):
+            return queries
+        if isinstance(queries, Pool):
+            return cls(texts=queries.texts, embeddings=queries.embeddings)
+        if isinstance(queries, np.ndarray):
+            if queries.ndim != 2:
+                raise DataError(f"Query embeddings must be a 2-D array [m, d], got shape {queries.shape}.")
+            return cls(embeddings=queries.astype(np.float32, copy=False))
+        if isinstance(queries, str):
+            raise DataError("Pass a list of query texts, not a single string.")
+        return cls(texts=tuple(queries))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a selector chose: pool positions in order, one score per pick, and how."""
+
+    indices: tuple[int, ...]
+    """Pool positions, in selection order (retrieval: prompt order, most relevant last)."""
+    ids: tuple[Any, ...]
+    """``pool.ids`` of the chosen examples, aligned with ``indices``."""
+    scores: tuple[float, ...]
+    """The selector's score of each pick when it was made (meaning documented per selector)."""
+    selector: str
+    """Registry name of the selector."""
+    config: Mapping[str, Any]
+    """The selector's config as a dict."""
+    provenance: Mapping[str, Any]
+    """Pool data hash and provenance, library versions, and selector-specific details."""
+    seed: int
+    """The seed passed to ``select`` / ``retrieve``."""
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return {
+            "indices": list(self.indices),
+            "ids": [i if isinstance(i, (int, str, float)) else str(i) for i in self.ids],
+            "scores": [float(s) for s in self.scores],
+            "selector": self.selector,
+            "config": dict(self.config),
+            "provenance": dict(self.provenance),
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class SelectorConfig:
+    """Base of all selector configs (frozen dataclasses; validated in ``__post_init__``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+SelectionResult = tuple[Any, Any, dict[str, Any]]
+"""What ``Selector._select`` returns: indices, scores, and extra provenance."""
+
+
+class Selector(ABC):
+    """Base class: validates inputs and invariants and packages results as :class:`Selection`.
+
+    Subclasses set ``Config``, ``modes`` (``{"annotate"}``, ``{"retrieve"}`` or both) and
+    ``needs`` (pool fields required), and implement ``_select`` and/or ``_retrieve``.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[SelectorConfig]] = SelectorConfig
+    modes: ClassVar[frozenset[str]] = frozenset({"annotate"})
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: SelectorConfig | None = None, **params: Any) -> None:
+        if config is not None and params:
+            raise ConfigError(f"Pass either a config or parameters to {type(self).__name__}, not both.")
+        if config is None:
+            valid = [f.name for f in dataclasses.fields(self.Config)]
+            unknown = [p for p in params if p not in valid]
+            if unknown:
+                hint = did_you_mean(unknown[0], valid)
+                raise ConfigError(
+                    f"Unknown parameter(s) {unknown} for selector {self.name!r}.{hint} "
+                    f"Valid parameters: {', '.join(valid) or '(none)'}."
+                )
+            try:
+                config = self.Config(**params)
+            except TypeError as err:
+                raise ConfigError(f"Bad parameters for selector {self.name!r}: {err}. Valid parameters: {', '.join(valid)}.") from None
+        if not isinstance(config, self.Config):
+            raise ConfigError(f"{type(self).__name__} takes a {self.Config.__name__}, got {type(config).__name__}.")
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+    # ----------------------------------------------------------------- selective annotation
+    def select(self, pool: Pool, k: int, *, seed: int) -> Selection:
+        """Choose ``k`` distinct pool examples (selective annotation)."""
+        self._check_mode("annotate", "select")
+        _check_k(k, len(pool), "pool")
+        for f in self.needs:
+            pool.require(f, self.name)
+        rng = np.random.default_rng(seed)
+        indices, scores, extra = self._select(pool, k, rng)
+        indices = [int(i) for i in indices]
+        if len(indices) != k or len(set(indices)) != k or not all(0 <= i < len(pool) for i in indices):
+            raise AssertionError(f"Selector {self.name!r} broke its invariants (k={k}): {indices}")  # a bug, not bad input
+        return self._package(pool, indices, scores, extra, seed, self._base_provenance(pool))
+
+    def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- per-query retrieval
+    def retrieve(
+        self,
+        pool: Pool,
+        annotated_indices: Sequence[int] | np.ndarray,
+        queries: Queries | Pool | np.ndarray | Sequence[str],
+        k: int,
+        *,
+        seed: int,
+    ) -> list[Selection]:
+        """For each query, choose up to ``k`` demonstrations among ``annotated_indices`` only.
+
+        Fewer than ``k`` are returned for a query only when duplicates of the query or a token
+        budget rule candidates out. Indices come in prompt order (most relevant last).
+        """
+        self._check_mode("retrieve", "retrieve")
+        annotated = np.asarray(list(annotated_indices), dtype=np.int64)
+        if annotated.size == 0:
+            raise DataError("annotated_indices is empty: retrieval chooses demonstrations from annotated examples only.")
+        if len(np.unique(annotated)) != annotated.size:
+            raise DataError("annotated_indices holds duplicates; pass each annotated pool position once.")
+        if annotated.min() < 0 or annotated.max() >= len(pool):
+            raise DataError(f"annotated_indices must be pool positions in [0, {len(pool)}); got {annotated.min()}..{annotated.max()}.")
+        _check_k(k, annotated.size, "annotated set")
+        for f in self.needs:
+            pool.require(f, self.name)
+        q = Queries.coerce(queries)
+        allowed = set(annotated.tolist())
+        base = self._base_provenance(pool)
+        out = []
+        for qi, (indices, scores, extra) in enumerate(self._retrieve(pool, annotated, q, k, seed)):
+            indices = [int(i) for i in indices]
+            if len(indices) > k or len(set(indices)) != len(indices) or not allowed.issuperset(indices):
+                raise AssertionError(f"Selector {self.name!r} broke retrieval invariants for query {qi}: {indices}")
+            out.append(self._package(pool, indices, scores, {"query": qi, **extra}, seed, base))
+        return out
+
+    def _retrieve(
+        self, pool: Pool, annotated: np.ndarray, queries: Queries, k: int, seed: int
+    ) -> list[SelectionResult]:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- helpers
+    def _check_mode(self, mode: str, method: str) -> None:
+        if mode not in self.modes:
+            other = "retrieve(pool, annotated_indices, queries, k, seed=...)" if mode == "annotate" else "select(pool, k, seed=...)"
+            kinds = {"annotate": "selective-annotation", "retrieve": "retrieval"}
+            raise ConfigError(
+                f"Selector {self.name!r} does not support {method}(): it is a "
+                f"{' and '.join(kinds[m] for m in sorted(self.modes))} selector. Use {other} instead."
+            )
+
+    @staticmethod
+    def _base_provenance(pool: Pool) -> dict[str, Any]:
+        return {"pool_data_hash": pool.data_hash(), "pool_size": len(pool), "pool": dict(pool.provenance), "versions": library_versions()}
+
+    def _package(
+        self, pool: Pool, indices: list[int], scores: Any, extra: dict[str, Any], seed: int, base: dict[str, Any]
+    ) -> Selection:
+        scores = tuple(float(s) for s in scores)
+        if len(scores) != len(indices):
+            raise AssertionError(f"Selector {self.name!r} returned {len(scores)} scores for {len(indices)} picks.")
+        prov = {**base, **extra}
+        return Selection(
+            indices=tuple(indices),
+            ids=tuple(pool.ids[i] for i in indices),
+            scores=scores,
+            selector=self.name,
+            config=self.config.to_dict(),
+            provenance=prov,
+            seed=int(seed),
+        )
+
+
+def _check_k(k: Any, n: int, what: str) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ConfigError(f"k must be an integer, got {type(k).__name__}: {k!r}.")
+    if k <= 0:
+        raise ConfigError(f"k must be at least 1, got {k}. Ask for a positive number of examples.")
+    if k > n:
+        raise ConfigError(f"k={k} exceeds the {what} size ({n}); ask for at most {n} examples or enlarge the {what}.")
+
+
+SELECTORS: Registry[type[Selector]] = Registry("selector")
+"""Selector classes by name. Populated by the modules imported in ``mechsel/selectors/__init__.py``."""
+
+
+def register_selector(name: str) -> Callable[[type[Selector]], type[Selector]]:
+    """Class decorator: set ``cls.name`` and register the class in :data:`SELECTORS`."""
+
+    def decorator(cls: type[Selector]) -> type[Selector]:
+        cls.name = name
+        SELECTORS.add(name, cls)
+        return cls
+
+    return decorator
+
+
+def get_selector(name: str, **params: Any) -> Selector:
+    """Build the selector registered as ``name``; ``params`` are its config fields and, for
+    model-dependent selectors, its callables (e.g. ``confidence_fn``).
+
+    Unknown names and unknown parameters raise :class:`~mechsel.errors.ConfigError` listing
+    the valid ones.
+    """
+    return SELECTORS.get(name)(**params)
+
+
+def selector_names() -> list[str]:
+    """Registered selector names."""
+    return SELECTORS.names()

@@ -1,0 +1,105 @@
+"""Spearman ρ, bootstrap CI, permutation p-value and BH against scipy and naive implementations."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mechsel.analysis import benjamini_hochberg, spearman, spearman_test
+from mechsel.analysis.correlation import bootstrap_indices
+from mechsel.errors import ConfigError, DataError
+
+
+def _data(n=40, r=0.5, seed=1):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    y = r * x + rng.normal(size=n)
+    return x, y
+
+
+def test_spearman_matches_scipy_with_ties_and_nans():
+    x, y = _data(50)
+    x = np.round(x, 1)  # ties
+    x[3] = np.nan
+    y[7] = np.inf
+    keep = np.isfinite(x) & np.isfinite(y)
+    assert spearman(x, y) == pytest.approx(stats.spearmanr(x[keep], y[keep]).statistic, abs=1e-12)
+
+
+def test_spearman_undefined_cases_give_nan():
+    assert np.isnan(spearman([1, 2], [3, 4]))
+    assert np.isnan(spearman(np.ones(10), np.arange(10)))
+    res = spearman_test(np.ones(10), np.arange(10), n_boot=10, n_perm=10)
+    assert np.isnan(res.rho) and np.isnan(res.p_value) and res.n == 10
+
+
+def test_bootstrap_ci_matches_naive_loop():
+    x, y = _data(30)
+    res = spearman_test(x, y, n_boot=300, n_perm=0, seed=7)
+    idx = bootstrap_indices(30, 300, 7)
+    naive = np.array([stats.spearmanr(x[i], y[i]).statistic for i in idx])
+    lo, hi = np.percentile(naive, [2.5, 97.5])
+    assert res.ci_low == pytest.approx(lo, abs=1e-10)
+    assert res.ci_high == pytest.approx(hi, abs=1e-10)
+    assert res.ci_low < res.rho < res.ci_high
+    assert np.isnan(res.p_value)
+
+
+def test_bootstrap_is_seeded():
+    x, y = _data(30)
+    a = spearman_test(x, y, n_boot=200, n_perm=200, seed=3)
+    b = spearman_test(x, y, n_boot=200, n_perm=200, seed=3)
+    c = spearman_test(x, y, n_boot=200, n_perm=200, seed=4)
+    assert a == b
+    assert (a.ci_low, a.ci_high) != (c.ci_low, c.ci_high)
+
+
+def test_permutation_p_value_approximates_exact_enumeration():
+    x = np.array([0.3, 1.2, -0.5, 2.2, 0.9, 1.7, -1.1])
+    y = np.array([0.1, 0.8, 0.2, 1.9, -0.2, 1.1, -0.7])
+    rho = stats.spearmanr(x, y).statistic
+    perms = [stats.spearmanr(x, y[list(p)]).statistic for p in itertools.permutations(range(7))]
+    exact = np.mean(np.abs(perms) >= abs(rho) - 1e-12)
+    res = spearman_test(x, y, n_boot=0, n_perm=20000, seed=0)
+    assert res.rho == pytest.approx(rho)
+    assert res.p_value == pytest.approx(exact, abs=0.01)
+
+
+def test_permutation_p_value_extremes():
+    x = np.arange(50.0)
+    res = spearman_test(x, x**3, n_boot=0, n_perm=999)
+    assert res.p_value == pytest.approx(1 / 1000)  # nothing as extreme as a perfect monotone relation
+    rng = np.random.default_rng(0)
+    ps = [spearman_test(rng.normal(size=30), rng.normal(size=30), n_boot=0, n_perm=199, seed=s).p_value for s in range(40)]
+    assert 0.2 < np.mean(ps) < 0.8  # roughly uniform under the null
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ConfigError, match="level"):
+        spearman_test([1, 2, 3], [1, 2, 3], level=95)
+    with pytest.raises(DataError, match="same length"):
+        spearman([1, 2, 3], [1, 2])
+
+
+def test_bh_hand_computed():
+    p = np.array([0.01, 0.04, 0.03, 0.20])
+    # sorted: 0.01, 0.03, 0.04, 0.20 → ×4/rank: 0.04, 0.06, 0.0533, 0.20 → cummin from the top
+    q, rej = benjamini_hochberg(p, alpha=0.05)
+    np.testing.assert_allclose(q, [0.04, 0.05333333, 0.05333333, 0.20], rtol=1e-6)
+    assert rej.tolist() == [True, False, False, False]
+
+
+def test_bh_matches_scipy_and_skips_nan():
+    rng = np.random.default_rng(2)
+    p = rng.uniform(size=50) ** 3
+    q, _ = benjamini_hochberg(p)
+    np.testing.assert_allclose(q, stats.false_discovery_control(p, method="bh"), rtol=1e-12)
+    p_nan = np.concatenate([p, [np.nan]])
+    q2, rej2 = benjamini_hochberg(p_nan)
+    np.testing.assert_allclose(q2[:-1], q)
+    assert np.isnan(q2[-1]) and not rej2[-1]
+    with pytest.raises(ConfigError):
+        benjamini_hochberg(p, alpha=5)

@@ -1,0 +1,148 @@
+"""The whole pipeline on a tiny random model and a task defined only in config: results, cache,
+resume after an interruption, provenance refusal, figure regeneration and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mechsel.icl
+from mechsel.cli import main
+from mechsel.errors import ProvenanceMismatchError
+from mechsel.experiment import load_config, load_results, regenerate_figures, run_experiment
+from mechsel.experiment.rundir import read_manifest
+from mechsel.models import tiny_model
+
+WORDS = ["fun", "dull", "great", "awful", "nice", "bad", "fine", "poor"]
+
+
+def _write_task(folder: Path) -> dict:
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", 30), ("test", 10)):
+        with open(folder / f"{split}.jsonl", "w") as fh:
+            for _ in range(n):
+                fh.write(json.dumps({"review": " ".join(rng.choice(WORDS, size=3)), "stars": ["bad", "good"][int(rng.integers(2))]}) + "\n")
+    return {"files": {"train": str(folder / "train.jsonl"), "test": str(folder / "test.jsonl")}, "input_fields": ["review"],
+            "label_field": "stars", "label_names": ["bad", "good"], "verbalizers": ["B", "G"], "template": "R: {review}\nA:",
+            "pool_split": "train", "test_split": "test"}
+
+
+def _config(root: Path, out: str, **changes) -> dict:
+    cfg = {
+        "model": {"name": "tiny-random"},
+        "tasks": [{"name": "reviews", "define": _write_task(root / "data"), "n_candidates": 12, "dev_size": 3, "test_size": 6,
+                   "selection_pool": 9}],
+        "collect": {"masks": ["full", "isolated"], "statistics": ["mean", "kurtosis"], "context_size": 3, "chunk_size": 2, "batch_size": 4},
+        "selection": {"runs": [{"selector": "random"}, {"selector": "activation", "choose_statistic": True}, {"selector": "bm25"},
+                               {"selector": "margin"}], "budgets": [2], "seeds": [0, 1, 2]},
+        "analysis": {"n_boot": 30, "n_perm": 30, "n_extreme": 2, "samples_per_example": 20},
+        "plots": {"formats": []}, "progress": False, "output_dir": str(root / out),
+    }
+    cfg.update(changes)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(n_ctx=256)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, model):
+    root = tmp_path_factory.mktemp("exp")
+    result = run_experiment(load_config(_config(root, "ref")), model=model)
+    return root, result
+
+
+def test_end_to_end_tables_verdict_and_figures(reference):
+    root, result = reference
+    t = result.tables
+    assert set(t["scores"]["selector"]) == {"random", "activation", "bm25", "margin"}
+    assert len(t["scores"]) == 4 * 3 and (t["scores"]["n_test"] == 6).all()
+    assert set(t["statistics"]["mask"]) == {"full", "isolated"} and t["statistics"]["example_id"].nunique() == 12
+    assert len(t["grid"]) == 2 * 2 * 2 and {"rho", "q_value"} <= set(t["grid"].columns)
+    assert len(t["masking"]) == 4 and len(t["summary"]) == 1
+    assert isinstance(result.verdict["holds"], bool) and "paper's finding" in result.verdict["text"]
+    retrieval = t["selections"][t["selections"]["selector"] == "bm25"]
+    assert (retrieval["query"] >= 0).all() and retrieval["query"].nunique() == 6
+    manifest = read_manifest(result.output_dir)
+    assert manifest["status"] == "complete" and manifest["model"]["loaded"]["name"] == "tiny-random"
+    assert set(manifest["stages"]) >= {"collect/reviews", "quality/reviews", "select/reviews", "evaluate/reviews", "analyse"}
+    names = {p.name for p in result.figures}
+    assert {"rho_heatmap_reviews_moments.html", "selectors_reviews.html", "abs_rho_by_layer_reviews.html",
+            "best_statistic_reviews.html", "activations_reviews.html"} <= names
+    saved = load_results(result.output_dir)
+    pd.testing.assert_frame_equal(saved["summary"], t["summary"])
+    assert (result.output_dir / "results" / "README.md").read_text().count("parquet") >= 8
+
+
+def test_rerun_is_cached_and_identical(reference, model):
+    root, first = reference
+    again = run_experiment(load_config(_config(root, "ref")), model=model)
+    assert all(r.cached for r in again.records)
+    pd.testing.assert_frame_equal(again.tables["scores"], first.tables["scores"])
+
+
+def test_interrupted_run_resumes_with_identical_results(reference, model, monkeypatch, tmp_path):
+    root, ref = reference
+    real = mechsel.icl.evaluate
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mechsel.icl, "evaluate", flaky)
+    config = load_config(_config(root, "interrupted"))
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, model=model)
+    assert read_manifest(config.output_dir)["status"] == "interrupted"
+    done_before = calls["n"] - 1
+    calls["n"] = 0
+    monkeypatch.setattr(mechsel.icl, "evaluate", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1])
+    result = run_experiment(config, model=model)
+    cached = {r.name: r.cached for r in result.records}
+    assert cached["collect/reviews"] and cached["quality/reviews"] and cached["select/reviews"] and not cached["evaluate/reviews"]
+    distinct = len({(s, b, seed) for s, b, seed in ref.tables["scores"][["selector", "budget", "seed"]].itertuples(index=False)})
+    assert calls["n"] <= distinct - done_before  # finished evaluations were not redone
+    for name in ("scores", "predictions", "grid", "comparison", "summary"):
+        pd.testing.assert_frame_equal(result.tables[name], ref.tables[name])
+
+
+def test_other_provenance_is_refused_unless_overwrite(reference, model):
+    root, _ = reference
+    changed = load_config(_config(root, "ref"), ["analysis.seed=5"])
+    with pytest.raises(ProvenanceMismatchError, match=r"analysis.seed: 0 → 5"):
+        run_experiment(changed, model=model)
+    result = run_experiment(changed, model=model, overwrite=True)
+    cached = {r.name: r.cached for r in result.records}
+    assert cached["collect/reviews"] and cached["evaluate/reviews"] and not cached["analyse"]
+    assert read_manifest(result.output_dir)["identity"]["analysis"]["seed"] == 5
+
+
+def test_figures_regenerate_identically_from_saved_results(reference, tmp_path):
+    _, result = reference
+    written = regenerate_figures(result.output_dir, tmp_path / "figs", formats=[])
+    assert {p.name for p in written} == {p.name for p in result.figures}
+    for path in written:
+        assert path.read_bytes() == (result.output_dir / "figures" / path.name).read_bytes()
+
+
+def test_cli_figures_config_and_errors(reference, tmp_path, capsys):
+    _, result = reference
+    assert main(["figures", str(result.output_dir), "--output", str(tmp_path / "f"), "--formats"]) == 0
+    assert "selectors_reviews.html" in capsys.readouterr().out
+    assert main(["config", "--quick", "--set", "selection.seeds=[7]"]) == 0
+    assert "- 7" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("selection:\n  seedz: [1]\n")
+    assert main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown key(s) ['seedz'] in selection" in err and "seeds" in err
