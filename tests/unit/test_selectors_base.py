@@ -38,8 +38,11 @@ def _confidence(pool: Pool):
     return lambda selected: base + 0.01 * len(selected)
 
 
-ANNOTATORS = [n for n in selector_names() if "annotate" in SELECTORS.get(n).modes]
-RETRIEVERS = [n for n in selector_names() if "retrieve" in SELECTORS.get(n).modes]
+# SAE selectors register when mechsel.sae is imported and read SAE columns this pool lacks;
+# tests/unit/test_sae_selectors.py covers them. Filtering keeps this list independent of import order.
+_CORE = [n for n in selector_names() if not n.startswith("sae_")]
+ANNOTATORS = [n for n in _CORE if "annotate" in SELECTORS.get(n).modes]
+RETRIEVERS = [n for n in _CORE if "retrieve" in SELECTORS.get(n).modes]
 PARAMS = {"activation": {"statistic": "kurtosis"}}
 
 
