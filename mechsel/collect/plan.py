@@ -1,9 +1,11 @@
 """Turning texts or prompts into padded batches, and each example into the token positions summarised.
 
 A *row* is one example occurrence (a plain text, or one demo/query segment of a prompt). A
-*sequence* is what one batch entry runs: a whole prompt (``full``, ``isolated``, ``packed``), or
-BOS + one segment (``alone``). Each sequence lists the rows it serves and, for each, the token
-positions whose activations are summarised.
+*sequence* is what one batch entry runs: a whole prompt (``full``, ``isolated``,
+``isolated_inplace``), or BOS + one segment (``alone``; also ``isolated`` prompts longer than a
+sliding attention window, which ``isolated`` cannot run in one pass but ``alone`` reproduces
+exactly). Each sequence lists the rows it serves and, for each, the token positions whose
+activations are summarised.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from mechsel.collect.config import CollectConfig
 from mechsel.errors import ConfigError, DataError
 from mechsel.masks.segments import Segment, SegmentedPrompt, alone_prompt
+from mechsel.masks.hooks import local_window
 from mechsel.masks.strategies import alone_segments, get_mask
 from mechsel.provenance import hash_json, hash_texts
 
@@ -46,6 +49,8 @@ class Plan:
     data_hash: str
     bos_policy: str
     n_truncated: int = 0
+    n_reencoded: int = 0
+    """Prompts whose segments ran alone because they exceed a sliding window (``isolated``)."""
 
 
 @dataclass
@@ -107,7 +112,7 @@ def build_plan(model: Any, inputs: Iterable[Any], cfg: CollectConfig) -> Plan:
         raise DataError("collect got no inputs; pass a non-empty list of texts or SegmentedPrompts.")
     n_ctx = model.cfg.n_ctx
     if all(isinstance(x, SegmentedPrompt) for x in inputs):
-        return _plan_prompts(inputs, cfg, n_ctx)
+        return _plan_prompts(inputs, cfg, n_ctx, local_window(model))
     if any(isinstance(x, SegmentedPrompt) for x in inputs):
         raise DataError("collect got a mix of texts and SegmentedPrompts; pass one kind per call.")
     return _plan_texts(model, inputs, cfg, n_ctx)
@@ -145,7 +150,7 @@ def _plan_texts(model: Any, texts: list[Any], cfg: CollectConfig, n_ctx: int) ->
     return plan
 
 
-def _plan_prompts(prompts: list[SegmentedPrompt], cfg: CollectConfig, n_ctx: int) -> Plan:
+def _plan_prompts(prompts: list[SegmentedPrompt], cfg: CollectConfig, n_ctx: int, window: int | None) -> Plan:
     if cfg.truncate:
         raise ConfigError("truncate=True applies to plain texts only; shorten the prompts (fewer or shorter demos) instead.")
     has_bos = {p.has_bos for p in prompts}
@@ -159,7 +164,11 @@ def _plan_prompts(prompts: list[SegmentedPrompt], cfg: CollectConfig, n_ctx: int
             raise DataError(f"Prompt {j} has {len(prompt)} tokens but the model's context is {n_ctx}; use fewer or shorter demonstrations.")
         if not prompt.example_segments():
             raise DataError(f"Prompt {j} has no demo or query segment to summarise.")
-        if strategy.reencode:
+        # isolated restarts positions, but a sliding window counts by sequence index: past the
+        # window its one-pass form cannot see BOS, so such prompts run as alone (same numbers).
+        past_window = strategy.restart_positions and window is not None and len(prompt) > window
+        if strategy.reencode or past_window:
+            plan.n_reencoded += int(past_window)
             for index, alone in alone_segments(prompt):
                 seg = prompt.segments[index]
                 ex = seg.example_id if seg.example_id is not None else f"{j}/{index}"

@@ -189,6 +189,7 @@ def run_collect(model: Any, texts_or_prompts: Sequence[Any], config: CollectConf
         "reducers": [_describe(r) for r in reducers],
         "truncate": cfg.truncate,
         "n_truncated": plan.n_truncated,
+        "n_reencoded_past_window": plan.n_reencoded,
     }
     provenance = model_provenance(
         model,

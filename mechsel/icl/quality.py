@@ -133,12 +133,15 @@ class _Checkpoint:
 
 def _check_inputs(candidates: Sequence[Example], dev: Sequence[Example]) -> None:
     if not candidates:
-        raise DataError("No candidates: the pool to estimate quality for is empty.")
+        raise DataError(
+            "No candidates: the pool to estimate quality for is empty. Pass the candidate pool, e.g. "
+            "make_splits(task, SplitConfig(pool_size=...)).pool."
+        )
     if not dev:
         raise DataError("No dev queries: quality is a mean over dev queries; pass a non-empty dev subset.")
     for name, exs in (("candidate", candidates), ("dev", dev)):
         if len({e.id for e in exs}) != len(exs):
-            raise DataError(f"{name} ids must be unique.")
+            raise DataError(f"{name} ids must be unique; drop the duplicated examples (or give them distinct ids).")
 
 
 def quality_matrix(

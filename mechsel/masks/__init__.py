@@ -1,4 +1,4 @@
-"""Segmented prompts and attention-mask strategies (``full``, ``isolated``, ``packed``, ``alone``)."""
+"""Segmented prompts and attention-mask strategies (``full``, ``isolated``, ``isolated_inplace``, ``alone``)."""
 
 from mechsel.masks.hooks import attention_mask_hooks, override_positions, strategy_hooks
 from mechsel.masks.segments import PromptBuilder, Segment, SegmentedPrompt, alone_prompt

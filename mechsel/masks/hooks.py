@@ -28,7 +28,7 @@ from mechsel.errors import ConfigError
 from mechsel.masks.segments import SegmentedPrompt
 from mechsel.masks.strategies import MaskStrategy, batch_allowed, get_mask, position_ids
 
-__all__ = ["attention_mask_hooks", "override_positions", "strategy_hooks", "default_position_ids"]
+__all__ = ["attention_mask_hooks", "override_positions", "strategy_hooks", "default_position_ids", "local_window"]
 
 
 def default_position_ids(
@@ -133,20 +133,26 @@ def override_positions(
     else:
         raise ConfigError(
             f"Cannot move token positions for positional_embedding_type={kind!r}; only rotary and "
-            f"standard (learned absolute) embeddings are supported. Use mask='isolated' or 'alone'."
+            f"standard (learned absolute) embeddings are supported. Use mask='isolated_inplace' or 'alone'."
         )
     with model.hooks(fwd_hooks=fwd):
         yield
 
 
-def _check_window(model: Any, length: int) -> None:
+def local_window(model: Any) -> int | None:
+    """The sliding-window size of the model's local attention layers, or ``None`` if it has none."""
     window = getattr(model.cfg, "window_size", None)
     local = getattr(model.cfg, "use_local_attn", False) and "local" in (getattr(model.cfg, "attn_types", None) or ())
-    if local and isinstance(window, int) and length > window:
+    return window if local and isinstance(window, int) else None
+
+
+def _check_window(model: Any, length: int) -> None:
+    window = local_window(model)
+    if window is not None and length > window:
         raise ConfigError(
-            f"mask='packed' cannot reproduce 'alone' on a {length}-token sequence: this model's local "
+            f"mask='isolated' cannot reproduce 'alone' on a {length}-token sequence: this model's local "
             f"layers hide keys more than {window} tokens back by sequence index, BOS included, whatever "
-            f"the positions. Use mask='alone' (or shorter prompts)."
+            f"the positions. Use mask='alone' (collect does this by itself for such prompts) or shorter prompts."
         )
 
 
@@ -163,7 +169,8 @@ def strategy_hooks(
     """Apply ``strategy`` to a right-padded batch of ``prompts`` (padded to ``length``).
 
     ``full`` and ``alone`` need no hooks (right padding keeps real tokens away from padding);
-    ``isolated`` adds the block-diagonal mask; ``packed`` also restarts positions per segment.
+    ``isolated_inplace`` adds the block-diagonal mask; ``isolated`` also restarts positions per
+    segment (and refuses sequences longer than a sliding window, see :mod:`mechsel.masks.strategies`).
     """
     strategy = get_mask(strategy)
     with contextlib.ExitStack() as stack:

@@ -9,37 +9,37 @@ and at which positions the tokens sit:
     read in the context of the ones before it. Nothing is hooked.
 ``isolated``
     Block-diagonal causal attention: a token sees the earlier tokens of its own segment and the
-    BOS token, nothing else. Separators are segments of their own, so they are isolated too.
-    Positions are the prompt's own: a segment keeps the absolute positions it has in the prompt.
-``packed``
-    ``isolated`` with each segment's positions restarted right after BOS (BOS at 0, the
-    segment's first token at 1, ...). Every segment is then computed exactly as if it had been
-    encoded ``alone``; several segments share one forward pass.
+    BOS token, nothing else (separators are segments of their own, so they are isolated too),
+    and each segment's positions restart right after BOS (BOS at 0, the segment's first token at
+    1, ...). Every segment is therefore computed exactly as if it had been encoded ``alone``,
+    while all segments of a prompt share one forward pass.
+``isolated_inplace``
+    The same block-diagonal mask, but every segment keeps the absolute positions it has in the
+    prompt: "the demonstration where it sits, without seeing the other demonstrations".
 ``alone``
     Each demonstration/query segment is re-encoded as its own sequence, BOS + the segment (the
     prompt's BOS, if it has one), with ordinary causal attention. Nothing is hooked.
 
-**What is exact, and why there are two isolated strategies.** A mask only removes attention
+**What is exact, and why positions restart under ``isolated``.** A mask only removes attention
 entries; it cannot change positions. With rotary embeddings (Gemma, Llama, Qwen) an attention
 score depends on the query and key positions only through their difference, so inside a segment
-``isolated`` and ``alone`` see identical relative positions, but the distance from a token to
-BOS is its prompt position under ``isolated`` and its offset within the segment under ``alone``.
-The two therefore differ, by an amount set by how position-sensitive the attention to BOS is
-(with absolute position embeddings they differ through every position). ``isolated`` keeps this
-difference on purpose: it answers "what does the demonstration look like where it sits in the
-prompt, without seeing the other demonstrations". ``packed`` removes it, by re-rotating queries
-and keys to the restarted positions (see :func:`mechsel.masks.hooks.override_positions`), and is
-what the exactness checks compare with ``alone`` (``tests/unit/test_masks_exact.py``):
+a mask alone already reproduces the relative positions of ``alone``, but the distance from a
+token to BOS would be its prompt position rather than its offset within the segment (with
+absolute position embeddings every position would differ). ``isolated`` removes that difference
+by re-rotating queries and keys to the restarted positions (see
+:func:`mechsel.masks.hooks.override_positions`); ``isolated_inplace`` keeps it on purpose. The
+exactness checks (``tests/unit/test_masks_exact.py``, ``tests/integration/test_collect_real.py``):
 
-* ``packed`` == ``alone`` for every segment (float error only, rotary or absolute positions);
-* ``isolated`` == ``alone`` encoded at the segment's prompt positions (BOS at 0, the segment at
-  its own prompt positions), i.e. the mask blocks every path from the other segments;
-* ``isolated`` != ``alone`` on rotary models, through the distance to BOS.
+* ``isolated`` == ``alone`` for every segment (float error only, rotary or absolute positions);
+* ``isolated_inplace`` == ``alone`` encoded at the segment's prompt positions (BOS at 0, the
+  segment at its own prompt positions), i.e. the mask blocks every path from the other segments;
+* ``isolated_inplace`` != ``alone`` on rotary models, through the distance to BOS.
 
 Sliding windows: TransformerLens applies local (windowed) attention by sequence index, not by
-position, so under ``isolated`` a token more than ``window_size`` tokens after BOS cannot see BOS
-in the local layers (exactly as under ``full``). ``packed`` cannot undo this, so it refuses
-sequences longer than the window (Gemma 3: 512 tokens); use ``alone`` there.
+position, so a token more than ``window_size`` tokens after BOS cannot see BOS in the local
+layers (exactly as under ``full``). Restarted positions cannot undo this, so the hooks refuse
+``isolated`` on a sequence longer than the window (Gemma 3: 512 tokens); :func:`mechsel.collect`
+encodes such prompts' segments ``alone`` instead, which gives the same numbers by definition.
 
 Masks compose with the model's own masking: the hook sets extra entries of
 ``blocks.{L}.attn.hook_attn_scores`` to the value TransformerLens uses for masked entries
@@ -73,7 +73,7 @@ __all__ = [
     "alone_segments",
 ]
 
-MaskName = Literal["full", "isolated", "packed", "alone"]
+MaskName = Literal["full", "isolated", "isolated_inplace", "alone"]
 """Names of the built-in strategies (see the module docstring)."""
 MASK_NAMES: tuple[str, ...] = get_args(MaskName)
 
@@ -83,7 +83,7 @@ class MaskStrategy:
     """How a strategy treats a prompt; built-in instances live in :data:`MASKS`."""
 
     name: str
-    """Registry name (``full``, ``isolated``, ``packed``, ``alone``)."""
+    """Registry name (``full``, ``isolated``, ``isolated_inplace``, ``alone``)."""
     description: str
     """One line for listings and error messages."""
     cross_segment: bool
@@ -102,8 +102,8 @@ class MaskStrategy:
 MASKS: Registry[MaskStrategy] = Registry("mask strategy")
 for _strategy in (
     MaskStrategy("full", "ordinary causal attention; each segment sees the earlier ones", True, False, False),
-    MaskStrategy("isolated", "each segment sees only itself and BOS, at its prompt positions", False, False, False),
-    MaskStrategy("packed", "isolated, with positions restarted after BOS (exactly like alone)", False, True, False),
+    MaskStrategy("isolated", "each segment sees only itself and BOS, positions restarted after BOS (equals alone)", False, True, False),
+    MaskStrategy("isolated_inplace", "each segment sees only itself and BOS, at its prompt positions", False, False, False),
     MaskStrategy("alone", "each segment re-encoded on its own as BOS + segment", True, False, True),
 ):
     MASKS.add(_strategy.name, _strategy)

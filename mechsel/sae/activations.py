@@ -27,25 +27,55 @@ logger = logging.getLogger(__name__)
 
 
 def load_texts(datasets: Sequence[str], *, split: str = "train", data_dir: str | None = None) -> list[str]:
-    """Texts of the given shared-data datasets (one split each), in file order, empty ones dropped."""
+    """Texts of the given datasets, in file order, empty ones dropped.
+
+    Each entry is a shared-data dataset name (its ``split`` split; see
+    :data:`~mechsel.sae.config.TEXT_DATASETS`) or a local file: ``*.txt`` (one text per line),
+    ``*.jsonl`` (the ``text`` field of each line) or ``*.jsonl:<field>``.
+    """
     from mechsel.paths import data_dir as resolve_data_dir
     from mechsel.sae.config import TEXT_DATASETS
 
     root = resolve_data_dir(data_dir)
     texts: list[str] = []
     for name in datasets:
-        if name not in TEXT_DATASETS:
-            raise ConfigError(f"Unknown text dataset {name!r}; choose from {sorted(TEXT_DATASETS)}.")
-        path = Path(root) / name / f"{split}.jsonl"
-        if not path.is_file():
-            have = sorted(p.stem for p in (Path(root) / name).glob("*.jsonl"))
-            raise DataError(f"{path} does not exist; {name} has splits {have}. Pick one of them with split=...")
-        field = TEXT_DATASETS[name]
-        with open(path, encoding="utf-8") as fh:
-            texts.extend(t for line in fh if (t := json.loads(line).get(field)) and isinstance(t, str) and t.strip())
+        if name in TEXT_DATASETS:
+            path, field = Path(root) / name / f"{split}.jsonl", TEXT_DATASETS[name]
+            if not path.is_file():
+                have = sorted(p.stem for p in (Path(root) / name).glob("*.jsonl"))
+                raise DataError(f"{path} does not exist; {name} has splits {have}. Pick one of them with split=...")
+        elif name.endswith(".txt") or ".jsonl" in name:
+            file, _, field = name.partition(".jsonl:") if ".jsonl:" in name else (name, "", "")
+            path = Path(file + ".jsonl" if field else file)
+            field = field or ("text" if name.endswith(".jsonl") else "")
+            if not path.is_file():
+                raise DataError(f"No text file at {path} (from datasets entry {name!r}); give an existing .txt or .jsonl file.")
+        else:
+            raise ConfigError(
+                f"Unknown text dataset {name!r}; choose from {sorted(TEXT_DATASETS)} or give a .txt / .jsonl[:field] file."
+            )
+        texts.extend(_read_texts(path, field))
     if not texts:
         raise DataError(f"No texts found in {list(datasets)} ({split} split) under {root}.")
     return texts
+
+
+def _read_texts(path: Path, field: str) -> list[str]:
+    """Non-empty texts of a file: lines of a ``.txt`` (``field`` empty) or ``field`` of each JSON line."""
+    out: list[str] = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            if not field:
+                out.append(line.rstrip("\n"))
+                continue
+            row = json.loads(line)
+            if field not in row:
+                raise DataError(f"{path} line {number} has no field {field!r} (it has {sorted(row)}); name the field as '{path}:<field>'.")
+            if isinstance(text := row[field], str) and text.strip():
+                out.append(text)
+    return out
 
 
 def encode_texts(model: Any, texts: Sequence[str], *, context_size: int) -> list[list[int]]:

@@ -19,6 +19,12 @@ TEXT_DATASETS = {"sst2": "sentence", "ag_news": "text", "rte": "sentence1", "e2e
 """Datasets of the shared data folder usable as training text, and the field holding the text."""
 
 
+def _is_text_file(spec: str) -> bool:
+    """A ``datasets`` entry naming a local file: ``*.txt``, ``*.jsonl`` or ``*.jsonl:<field>``."""
+    path = spec.rsplit(":", 1)[0] if ".jsonl:" in spec else spec
+    return path.endswith((".txt", ".jsonl"))
+
+
 def _positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
@@ -68,7 +74,9 @@ class SAETrainConfig:
     context_size: int = 128
     """Tokens per text, BOS included; longer texts are cut."""
     datasets: tuple[str, ...] = ("sst2", "ag_news")
-    """Shared-data datasets whose train split supplies text (ignored when texts are passed)."""
+    """Training text (ignored when texts are passed): shared-data dataset names (their train split,
+    see :data:`TEXT_DATASETS`) and/or local files: ``*.txt`` (one text per line), ``*.jsonl`` (the
+    ``text`` field of each line) or ``*.jsonl:<field>``."""
     data_dir: str | None = None
     """Data folder override (default :func:`mechsel.paths.data_dir`)."""
     seed: int = 0
@@ -114,10 +122,12 @@ class SAETrainConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (name == "lr" and value == 0):
                 raise ConfigError(f"{name} must be a {'positive' if name == 'lr' else 'non-negative'} number, got {value!r}.")
         datasets = (self.datasets,) if isinstance(self.datasets, str) else tuple(self.datasets)
-        unknown = [d for d in datasets if d not in TEXT_DATASETS]
+        unknown = [d for d in datasets if not isinstance(d, str) or (d not in TEXT_DATASETS and not _is_text_file(d))]
         if unknown or not datasets:
             raise ConfigError(
-                f"Unknown text dataset(s) {unknown or datasets}; choose from {sorted(TEXT_DATASETS)}, "
+                f"datasets={datasets!r} names unknown text dataset(s) {unknown or datasets}. Choose from "
+                f"{sorted(TEXT_DATASETS)} (shared data folder), give a text file ('texts.txt': one text per line; "
+                f"'rows.jsonl' or 'rows.jsonl:field': the 'text' or named field of each JSON line), "
                 f"or pass your own texts to train_sae(model, config, texts=...)."
             )
         object.__setattr__(self, "datasets", datasets)

@@ -209,7 +209,10 @@ def sample_demonstrations(pool: Sequence[Example], k: int, *, seed: int, exclude
     """``k`` distinct examples drawn uniformly from ``pool`` (seeded), skipping id ``exclude``."""
     candidates = [e for e in pool if exclude is None or e.id != exclude]
     if not candidates:
-        raise DataError("The candidate pool is empty: there is nothing to draw demonstrations from.")
+        raise DataError(
+            "The candidate pool is empty: there is nothing to draw demonstrations from. Pass a non-empty pool "
+            "(make_splits(...).pool; check SplitConfig.pool_size), or use k=0 for zero-shot prompts."
+        )
     if k < 0:
         raise ConfigError(f"k must be ≥ 0, got {k}.")
     if k > len(candidates):

@@ -70,22 +70,22 @@ def _segment_error(a, b):
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
-def test_packed_equals_alone_on_real_model(embedded_model, prompt):
+def test_isolated_equals_alone_on_real_model(embedded_model, prompt):
     model = embedded_model
     names = [f"blocks.{layer}.hook_mlp_out" for layer in (0, 5, 11, 17)]
-    packed = _cache(model, prompt.tokens, names, strategy_hooks(model, "packed", [prompt], length=len(prompt)))
+    isolated = _cache(model, prompt.tokens, names, strategy_hooks(model, "isolated", [prompt], length=len(prompt)))
     for index, alone in alone_segments(prompt):
         seg = prompt.segments[index]
         ref = _cache(model, alone.tokens, names)
         for name in names:
-            assert _segment_error(packed[name][seg.start : seg.end], ref[name][1:]) <= 1e-4, (index, name)
+            assert _segment_error(isolated[name][seg.start : seg.end], ref[name][1:]) <= 1e-4, (index, name)
 
 
-def test_isolated_equals_alone_at_prompt_positions_on_real_model(embedded_model, prompt):
+def test_isolated_inplace_equals_alone_at_prompt_positions_on_real_model(embedded_model, prompt):
     model = embedded_model
     assert model.cfg.use_local_attn and model.cfg.window_size == 512 and len(prompt) < 512
     names = [f"blocks.{layer}.hook_mlp_out" for layer in (0, 5, 17)]
-    iso = _cache(model, prompt.tokens, names, strategy_hooks(model, "isolated", [prompt], length=len(prompt)))
+    iso = _cache(model, prompt.tokens, names, strategy_hooks(model, "isolated_inplace", [prompt], length=len(prompt)))
     for index, alone in alone_segments(prompt):
         seg = prompt.segments[index]
         pos = torch.tensor([[0, *range(seg.start, seg.end)]])
@@ -95,12 +95,12 @@ def test_isolated_equals_alone_at_prompt_positions_on_real_model(embedded_model,
 
 
 def test_collect_masks_on_real_prompts(embedded_model, prompt):
-    packed = collect(embedded_model, [prompt], mask="packed", layers=[3, 9], progress=False)
+    isolated = collect(embedded_model, [prompt], mask="isolated", layers=[3, 9], progress=False)
     alone = collect(embedded_model, [prompt], mask="alone", layers=[3, 9], progress=False)
     full = collect(embedded_model, [prompt], mask="full", layers=[3, 9], progress=False)
-    assert packed.example_ids == alone.example_ids == (0, 1, 2, "q")
+    assert isolated.example_ids == alone.example_ids == (0, 1, 2, "q")
     for stat in ("mean", "variance", "kurtosis", "max_abs"):
-        np.testing.assert_allclose(packed.array(stat), alone.array(stat), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(isolated.array(stat), alone.array(stat), rtol=1e-4, atol=1e-6)
     # The first demo has no earlier context, so full == alone there; later segments see context.
     np.testing.assert_allclose(full.array("variance")[0], alone.array("variance")[0], rtol=1e-4)
     assert not np.allclose(full.array("variance")[1:], alone.array("variance")[1:], rtol=1e-3)

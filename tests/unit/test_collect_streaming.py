@@ -79,7 +79,7 @@ def _own(prompt, seg, roles=("text", "label")):
     return [i for i in range(seg.start, seg.end) if prompt.roles[i] in roles]
 
 
-@pytest.mark.parametrize("mask", ["full", "isolated", "packed", "alone"])
+@pytest.mark.parametrize("mask", ["full", "isolated_inplace", "isolated", "alone"])
 def test_prompts_match_run_with_cache(tiny, mask):
     prompts = _prompts(tiny.tokenizer)
     result = collect(tiny, prompts, mask=mask, batch_size=2, progress=False)
@@ -87,11 +87,11 @@ def test_prompts_match_run_with_cache(tiny, mask):
     assert list(result.segments) == ["demo", "demo", "query"] + ["demo"] * 3 + ["query"]
     row = 0
     for p in prompts:
-        if mask in ("full", "isolated"):
-            ctx = None if mask == "full" else strategy_hooks(tiny, "isolated", [p], length=len(p))
+        if mask in ("full", "isolated_inplace"):
+            ctx = None if mask == "full" else strategy_hooks(tiny, "isolated_inplace", [p], length=len(p))
             acts = _cache(tiny, p.tokens, ctx)
             refs = [acts[:, _own(p, s)] for _, s in p.example_segments()]
-        else:  # packed must equal alone, so both are checked against the re-encoded segments
+        else:  # isolated must equal alone, so both are checked against the re-encoded segments
             refs = []
             for _, alone in alone_segments(p):
                 refs.append(_cache(tiny, alone.tokens)[:, _own(alone, alone.segments[-1])])
@@ -173,3 +173,21 @@ def test_saved_activations_are_the_cache(tiny, tmp_path):
         mine = rows == i
         np.testing.assert_allclose(acts[mine].double().numpy(), ref[positions[mine].numpy()], rtol=1e-5, atol=1e-6)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_isolated_past_a_sliding_window_runs_segments_alone():
+    """isolated cannot be computed in one pass past a local window; collect re-encodes those
+    prompts' segments alone, which is what isolated equals anyway."""
+    from mechsel.models import tiny_model
+
+    local = tiny_model(n_layers=2, attn_types=["local", "global"], use_local_attn=True, window_size=56)
+    prompts = _prompts(local.tokenizer)
+    assert len(prompts[0]) <= 56 < len(prompts[1])
+    isolated = collect(local, prompts, mask="isolated", batch_size=2, progress=False)
+    alone = collect(local, prompts, mask="alone", batch_size=2, progress=False)
+    assert isolated.provenance.extra["n_reencoded_past_window"] == 1
+    assert isolated.provenance.mask == "isolated"
+    for name in isolated.statistics:
+        np.testing.assert_allclose(isolated.array(name), alone.array(name), rtol=1e-5, atol=1e-6)
+    inplace = collect(local, prompts, mask="isolated_inplace", batch_size=2, progress=False)
+    assert not np.allclose(inplace.array("variance")[3:], alone.array("variance")[3:], rtol=1e-3)

@@ -76,9 +76,9 @@ def test_checkpoint_resumes_and_refuses_other_settings(runner, tmp_path, monkeyp
 
 
 def test_quality_bad_input(runner):
-    with pytest.raises(DataError, match="pool to estimate quality for is empty"):
+    with pytest.raises(DataError, match="pool to estimate quality for is empty. Pass the candidate pool"):
         quality_matrix(runner, [], DEV, progress=False)
-    with pytest.raises(DataError, match="No dev queries"):
+    with pytest.raises(DataError, match="No dev queries.*pass a non-empty dev subset"):
         quality_matrix(runner, POOL, [], progress=False)
     with pytest.raises(ConfigError, match="does not apply to classification"):
         quality_matrix(runner, POOL, DEV, metric="rouge_l", progress=False)

@@ -1,7 +1,8 @@
-"""Mask strategies are exact: isolated/packed segments against the same segment encoded alone.
+"""Mask strategies are exact: isolated segments against the same segment encoded alone.
 
-What is exact (see mechsel.masks.strategies): ``packed`` == ``alone``; ``isolated`` == ``alone``
-run at the segment's prompt positions; ``isolated`` != ``alone`` on rotary models (BOS distance).
+What is exact (see mechsel.masks.strategies): ``isolated`` == ``alone`` (≤ 1e-4, rotary and
+absolute positions); ``isolated_inplace`` == ``alone`` run at the segment's prompt positions;
+``isolated_inplace`` != ``alone`` on rotary models (BOS distance).
 """
 
 import pytest
@@ -42,18 +43,18 @@ def model(request):
     return tiny_model(n_layers=3, positional_embedding_type=request.param)
 
 
-def test_packed_equals_alone(model):
+def test_isolated_equals_alone(model):
     p = _prompt(model.tokenizer)
-    packed = _acts(model, p.tokens, lambda am: strategy_hooks(model, "packed", [p], length=len(p), attention_mask=am))
+    isolated = _acts(model, p.tokens, lambda am: strategy_hooks(model, "isolated", [p], length=len(p), attention_mask=am))
     for index, alone in alone_segments(p):
         seg = p.segments[index]
         ref = _acts(model, alone.tokens)[1:]
-        assert (packed[seg.start : seg.end] - ref).abs().max().item() <= 1e-4, index
+        assert (isolated[seg.start : seg.end] - ref).abs().max().item() <= 1e-4, index
 
 
-def test_isolated_equals_alone_at_prompt_positions(model):
+def test_isolated_inplace_equals_alone_at_prompt_positions(model):
     p = _prompt(model.tokenizer)
-    iso = _acts(model, p.tokens, lambda am: strategy_hooks(model, "isolated", [p], length=len(p), attention_mask=am))
+    iso = _acts(model, p.tokens, lambda am: strategy_hooks(model, "isolated_inplace", [p], length=len(p), attention_mask=am))
     for index, alone in alone_segments(p):
         seg = p.segments[index]
         pos = torch.tensor([[0, *range(seg.start, seg.end)]])
@@ -61,16 +62,16 @@ def test_isolated_equals_alone_at_prompt_positions(model):
         assert (iso[seg.start : seg.end] - ref).abs().max().item() <= 1e-4, index
 
 
-def test_isolated_differs_from_alone_on_rotary_through_bos_distance():
+def test_isolated_inplace_differs_from_alone_on_rotary_through_bos_distance():
     model = tiny_model(n_layers=3)
     p = _prompt(model.tokenizer)
-    iso = _acts(model, p.tokens, lambda am: strategy_hooks(model, "isolated", [p], length=len(p), attention_mask=am))
+    iso = _acts(model, p.tokens, lambda am: strategy_hooks(model, "isolated_inplace", [p], length=len(p), attention_mask=am))
     index, alone = alone_segments(p)[-1]
     seg = p.segments[index]
     assert (iso[seg.start : seg.end] - _acts(model, alone.tokens)[1:]).abs().max().item() > 1e-2
 
 
-def test_isolated_hides_other_segments_exactly():
+def test_isolated_inplace_hides_other_segments_exactly():
     model = tiny_model(n_layers=3)
     tok = model.tokenizer
     p1, p2 = _prompt(tok), _prompt(tok, texts=("xqzv wjk!!", "plmn okij uhbg", "zz zz"))
@@ -81,7 +82,7 @@ def test_isolated_hides_other_segments_exactly():
     def run(p, mask):
         return _acts(model, p.tokens, lambda am: strategy_hooks(model, mask, [p], length=len(p), attention_mask=am))[q.start :]
 
-    assert torch.equal(run(p1, "isolated"), run(p2, "isolated"))
+    assert torch.equal(run(p1, "isolated_inplace"), run(p2, "isolated_inplace"))
     assert (run(p1, "full") - run(p2, "full")).abs().max().item() > 1e-3
 
 
@@ -99,7 +100,7 @@ def test_rotary_position_override_is_shift_invariant():
 def test_mask_composes_with_sliding_window():
     model = tiny_model(n_layers=2, attn_types=["local", "global"], use_local_attn=True, window_size=4)
     p = _prompt(model.tokenizer)
-    allowed = batch_allowed([p], "isolated", len(p))
+    allowed = batch_allowed([p], "isolated_inplace", len(p))
     name = "blocks.0.attn.hook_pattern"
     tokens = torch.tensor([p.tokens])
     with torch.inference_mode(), attention_mask_hooks(model, allowed):
@@ -116,13 +117,13 @@ def test_mask_composes_with_sliding_window():
 def test_hooks_are_removed_even_on_error():
     model = tiny_model(n_layers=2)
     p = _prompt(model.tokenizer)
-    allowed = batch_allowed([p], "isolated", len(p))
+    allowed = batch_allowed([p], "isolated_inplace", len(p))
     with pytest.raises(RuntimeError, match="boom"):
         with attention_mask_hooks(model, allowed):
             assert model.blocks[0].attn.hook_attn_scores.fwd_hooks
             raise RuntimeError("boom")
     assert all(not hp.fwd_hooks for hp in model.hook_dict.values())
-    with strategy_hooks(model, "packed", [p], length=len(p)):
+    with strategy_hooks(model, "isolated", [p], length=len(p)):
         assert model.blocks[1].attn.hook_rot_q.fwd_hooks
     assert all(not hp.fwd_hooks for hp in model.hook_dict.values())
 
@@ -130,9 +131,9 @@ def test_hooks_are_removed_even_on_error():
 def test_mask_shape_mismatch_and_unsupported_positions_raise():
     model = tiny_model(n_layers=2)
     p = _prompt(model.tokenizer)
-    allowed = batch_allowed([p], "isolated", len(p))
+    allowed = batch_allowed([p], "isolated_inplace", len(p))
     with pytest.raises(ConfigError, match="do not match"), torch.inference_mode(), attention_mask_hooks(model, allowed):
         model(torch.tensor([p.tokens[:-2]]))
     windowed = tiny_model(n_layers=2, attn_types=["local", "global"], use_local_attn=True, window_size=8)
-    with pytest.raises(ConfigError, match="packed"), strategy_hooks(windowed, "packed", [p], length=len(p)):
+    with pytest.raises(ConfigError, match="isolated"), strategy_hooks(windowed, "isolated", [p], length=len(p)):
         pass

@@ -32,17 +32,17 @@ def _reference_allowed(prompt, isolated):
     return out
 
 
-@pytest.mark.parametrize("name", ["full", "isolated", "packed", "alone"])
+@pytest.mark.parametrize("name", ["full", "isolated_inplace", "isolated", "alone"])
 @pytest.mark.parametrize("bos", [True, False])
 def test_allowed_matrix_matches_reference(name, bos):
     p = _prompt(bos)
-    isolated = name in ("isolated", "packed")
+    isolated = name in ("isolated_inplace", "isolated")
     np.testing.assert_array_equal(allowed_matrix(p, name), _reference_allowed(p, isolated))
 
 
 def test_isolated_rows_see_only_own_segment_and_bos():
     p = _prompt()
-    a = allowed_matrix(p, "isolated")
+    a = allowed_matrix(p, "isolated_inplace")
     q0 = p.segments[3].start  # first token of the second demo
     assert a[q0, 0] and a[q0, q0] and not a[q0, q0 - 1] and not a[q0, 1]
     sep = p.segments[2]
@@ -51,23 +51,23 @@ def test_isolated_rows_see_only_own_segment_and_bos():
 
 def test_position_ids():
     p = _prompt()
-    np.testing.assert_array_equal(position_ids(p, "isolated"), np.arange(len(p)))
-    pos = position_ids(p, "packed")
+    np.testing.assert_array_equal(position_ids(p, "isolated_inplace"), np.arange(len(p)))
+    pos = position_ids(p, "isolated")
     assert pos[0] == 0
     for seg in p.segments[1:]:
         np.testing.assert_array_equal(pos[seg.start : seg.end], np.arange(1, len(seg) + 1))
     nobos = _prompt(bos=False)
-    assert position_ids(nobos, "packed")[nobos.segments[1].start] == 0
+    assert position_ids(nobos, "isolated")[nobos.segments[1].start] == 0
 
 
 def test_batch_allowed_pads_never_visible_to_real_tokens():
     p, short = _prompt(), _prompt(bos=True)
     short = alone_segments(short)[0][1]
-    m = batch_allowed([p, short], "isolated", length=len(p))
+    m = batch_allowed([p, short], "isolated_inplace", length=len(p))
     n = len(short)
     assert not m[1, :n, n:].any()
     assert m[1, n:].any(dim=-1).all()  # padding rows still attend to something
-    np.testing.assert_array_equal(m[0].numpy(), allowed_matrix(p, "isolated"))
+    np.testing.assert_array_equal(m[0].numpy(), allowed_matrix(p, "isolated_inplace"))
 
 
 def test_alone_segments_reencode_each_example_with_bos():
@@ -84,7 +84,7 @@ def test_alone_segments_reencode_each_example_with_bos():
 
 def test_registry_and_unknown_mask():
     assert set(MASK_NAMES) == set(MASKS.names())
-    assert get_mask("packed").restart_positions and not get_mask("isolated").restart_positions
+    assert get_mask("isolated").restart_positions and not get_mask("isolated_inplace").restart_positions
     assert get_mask("alone").reencode and not get_mask("full").needs_hooks
-    with pytest.raises(ConfigError, match="isolated"):
+    with pytest.raises(ConfigError, match="isolated_inplace"):
         get_mask("isolate")

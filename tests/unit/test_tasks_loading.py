@@ -104,13 +104,13 @@ def test_e2e_rows_sharing_a_meaning_representation_become_one_example(shared_dat
 
 def test_unknown_field_lists_the_row_fields(toy_dir):
     bad = dataclasses.replace(TOY, input_fields=("reveiw",), template="{reveiw}")
-    with pytest.raises(DataError, match=r"no field 'reveiw'.*Did you mean 'review'.*\['id', 'review', 'stars'\]"):
+    with pytest.raises(DataError, match=r"no field 'reveiw'.*Did you mean 'review'.*\['id', 'review', 'stars'\]; fix TaskConfig.input_fields"):
         load_examples(bad, "train", data_dir=toy_dir)
 
 
 def test_label_outside_the_label_set(toy_dir):
     write_jsonl(toy_dir / "toy" / "odd.jsonl", [{"id": "a", "review": "x", "stars": "meh"}])
-    with pytest.raises(DataError, match=r"label 'meh' is outside the label set.*\['bad', 'good'\]"):
+    with pytest.raises(DataError, match=r"label 'meh' is outside the label set.*\['bad', 'good'\].*Fix the data or TaskConfig.label_names"):
         load_examples(TOY, "odd", data_dir=toy_dir)
     hub_test = [{"idx": 0, "sentence": "x", "label": -1}]
     with pytest.raises(DataError, match="unlabelled split"):
@@ -177,9 +177,9 @@ def test_sampling_demonstrations_errors(toy_dir):
     draw = sample_demonstrations(pool, 4, seed=1)
     assert draw == sample_demonstrations(pool, 4, seed=1) and len({e.id for e in draw}) == 4
     assert all(e.id != "r0" for e in sample_demonstrations(pool, 19, seed=0, exclude="r0"))
-    with pytest.raises(DataError, match="k=21 demonstrations but the pool has only 20"):
+    with pytest.raises(DataError, match="k=21 demonstrations but the pool has only 20 candidates; lower k or enlarge the pool"):
         sample_demonstrations(pool, 21, seed=0)
-    with pytest.raises(DataError, match="pool is empty"):
+    with pytest.raises(DataError, match="pool is empty.*Pass a non-empty pool"):
         sample_demonstrations([], 1, seed=0)
 
 

@@ -98,7 +98,7 @@ def test_overflow_drops_from_the_front_and_never_cuts_the_query():
     with pytest.raises(DataError, match="overflow='drop_front'"):
         enc.build(DEMOS, QUERY, max_tokens=budget, overflow="raise")
     query_only = 1 + enc.length(QUERY, answer=False)
-    with pytest.raises(DataError, match="Not even one demonstration fits"):
+    with pytest.raises(DataError, match="Not even one demonstration fits.*Raise max_tokens"):
         enc.build(DEMOS, QUERY, max_tokens=query_only + 3)
     with pytest.raises(DataError, match="queries are never cut"):
         enc.build([], QUERY, max_tokens=query_only - 1)
