@@ -38,6 +38,10 @@ from mechsel.tasks import SplitConfig, get_task, make_splits, sample_demonstrati
 
 HERE = Path(__file__).resolve().parent
 
+REFERENCE_RANGE = {4: "within [0.67,0.89]", 8: "~= 0.86"}
+"""The issue's reference accuracies for random k-shot (plain ``transformers``, 100 dev
+sentences); 0-shot ≈ 0.63. Reference numbers to compare with, not thresholds."""
+
 
 def _row(pred, gold, k, seed, calibrated, demos):
     acc_ci = bootstrap_ci(lambda idx: accuracy(pred[idx], gold[idx]), len(gold), n_boot=1000, seed=seed)
@@ -155,13 +159,19 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
-    out.with_suffix(".md").write_text(markdown(rows, meta))
+    table = markdown(rows, meta)
+    out.with_suffix(".md").write_text(table)
+    print(table)
     raw = [r for r in rows if not r["calibrated"]]
-    zero = raw[0]["accuracy"]
+    zero = raw[0]
+    # The issue gives reference numbers, not thresholds (see REFERENCE_RANGE).
+    print(f"RESULT sst2_0shot_accuracy {zero['accuracy']:.3f} target ~= 0.63")
+    print(f"RESULT sst2_0shot_accuracy_ci95 [{zero['ci_low']:.3f},{zero['ci_high']:.3f}] target contains 0.63")
     for k in args.shots:
-        accs = [r["accuracy"] for r in raw if r["k"] == k]
-        print(f"RESULT sst2_random_{k}shot_mean_accuracy {np.mean(accs):.3f} target > {zero:.3f} (0-shot)")
-    print(f"RESULT sst2_0shot_accuracy {zero:.3f} target ~ 0.63 (reference)")
+        accs = np.array([r["accuracy"] for r in raw if r["k"] == k])
+        print(f"RESULT sst2_random_{k}shot_mean_accuracy {accs.mean():.3f} target > {zero['accuracy']:.3f}")
+        if k in REFERENCE_RANGE:
+            print(f"RESULT sst2_random_{k}shot_seed_range [{accs.min():.3f},{accs.max():.3f}] target {REFERENCE_RANGE[k]}")
 
 
 if __name__ == "__main__":
