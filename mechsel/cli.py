@@ -76,7 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _logging(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # The level sits on the handler too: a run directory lowers the ``mechsel`` logger to INFO for
+    # its run.log, and those records reach this handler by propagation whatever the root's level.
+    level = logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def _run(args: argparse.Namespace, config: object) -> int:
@@ -94,7 +100,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     base = demo_config(quick=args.quick)
     changes = {"progress": not args.quiet, **({"output_dir": args.output} if args.output else {})}
-    return _run(args, load_config(to_dict(base), args.overrides, **changes))
+    status = _run(args, load_config(to_dict(base), args.overrides, **changes))
+    if args.quick:
+        print("(--quick runs toy sizes, so its verdict is an illustration, not evidence: `mechsel demo` gives the real answer.)")
+    return status
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

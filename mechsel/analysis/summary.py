@@ -119,7 +119,9 @@ class Verdict:
     reliable_gain: bool
     """Some competing selector beat random with BH-adjusted paired-t p < alpha."""
     weak_correlation: bool
-    """The largest |ρ| in the grid is at most the threshold."""
+    """No reliable correlation above the threshold: the largest |ρ| is at most the threshold, or
+    it is not significant after Benjamini–Hochberg (``q > alpha``) — with few candidates and a
+    large grid, some |ρ| above the threshold is expected by chance alone."""
     max_abs_rho: float
     """The largest |ρ| seen (NaN without a grid)."""
     text: str
@@ -135,8 +137,10 @@ def verdict(
 
     A *reliable gain* is a (task, metric, budget) line where the best competing selector's mean
     exceeds random's and its paired-t p-value, Benjamini–Hochberg-adjusted across the table's
-    lines, is below ``alpha``. *Weak correlation* means every |ρ| of the grid is ≤
-    ``rho_threshold``. The finding holds when there is no reliable gain and correlation is weak.
+    lines, is below ``alpha``. *Weak correlation* means the largest |ρ| of the grid is ≤
+    ``rho_threshold``, or is not significant (its BH q-value over the grid, ``max_rho_q``, is
+    above ``alpha``; without q-values the point estimate alone decides). The finding holds when
+    there is no reliable gain and correlation is weak.
     """
     if summary.empty:
         raise DataError("The summary table is empty: no budget had both the baseline and a competing selector.")
@@ -146,7 +150,12 @@ def verdict(
     gains = (summary["diff"].to_numpy(dtype=float) > 0) & (np.nan_to_num(q, nan=1.0) < alpha)
     reliable = bool(gains.any())
     max_abs = float(np.nanmax(summary["max_abs_rho"])) if "max_abs_rho" in summary and summary["max_abs_rho"].notna().any() else float("nan")
-    weak = bool(np.isfinite(max_abs) and max_abs <= rho_threshold)
+    top_q = float("nan")
+    if np.isfinite(max_abs):
+        top = summary.loc[summary["max_abs_rho"].idxmax()]
+        top_q = float(top.get("max_rho_q", np.nan))
+    chance = bool(np.isfinite(max_abs) and max_abs > rho_threshold and np.isfinite(top_q) and top_q > alpha)
+    weak = bool(np.isfinite(max_abs) and (max_abs <= rho_threshold or chance))
     details = []
     for i, row in summary.reset_index(drop=True).iterrows():
         where = ", ".join(f"{k}={row[k]}" for k in ("task", "metric", "budget") if k in row)
@@ -161,11 +170,15 @@ def verdict(
         best = summary.loc[summary["diff"].idxmax()] if summary["diff"].notna().any() else summary.iloc[0]
         gain_text = (f"no activation-based selector beat random reliably (largest difference "
                      f"{best['diff']:+.3f} by {best['best_selector']}, not significant after BH at {alpha})")
-    if np.isfinite(max_abs):
-        top = summary.loc[summary["max_abs_rho"].idxmax()]
+    if chance:
+        rho_text = (f"no correlation between a statistic and example quality is reliably stronger than the paper "
+                    f"reports: the largest, |ρ| = {max_abs:.2f} ({top['max_rho_cell']}), exceeds {rho_threshold:.2f} "
+                    f"but is not significant after BH over the grid (q = {top_q:.2g} > {alpha})")
+    elif np.isfinite(max_abs):
         rho_text = (f"the strongest correlation between a statistic and example quality is "
                     f"{'weak' if weak else 'stronger than the paper reports'}: max |ρ| = {max_abs:.2f} "
-                    f"({top['max_rho_cell']}) {'≤' if weak else '>'} {rho_threshold:.2f}")
+                    f"({top['max_rho_cell']}) {'≤' if weak else '>'} {rho_threshold:.2f}"
+                    + ("" if weak or not np.isfinite(top_q) else f", BH q = {top_q:.2g}"))
     else:
         rho_text = "no correlation grid was given"
     holds = (not reliable) and weak
@@ -176,15 +189,22 @@ def verdict(
 
 def format_summary(summary: pd.DataFrame) -> str:
     """The summary table as aligned plain text (means with 95% CIs), for terminals and logs."""
-    lines = []
-    header = f"{'task':<10} {'metric':<9} {'k':>3}  {'random':<22} {'best activation selector':<30} {'diff':>7} {'p(t)':>7} {'d_z':>6}  {'max|ρ|':>6}  cell"
-    lines.append(header)
-    lines.append("-" * len(header))
+    columns = [("task", "<"), ("metric", "<"), ("k", ">"), ("random [95% CI]", "<"), ("best activation selector [95% CI]", "<"),
+               ("diff", ">"), ("p(t)", ">"), ("d_z", ">"), ("max|ρ|", ">"), ("cell", "<")]
+    rows = []
     for _, r in summary.iterrows():
-        rnd = f"{r['random_mean']:.3f} [{r['random_ci_low']:.3f}, {r['random_ci_high']:.3f}]"
-        best = f"{r['best_selector']} {r['best_mean']:.3f} [{r['best_ci_low']:.3f}, {r['best_ci_high']:.3f}]"
-        lines.append(
-            f"{str(r.get('task', '')):<10} {str(r.get('metric', '')):<9} {int(r['budget']):>3}  {rnd:<22} {best:<30} "
-            f"{r['diff']:>+7.3f} {r['p_ttest']:>7.3g} {r['cohen_dz']:>6.2f}  {r.get('max_abs_rho', np.nan):>6.2f}  {r.get('max_rho_cell', '')}"
-        )
-    return "\n".join(lines)
+        rows.append([
+            str(r.get("task", "")), str(r.get("metric", "")), str(int(r["budget"])),
+            f"{r['random_mean']:.3f} [{r['random_ci_low']:.3f}, {r['random_ci_high']:.3f}]",
+            f"{r['best_selector']} {r['best_mean']:.3f} [{r['best_ci_low']:.3f}, {r['best_ci_high']:.3f}]",
+            f"{r['diff']:+.3f}", f"{r['p_ttest']:.3g}", f"{r['cohen_dz']:.2f}", f"{r.get('max_abs_rho', np.nan):.2f}",
+            str(r.get("max_rho_cell", "")),
+        ])
+    widths = [max([len(name)] + [len(row[j]) for row in rows]) for j, (name, _) in enumerate(columns)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(f"{c:{align}{w}}" for c, (_, align), w in zip(cells, columns, widths)).rstrip()
+
+    body = [line(row) for row in rows]
+    header = line([name for name, _ in columns])
+    return "\n".join([header, "-" * max(len(x) for x in [header, *body])] + body)

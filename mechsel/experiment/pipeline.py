@@ -99,7 +99,7 @@ def build_stages(config: ExperimentConfig) -> list[Stage]:
             **base, "n_extreme": a.n_extreme, "samples_per_example": a.samples_per_example, "seed": a.seed, "layers": c.layers
             if c.layers == "all" else list(c.layers), "hook": c.hook, "positions": c.positions}))
         analyse_inputs += [f"collect/{name}", f"quality/{name}", f"evaluate/{name}"]
-    stages.append(Stage("analyse", analyse_stage, inputs=tuple(analyse_inputs), params={
+    stages.append(Stage("analyse", analyse_stage, inputs=tuple(analyse_inputs), version=2, params={
         "n_boot": a.n_boot, "n_perm": a.n_perm, "level": a.level, "alpha": a.alpha, "seed": a.seed, "rho_threshold": a.rho_threshold,
         "baseline": s.baseline, "model": config.model.name}))
     return stages

@@ -32,3 +32,6 @@ def test_notebook_executes_at_small_settings(path, monkeypatch, tmp_path):
     assert not errors
     executed = [c for c in notebook.cells if c.cell_type == "code"]
     assert all(c.get("execution_count") for c in executed), "every code cell ran"
+    if path.stem.startswith("03"):  # the circuitsvis view of an example's top latents is rendered inline
+        html = [o["data"]["text/html"] for c in executed for o in c.get("outputs", []) if "text/html" in o.get("data", {})]
+        assert any("ColoredTokensMulti" in "".join(h) for h in html)

@@ -74,9 +74,9 @@ def test_compare_selectors_errors():
         compare_selectors(scores.drop(columns="seed"))
 
 
-def _grid(rho):
+def _grid(rho, q=0.01):
     return pd.DataFrame({"task": "sst2", "mask": "full", "layer": [0, 1], "statistic": ["mean", "kurtosis"],
-                         "rho": [0.05, rho], "q_value": [0.9, 0.2]})
+                         "rho": [0.05, rho], "q_value": [0.9, q]})
 
 
 def test_summary_and_verdict_holds_when_no_gain_and_weak_rho():
@@ -95,7 +95,15 @@ def test_verdict_fails_on_gain_or_strong_rho():
     gain = verdict(summary_table(compare_selectors(_scores(gain=0.05)), _grid(0.1)))
     assert gain.reliable_gain and not gain.holds and "DOES NOT HOLD" in gain.text
     strong = verdict(summary_table(compare_selectors(_scores(gain=0.0)), _grid(0.6)))
-    assert not strong.weak_correlation and not strong.holds
+    assert not strong.weak_correlation and not strong.holds and "stronger than the paper" in strong.text
+
+
+def test_verdict_discounts_a_strong_rho_that_is_not_significant():
+    chance = verdict(summary_table(compare_selectors(_scores(gain=0.0)), _grid(0.6, q=0.2)))
+    assert chance.weak_correlation and chance.holds and chance.max_abs_rho == pytest.approx(0.6)
+    assert "not significant after BH" in chance.text and "q = 0.2" in chance.text
+    no_q = verdict(summary_table(compare_selectors(_scores(gain=0.0)), _grid(0.6).drop(columns="q_value")))
+    assert not no_q.weak_correlation  # without q-values the point estimate decides
 
 
 def test_summary_needs_family_or_names():
