@@ -35,7 +35,10 @@ class SAETrainConfig:
     """How to train one SAE per layer on ``blocks.{L}.hook_{hook}`` of a model.
 
     The defaults are the full-size run of the issue: one layer, ``d_sae=4096``, TopK with
-    ``k=32``, 500k training tokens from SST-2 and AG News, 20k held-out tokens.
+    ``k=32``, 500k training tokens from SST-2 and AG News, 20k held-out tokens, in steps of 256
+    tokens. On Gemma 3 270M layer 9 that reaches explained variance ~0.88 at L0 32 (see
+    ``benchmarks/sae.py``); steps of 1024 tokens (4× fewer steps for the same tokens) reached
+    ~0.86 with several times as many dead latents.
     """
 
     layers: tuple[int, ...] = (5,)
@@ -52,11 +55,13 @@ class SAETrainConfig:
     l1_coefficient: float = 5.0
     """Sparsity penalty on the (decoder-norm weighted) latent activations (``standard`` only)."""
     n_train_tokens: int = 500_000
-    """Training activations (tokens, BOS excluded); each is used once."""
+    """Training activations (tokens, BOS excluded); each is used once. Rounded up to whole steps
+    (:attr:`n_steps` × ``batch_size`` tokens), so at least this many are trained on."""
     n_eval_tokens: int = 20_000
     """Held-out activations (from held-out texts) for the reported metrics."""
-    batch_size: int = 1024
-    """Tokens per SAE optimiser step."""
+    batch_size: int = 256
+    """Tokens per SAE optimiser step. With a fixed token budget, smaller steps mean more of them:
+    256 gives ~2000 steps for 500k tokens, which trains better than 1024 at little extra cost."""
     buffer_tokens: int = 65_536
     """Activations held in the shuffling buffer (sae-lens ``mixing_buffer``, half kept for mixing)."""
     lr: float = 1e-3
@@ -66,7 +71,9 @@ class SAETrainConfig:
     lr_decay_fraction: float = 0.2
     """Fraction of the steps, at the end, over which the learning rate decays linearly to zero."""
     dead_feature_window: int = 100
-    """Steps without firing after which a latent counts as dead (and gets the TopK auxiliary loss)."""
+    """Steps without firing after which a latent counts as dead (and gets the TopK auxiliary loss);
+    100 steps of 256 tokens is ~26k tokens. On Gemma 3 270M layer 9, 100 left ~8% of 4096 latents
+    dead after 500k tokens where 200 left ~13%, at the same explained variance."""
     aux_loss_coefficient: float = 1.0 / 32
     """Weight of the TopK auxiliary loss that revives dead latents."""
     model_batch_tokens: int = 4096
@@ -136,8 +143,8 @@ class SAETrainConfig:
 
     @property
     def n_steps(self) -> int:
-        """Optimiser steps per SAE."""
-        return self.n_train_tokens // self.batch_size
+        """Optimiser steps per SAE: enough whole batches to cover ``n_train_tokens``."""
+        return -(-self.n_train_tokens // self.batch_size)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field."""

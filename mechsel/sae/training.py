@@ -121,11 +121,11 @@ def train_sae(
     encoded = encode_texts(model, texts, context_size=config.context_size)
     train_seqs, eval_seqs = split_held_out(encoded, config.n_eval_tokens, config.seed)
     available = sum(len(s) - 1 for s in train_seqs)
-    needed = config.n_train_tokens + config.buffer_tokens
+    needed = config.n_steps * config.batch_size + config.buffer_tokens
     if available < needed:
         raise DataError(
             f"The training texts hold {available} tokens (BOS excluded) after setting {config.n_eval_tokens} aside; "
-            f"training needs {config.n_train_tokens} plus a {config.buffer_tokens}-token shuffling buffer. Pass more "
+            f"training needs {config.n_steps * config.batch_size} ({config.n_steps} steps of {config.batch_size}) plus a {config.buffer_tokens}-token shuffling buffer. Pass more "
             f"texts (more datasets), or lower n_train_tokens / buffer_tokens."
         )
     timer = {"activations": 0.0}

@@ -57,6 +57,12 @@ def test_config_validation_teaches():
     assert SAETrainConfig(layers=4).layers == (4,)
 
 
+def test_steps_cover_at_least_the_requested_tokens():
+    assert SAETrainConfig(n_train_tokens=500_000, batch_size=256).n_steps == 1954  # 500224 tokens, not 499968
+    assert SAETrainConfig(n_train_tokens=1024, batch_size=128, buffer_tokens=512).n_steps == 8
+    assert SAETrainConfig(n_train_tokens=1025, batch_size=128, buffer_tokens=512).n_steps == 9
+
+
 def small(tmp_path, **kw):
     base = dict(layers=(0, 1), d_sae=48, k=4, n_train_tokens=1024, n_eval_tokens=200, batch_size=128, buffer_tokens=512,
                 lr_warm_up_steps=2, dead_feature_window=3, output_dir=str(tmp_path / "run"), progress=False)
@@ -82,8 +88,9 @@ def test_tiny_run_saves_sae_lens_folders_with_provenance_and_reproduces(tiny, tm
     for layer in (0, 1):
         for name, tensor in first.saes[layer].state_dict().items():
             torch.testing.assert_close(again.saes[layer].state_dict()[name], tensor, rtol=0, atol=0)
-    other = train_sae(tiny, small(tmp_path, seed=1, output_dir=str(tmp_path / "other")), texts=TEXTS)
+    other = train_sae(tiny, small(tmp_path, seed=1, n_train_tokens=1000, output_dir=str(tmp_path / "other")), texts=TEXTS)
     assert not torch.equal(other.saes[0].W_dec, first.saes[0].W_dec)
+    assert other.saes[0].cfg.metadata.mechsel["n_train_tokens"] == 1024  # rounded up to whole steps
 
 
 def test_standard_architecture_trains_with_sae_lens_dense_step(tiny, tmp_path):
