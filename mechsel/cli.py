@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the study on the embedded model (SST-2 + AG News), end to end")
     p.add_argument("--quick", action="store_true", help="toy sizes (a few minutes)")
+    p.add_argument("--sae", action="append", default=[], metavar="PATH",
+                   help="an SAE folder in sae-lens format (e.g. from `mechsel train-sae`): adds SAE statistics and selectors (repeatable)")
     _add_run_options(p)
 
     p = sub.add_parser("run", help="run (or resume) an experiment config")
@@ -98,9 +100,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from mechsel.experiment import demo_config, load_config
     from mechsel.experiment.config import to_dict
 
-    base = demo_config(quick=args.quick)
+    from mechsel.experiment.demo import sae_changes
+
     changes = {"progress": not args.quiet, **({"output_dir": args.output} if args.output else {})}
-    status = _run(args, load_config(to_dict(base), args.overrides, **changes))
+    config = load_config(to_dict(demo_config(quick=args.quick)), args.overrides, **changes)
+    if args.sae:  # after --set, so that the SAE runs fit the final pool sizes
+        config = load_config(to_dict(config), **sae_changes(config, args.sae))
+    status = _run(args, config)
     if args.quick:
         print("(--quick runs toy sizes, so its verdict is an illustration, not evidence: `mechsel demo` gives the real answer.)")
     return status

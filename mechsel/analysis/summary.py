@@ -187,9 +187,10 @@ def verdict(
                    text=f"{head}: {gain_text}; {rho_text}.", details=details)
 
 
-def format_summary(summary: pd.DataFrame) -> str:
-    """The summary table as aligned plain text (means with 95% CIs), for terminals and logs."""
-    columns = [("task", "<"), ("metric", "<"), ("k", ">"), ("random [95% CI]", "<"), ("best activation selector [95% CI]", "<"),
+def format_summary(summary: pd.DataFrame, family: str = "activation") -> str:
+    """The summary table as aligned plain text (means with 95% CIs), for terminals and logs;
+    ``family`` names the selector family compared with random (``activation``, ``SAE``)."""
+    columns = [("task", "<"), ("metric", "<"), ("k", ">"), ("random [95% CI]", "<"), (f"best {family} selector [95% CI]", "<"),
                ("diff", ">"), ("p(t)", ">"), ("d_z", ">"), ("max|ρ|", ">"), ("cell", "<")]
     rows = []
     for _, r in summary.iterrows():

@@ -50,7 +50,7 @@ SELECTOR_FAMILIES: dict[str, str] = {
 }
 """Default family of each built-in selector (the summary compares random with the best of a family)."""
 NEEDS_LABEL_PROBS = ("least_confidence", "margin", "entropy", "votek", "neufs")
-MASK_NAMES = ("full", "isolated", "alone")
+MASK_NAMES = ("full", "isolated", "isolated_inplace", "alone")
 
 
 def _positive(name: str, value: Any, *, allow_none: bool = False, minimum: int = 1) -> None:
@@ -439,6 +439,7 @@ class ExperimentConfig:
         self._check_contradictions()
 
     def _check_contradictions(self) -> None:
+        import mechsel.sae.selectors  # noqa: F401  (registers the sae_* selectors)
         from mechsel.selectors import SELECTORS
 
         sel = self.selection

@@ -13,7 +13,7 @@ from typing import Any
 from mechsel.experiment.config import ExperimentConfig
 from mechsel.experiment.loading import from_dict
 
-__all__ = ["DEMO", "QUICK", "demo_config"]
+__all__ = ["DEMO", "QUICK", "SAE_RUNS", "demo_config", "sae_changes"]
 
 _RUNS: list[dict[str, Any]] = [
     {"selector": "random"},
@@ -52,6 +52,56 @@ QUICK.update(
     output_dir="results/demo-quick",
 )
 """``mechsel demo --quick``: the same pipeline at toy sizes (2 min 45 s cold on 2 CPU cores, 3 s cached)."""
+
+
+SAE_RUNS: list[dict[str, Any]] = [
+    {"selector": "sae_coverage", "label": "sae coverage"},
+    {"selector": "sae_diversity", "label": "sae diversity"},
+    {"selector": "sae_topk", "label": "sae top-k (explained variance)", "params": {"statistic": "sae_explained_variance", "nan_policy": "exclude"}},
+]
+"""Selector runs added by ``mechsel demo --sae PATH`` (one SAE; with several, ``sae_topk`` needs a layer)."""
+
+
+def sae_changes(base: ExperimentConfig, paths: list[str]) -> dict[str, Any]:
+    """``sae`` and ``selection`` settings that add the SAE folders ``paths`` to ``base``.
+
+    Each folder holds one SAE in sae-lens format (``mechsel train-sae`` writes them); its layer is
+    read from the hook name in its ``cfg.json``. The SAE statistics join the correlation grid and
+    :data:`SAE_RUNS` join the selector comparison.
+    """
+    import json
+    import re
+    from pathlib import Path
+
+    from mechsel.errors import ConfigError
+    from mechsel.experiment.config import to_dict
+
+    saes: dict[int, str] = {}
+    for raw in paths:
+        cfg_file = Path(raw) / "cfg.json"
+        if not cfg_file.is_file():
+            raise ConfigError(
+                f"--sae {raw}: no cfg.json there; pass a folder holding one SAE in sae-lens format "
+                f"(e.g. .../layer_9 inside what `mechsel train-sae` printed)."
+            )
+        meta = json.loads(cfg_file.read_text())
+        hook = meta.get("metadata", {}).get("hook_name") or meta.get("hook_name", "")
+        match = re.fullmatch(r"blocks\.(\d+)\.hook_mlp_out", str(hook))
+        if match is None:
+            raise ConfigError(f"--sae {raw}: its hook is {hook!r}, but the demo collects blocks.<layer>.hook_mlp_out; train one with `mechsel train-sae`.")
+        layer = int(match.group(1))
+        if layer in saes:
+            raise ConfigError(f"--sae: two SAEs for layer {layer} ({saes[layer]} and {raw}); pass one per layer.")
+        saes[layer] = str(Path(raw).resolve())
+    runs = [dict(r) for r in SAE_RUNS]
+    # the labelled seed set of sae_coverage must fit the smallest selection pool (12 under --quick)
+    n_seed = min([32] + [t.selection_pool for t in base.tasks if t.selection_pool])
+    runs = [dict(r, params={**r.get("params", {}), "n_seed": n_seed}) if r["selector"] == "sae_coverage" else r for r in runs]
+    if len(saes) > 1:
+        runs = [dict(r, params={**r.get("params", {}), "layer": min(saes)}) for r in runs]
+    selection = to_dict(base)["selection"]
+    selection["runs"] = list(selection["runs"]) + runs
+    return {"sae": {"saes": saes, "statistics": None}, "selection": selection}
 
 
 def demo_config(quick: bool = False, **changes: Any) -> ExperimentConfig:

@@ -79,7 +79,8 @@ def build_stages(config: ExperimentConfig) -> list[Stage]:
         stages.append(Stage(data, data_stage, params={"task": name, "describe": task_desc, "sizes": [t.n_candidates, t.dev_size, t.test_size],
                                                       "seed": config.split_seed, "source": t.source}, source=True))
         base = {"task": name, "model": model, "max_tokens": t.max_tokens}
-        stages.append(Stage(f"collect/{name}", collect_stage, inputs=(data,), params={
+        # version 2 with SAEs: their top latents became a separate output (moment-only caches stay valid)
+        stages.append(Stage(f"collect/{name}", collect_stage, inputs=(data,), version=2 if config.sae.enabled else 1, params={
             **base, "masks": list(c.masks), "layers": c.layers if c.layers == "all" else list(c.layers), "hook": c.hook,
             "positions": c.positions, "statistics": list(c.statistics), "context_size": c.context_size, "seed": config.split_seed,
             "chunk_size": c.chunk_size, "batch_size": c.batch_size, "sae": {str(k): v for k, v in config.sae.saes.items()},
@@ -99,7 +100,7 @@ def build_stages(config: ExperimentConfig) -> list[Stage]:
             **base, "n_extreme": a.n_extreme, "samples_per_example": a.samples_per_example, "seed": a.seed, "layers": c.layers
             if c.layers == "all" else list(c.layers), "hook": c.hook, "positions": c.positions}))
         analyse_inputs += [f"collect/{name}", f"quality/{name}", f"evaluate/{name}"]
-    stages.append(Stage("analyse", analyse_stage, inputs=tuple(analyse_inputs), version=2, params={
+    stages.append(Stage("analyse", analyse_stage, inputs=tuple(analyse_inputs), version=3, params={
         "n_boot": a.n_boot, "n_perm": a.n_perm, "level": a.level, "alpha": a.alpha, "seed": a.seed, "rho_threshold": a.rho_threshold,
         "baseline": s.baseline, "model": config.model.name}))
     return stages

@@ -11,7 +11,10 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["load_configured_saes", "sae_reducer"]
+__all__ = ["load_configured_saes", "sae_reducer", "sae_reducers", "TOP_LATENTS"]
+
+TOP_LATENTS = 8
+"""Top latents kept per example (they feed the SAE selectors, not the correlation grid)."""
 
 
 def load_configured_saes(model: Any, saes: Mapping[int, str], hook: str = "mlp_out") -> dict[int, Any]:
@@ -36,3 +39,11 @@ def sae_reducer(model: Any, saes: Mapping[int, str], statistics: Sequence[str] |
     from mechsel.sae.statistics import SAEStatistics
 
     return SAEStatistics(load_configured_saes(model, {int(k): v for k, v in saes.items()}, hook), statistics)
+
+
+def sae_reducers(model: Any, saes: Mapping[int, str], statistics: Sequence[str] | None = None, hook: str = "mlp_out") -> list[Any]:
+    """The SAE statistics reducer and the top-latents reducer (:data:`TOP_LATENTS` per example), sharing one load."""
+    from mechsel.sae.statistics import SAEStatistics, SAETopLatents
+
+    loaded = load_configured_saes(model, {int(k): v for k, v in saes.items()}, hook)
+    return [SAEStatistics(loaded, statistics), SAETopLatents(loaded, TOP_LATENTS)]

@@ -117,3 +117,31 @@ def test_streaming_sae_statistics_match_direct_computation(trained, embedded_mod
         assert abs(mean - x.mean().item()) <= 1e-4 * x.std().item(), i
     top = result.array("sae_top1_act", [LAYER])[:, 0]
     assert np.allclose(top, result.array("sae_max_act", [LAYER])[:, 0], rtol=1e-9)
+
+
+def test_demo_with_a_trained_sae_runs_the_sae_selectors(trained, tmp_path):
+    """``mechsel demo --quick --sae FOLDER`` (shrunk by ``--set``): SAE statistics join the grid,
+    the three SAE selectors run, and a second summary table compares them with random."""
+    import contextlib
+    import io
+
+    from mechsel.cli import main
+    from mechsel.experiment import load_results
+
+    out = tmp_path / "quick-sae"
+    tiny = ["tasks.0.n_candidates=8", "tasks.0.dev_size=4", "tasks.0.test_size=12", "tasks.0.selection_pool=6",
+            "selection.budgets=[2]", "selection.seeds=[0,1]", "analysis.n_boot=100", "analysis.n_perm=100",
+            "analysis.samples_per_example=200", "plots.formats=[]"]
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        status = main(["demo", "--quick", "--quiet", "--output", str(out), "--sae", str(trained.path / f"layer_{LAYER}")]
+                      + [a for o in tiny for a in ("--set", o)])
+    printed = buffer.getvalue()
+    assert status == 0, printed
+    tables = load_results(out)
+    sae_scores = tables["scores"][tables["scores"]["family"] == "sae"]
+    assert set(sae_scores["selector_name"]) == {"sae_coverage", "sae_diversity", "sae_topk"}
+    grid = tables["grid"]
+    assert set(grid[grid["family"] == "sae"]["layer"]) == {LAYER}
+    assert not grid["statistic"].str.startswith("sae_top").any()  # latent indices are not correlated
+    assert "best SAE selector" in printed

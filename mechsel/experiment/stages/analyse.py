@@ -37,7 +37,7 @@ def analyse_stage(ctx: Any) -> dict[str, Any]:
     text = [format_summary(summary)]
     if (comparison["family"] == "sae").any():
         out["summary_sae"] = summary_table(comparison, grid, family="sae", baseline=p["baseline"], grid_family="sae")
-        text += ["", "SAE selectors:", format_summary(out["summary_sae"])]
+        text += ["", "SAE selectors:", format_summary(out["summary_sae"], family="SAE")]
     v = verdict(summary, rho_threshold=p["rho_threshold"], alpha=p["alpha"], model=p["model"])
     out["verdict"] = {"holds": v.holds, "reliable_gain": v.reliable_gain, "weak_correlation": v.weak_correlation,
                       "max_abs_rho": v.max_abs_rho, "text": v.text, "details": v.details, "table": "\n".join(text)}

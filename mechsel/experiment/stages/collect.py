@@ -41,7 +41,9 @@ def candidate_prompts(encoder: Any, candidates: Sequence[Any], context_size: int
 
 def collect_stage(ctx: Any) -> dict[str, Any]:
     """Outputs ``statistics`` — tidy: task, family (``moments`` / ``sae``), hook, positions, mask,
-    layer, statistic, example_id, value, n_tokens — and ``provenance`` (per family/mask)."""
+    layer, statistic, example_id, value, n_tokens — and ``provenance`` (per family/mask); with SAEs
+    also ``sae_top_latents`` (same columns; statistics ``sae_top{i}_latent`` / ``sae_top{i}_act``),
+    kept apart because latent indices are labels, not statistics to correlate with quality."""
     from mechsel.collect import collect
 
     p = ctx.params
@@ -59,10 +61,10 @@ def collect_stage(ctx: Any) -> dict[str, Any]:
             nonlocal sae_reducer
             if kind == "sae":
                 if sae_reducer is None:
-                    from mechsel.experiment.sae_glue import sae_reducer as make_reducer
+                    from mechsel.experiment.sae_glue import sae_reducers
 
-                    sae_reducer = make_reducer(res.model, p["sae"], p["sae_statistics"], p["hook"])
-                layers, statistics = list(sae_reducer.layers), [sae_reducer]
+                    sae_reducer = sae_reducers(res.model, p["sae"], p["sae_statistics"], p["hook"])
+                layers, statistics = sorted(int(layer) for layer in p["sae"]), list(sae_reducer)
             else:
                 layers, statistics = p["layers"], list(p["statistics"])
             result = collect(res.model, prompts[start : start + p["chunk_size"]], layers=layers, hook=p["hook"], mask=mask,
@@ -78,4 +80,8 @@ def collect_stage(ctx: Any) -> dict[str, Any]:
             provenance[f"{kind}/{mask}"] = ctx.checkpoint(f"{kind}-{mask}-provenance", lambda: None)
     stats = pd.concat(frames, ignore_index=True)
     stats.insert(0, "task", task)
-    return {"statistics": stats, "provenance": provenance}
+    top = stats["statistic"].str.fullmatch(r"sae_top\d+_(?:latent|act)")
+    out = {"statistics": stats[~top].reset_index(drop=True), "provenance": provenance}
+    if top.any():
+        out["sae_top_latents"] = stats[top].reset_index(drop=True)
+    return out

@@ -70,6 +70,7 @@ def select_stage(ctx: Any) -> dict[str, Any]:
     cands = list(splits.pool)
     ids = [str(e.id) for e in cands]
     stats = ctx.inputs[f"collect/{task}"]["statistics"]
+    top_latents = ctx.inputs[f"collect/{task}"].get("sae_top_latents")
     quality = ctx.inputs[f"quality/{task}"]["quality"].set_index("example_id")["quality"].reindex(ids).to_numpy()
     feats = ctx.inputs[f"features/{task}"]
     emb = feats.get("embeddings")
@@ -84,7 +85,10 @@ def select_stage(ctx: Any) -> dict[str, Any]:
 
     def table(family: str, mask: str) -> pd.DataFrame:
         if (family, mask) not in tables:
-            tables[family, mask] = wide_statistics(stats, family, mask, ids)
+            wide = wide_statistics(stats, family, mask, ids)
+            if family == "sae" and top_latents is not None:  # the SAE selectors read top latents too
+                wide = pd.concat([wide, wide_statistics(top_latents, family, mask, ids)], axis=1)
+            tables[family, mask] = wide
         return tables[family, mask]
 
     def make_pool(pos: np.ndarray, run: dict[str, Any]) -> Pool:

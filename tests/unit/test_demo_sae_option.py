@@ -1,0 +1,53 @@
+"""``mechsel demo --sae PATH``: the SAE's layer comes from its cfg.json; bad folders teach."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mechsel.errors import ConfigError
+from mechsel.experiment import demo_config, load_config
+from mechsel.experiment.config import to_dict
+from mechsel.experiment.demo import SAE_RUNS, sae_changes
+
+
+def sae_folder(tmp_path, name, hook):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "cfg.json").write_text(json.dumps({"d_in": 640, "metadata": {"hook_name": hook}}))
+    return folder
+
+
+def test_sae_folder_adds_statistics_and_selector_runs(tmp_path):
+    base = demo_config(quick=True)
+    folder = sae_folder(tmp_path, "layer_9", "blocks.9.hook_mlp_out")
+    config = load_config(to_dict(base), **sae_changes(base, [str(folder)]))
+    assert dict(config.sae.saes) == {9: str(folder.resolve())}
+    labels = [r.label for r in config.selection.runs]
+    assert labels[: len(base.selection.runs)] == [r.label for r in base.selection.runs]
+    assert labels[len(base.selection.runs):] == [r["label"] for r in SAE_RUNS]
+    added = config.selection.runs[len(base.selection.runs):]
+    assert {r.family for r in added} == {"sae"}
+    coverage = next(r for r in added if r.selector == "sae_coverage")
+    assert coverage.params["n_seed"] == min(t.selection_pool for t in base.tasks)  # fits the quick pool of 12
+
+
+def test_two_saes_pin_the_topk_layer(tmp_path):
+    base = demo_config(quick=True)
+    paths = [str(sae_folder(tmp_path, f"layer_{L}", f"blocks.{L}.hook_mlp_out")) for L in (12, 4)]
+    changes = sae_changes(base, paths)
+    assert sorted(changes["sae"]["saes"]) == [4, 12]
+    added = changes["selection"]["runs"][len(base.selection.runs):]
+    assert all(r["params"]["layer"] == 4 for r in added)
+
+
+def test_bad_sae_folders_teach(tmp_path):
+    base = demo_config(quick=True)
+    with pytest.raises(ConfigError, match="no cfg.json"):
+        sae_changes(base, [str(tmp_path / "missing")])
+    with pytest.raises(ConfigError, match="hook_mlp_out"):
+        sae_changes(base, [str(sae_folder(tmp_path, "resid", "blocks.3.hook_resid_post"))])
+    same = [str(sae_folder(tmp_path, n, "blocks.5.hook_mlp_out")) for n in ("a", "b")]
+    with pytest.raises(ConfigError, match="two SAEs for layer 5"):
+        sae_changes(base, same)
