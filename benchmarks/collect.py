@@ -34,7 +34,6 @@ if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(
     sys.path.pop(0)
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
@@ -46,17 +45,13 @@ import torch  # noqa: E402
 from mechsel.collect import CollectConfig, collect  # noqa: E402
 from mechsel.collect.plan import build_plan, make_batches, pad_batch  # noqa: E402
 from mechsel.models import load_model  # noqa: E402
-from mechsel.paths import data_dir  # noqa: E402
 from mechsel.stats import Moments  # noqa: E402
+from mechsel.tasks.loading import load_rows  # noqa: E402
 
 
 def sst2(n: int) -> list[str]:
-    rows = []
-    with open(data_dir() / "sst2" / "validation.jsonl") as fh:
-        for line in fh:
-            rows.append(json.loads(line)["sentence"])
-            if len(rows) == n:
-                break
+    """The first ``n`` SST-2 validation sentences."""
+    rows = [row["sentence"] for row in load_rows("sst2", "validation")[:n]]
     if len(rows) < n:
         raise SystemExit(f"Only {len(rows)} SST-2 validation sentences available; pass --n {len(rows)} or fewer.")
     return rows

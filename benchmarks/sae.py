@@ -44,12 +44,12 @@ import torch  # noqa: E402
 
 from mechsel.collect import collect  # noqa: E402
 from mechsel.models import load_model  # noqa: E402
-from mechsel.paths import data_dir  # noqa: E402
 from mechsel.sae.config import SAETrainConfig  # noqa: E402
 from mechsel.sae.loading import check_sae_matches, load_sae  # noqa: E402
 from mechsel.sae.statistics import SAEStatistics, SAETopLatents  # noqa: E402
 from mechsel.sae.training import train_sae  # noqa: E402
 from mechsel.stats import DEFAULT_MOMENTS  # noqa: E402
+from mechsel.tasks.loading import load_rows  # noqa: E402
 
 TARGET_MINUTES = 30.0
 TARGET_TOKENS = 500_000
@@ -60,12 +60,8 @@ TARGET_DEAD = 0.1
 
 
 def sst2(n: int) -> list[str]:
-    rows = []
-    with open(data_dir() / "sst2" / "validation.jsonl") as fh:
-        for line in fh:
-            rows.append(json.loads(line)["sentence"])
-            if len(rows) == n:
-                break
+    """The first ``n`` SST-2 validation sentences."""
+    rows = [row["sentence"] for row in load_rows("sst2", "validation")[:n]]
     if len(rows) < n:
         raise SystemExit(f"Only {len(rows)} SST-2 validation sentences available; pass --n-overhead {len(rows)} or fewer.")
     return rows

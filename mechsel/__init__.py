@@ -78,7 +78,10 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'mechsel' has no attribute {name!r}; the public names are listed in mechsel.__all__.")
-    value = getattr(importlib.import_module(module), name)
+    package = importlib.import_module(module)
+    # ``collect`` is also a subpackage: keep the (callable) package bound, so that both
+    # ``mechsel.collect(model, texts)`` and ``mechsel.collect.plan`` work in any import order.
+    value = package if module == f"mechsel.{name}" else getattr(package, name)
     globals()[name] = value
     return value
 

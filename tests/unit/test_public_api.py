@@ -27,3 +27,17 @@ def test_shape_checker_rejects_a_wrong_shape():
     assert unit_rows(np.ones((3, 2), dtype=np.float32), center=False).shape == (3, 2)
     with pytest.raises(Exception, match="(?i)type-check|shape|violat"):
         unit_rows(np.ones(5, dtype=np.float32), center=False)
+
+
+def test_mechsel_collect_is_callable_even_after_the_package_is_imported():
+    """``import mechsel.collect.plan`` binds ``mechsel.collect`` to the package; calling it must
+    still run the collector (the README calls ``mechsel.collect(model, texts, ...)``)."""
+    import mechsel.collect.plan  # noqa: F401
+    from mechsel.collect.run import collect
+
+    model = mechsel.tiny_model()
+    texts = ["a b c", "d e"]
+    via_package = mechsel.collect(model, texts, layers=[0], statistics=["mean"], progress=False)
+    direct = collect(model, texts, layers=[0], statistics=["mean"], progress=False)
+    np.testing.assert_array_equal(via_package.to_wide().to_numpy(), direct.to_wide().to_numpy())
+    assert mechsel.collect.plan.build_plan is not None  # the package's submodules stay reachable
