@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["load_configured_saes", "sae_reducer", "sae_reducers", "TOP_LATENTS"]
+__all__ = ["load_configured_saes", "sae_reducers", "TOP_LATENTS"]
 
 TOP_LATENTS = 8
 """Top latents kept per example (they feed the SAE selectors, not the correlation grid)."""
@@ -32,13 +32,6 @@ def load_configured_saes(model: Any, saes: Mapping[int, str], hook: str = "mlp_o
         check_sae_matches(sae, model, hook, layer=int(layer))
         out[int(layer)] = sae
     return out
-
-
-def sae_reducer(model: Any, saes: Mapping[int, str], statistics: Sequence[str] | None = None, hook: str = "mlp_out") -> Any:
-    """The ``sae`` statistics reducer for the configured SAEs (passed to :func:`mechsel.collect.collect`)."""
-    from mechsel.sae.statistics import SAEStatistics
-
-    return SAEStatistics(load_configured_saes(model, {int(k): v for k, v in saes.items()}, hook), statistics)
 
 
 def sae_reducers(model: Any, saes: Mapping[int, str], statistics: Sequence[str] | None = None, hook: str = "mlp_out") -> list[Any]:

@@ -64,7 +64,7 @@ def collect_stage(ctx: Any) -> dict[str, Any]:
                     from mechsel.experiment.sae_glue import sae_reducers
 
                     sae_reducer = sae_reducers(res.model, p["sae"], p["sae_statistics"], p["hook"])
-                layers, statistics = sorted(int(layer) for layer in p["sae"]), list(sae_reducer)
+                layers, statistics = list(sae_reducer[0].layers), list(sae_reducer)
             else:
                 layers, statistics = p["layers"], list(p["statistics"])
             result = collect(res.model, prompts[start : start + p["chunk_size"]], layers=layers, hook=p["hook"], mask=mask,
@@ -80,7 +80,12 @@ def collect_stage(ctx: Any) -> dict[str, Any]:
             provenance[f"{kind}/{mask}"] = ctx.checkpoint(f"{kind}-{mask}-provenance", lambda: None)
     stats = pd.concat(frames, ignore_index=True)
     stats.insert(0, "task", task)
-    top = stats["statistic"].str.fullmatch(r"sae_top\d+_(?:latent|act)")
+    top = pd.Series(False, index=stats.index)
+    if p["sae"]:
+        from mechsel.experiment.sae_glue import TOP_LATENTS
+        from mechsel.sae.statistics import top_latent_columns
+
+        top = stats["statistic"].isin(top_latent_columns(TOP_LATENTS))
     out = {"statistics": stats[~top].reset_index(drop=True), "provenance": provenance}
     if top.any():
         out["sae_top_latents"] = stats[top].reset_index(drop=True)
