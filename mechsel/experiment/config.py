@@ -81,6 +81,13 @@ class ModelSettings:
     """``cpu``, ``cuda``, ``cuda:1``...; ``null`` picks CUDA when available, else CPU."""
     n_threads: int | None = None
     """CPU threads for torch (``null``: torch's default). Does not change results' meaning."""
+    matmul_precision: Literal["highest", "high", "medium"] = "highest"
+    """Internal precision of float32 matrix products (``torch.set_float32_matmul_precision``) for
+    the whole run. ``highest``: plain float32. ``high``/``medium`` may use faster TF32 or
+    bfloat16-based kernels; mechsel measures their error on this machine first and uses them only
+    if it stays within float32 rounding (else runs at ``highest`` and says so in the log); the
+    outcome is recorded in ``manifest.json`` (``model.matmul_precision``). See
+    :mod:`mechsel.models.precision`."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -88,6 +95,7 @@ class ModelSettings:
         _choice("model.weight_processing", self.weight_processing, ("none", "default"))
         _choice("model.dtype", self.dtype, ("float32", "bfloat16", "float16", "float64"))
         _positive("model.n_threads", self.n_threads, allow_none=True)
+        _choice("model.matmul_precision", self.matmul_precision, ("highest", "high", "medium"))
 
 
 @dataclass(frozen=True)

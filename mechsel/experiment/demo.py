@@ -27,7 +27,7 @@ _RUNS: list[dict[str, Any]] = [
 
 DEMO: dict[str, Any] = {
     "name": "demo",
-    "model": {"name": "google/gemma-3-270m", "weight_processing": "none", "dtype": "float32"},
+    "model": {"name": "google/gemma-3-270m", "weight_processing": "none", "dtype": "float32", "matmul_precision": "medium"},
     "tasks": [
         {"name": "sst2", "n_candidates": 64, "dev_size": 32, "test_size": 300, "selection_pool": 48},
         {"name": "ag_news", "n_candidates": 48, "dev_size": 24, "test_size": 300, "selection_pool": 40},

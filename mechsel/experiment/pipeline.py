@@ -45,7 +45,8 @@ NEUFS_TOP_N_FRACTION = 0.18
 
 def _model_params(config: ExperimentConfig) -> dict[str, Any]:
     m = config.model
-    return {"name": m.name, "weight_processing": m.weight_processing, "dtype": m.dtype, "device": m.device}
+    return {"name": m.name, "weight_processing": m.weight_processing, "dtype": m.dtype, "device": m.device,
+            "matmul_precision": m.matmul_precision}
 
 
 def _needs(runs: Sequence[SelectorRun]) -> tuple[set[str], int | None]:
@@ -157,13 +158,18 @@ def run_experiment(config: ExperimentConfig, *, overwrite: bool = False, model: 
         model: an already loaded model to use instead of loading ``config.model`` (its name must
             still be ``config.model.name`` for the provenance to be honest).
     """
+    from mechsel.models.loading import resolve_device
+    from mechsel.models.precision import matmul_precision
+
     out = Path(config.output_dir)
     with RunDirectory(out, config.identity(), config=to_dict(config), overwrite=overwrite, log_level=config.log_level) as run_dir:
         atomic_write_text(out / "config.yaml", dump_config(config))
         resources = Resources(config, model=model, on_model_loaded=lambda info: run_dir.record("model", "loaded", info))
-        outputs, records = run_stages(build_stages(config), out, resources=resources, progress=config.progress,
-                                      on_stage_done=lambda r: run_dir.record("stages", r.name, {"key": r.key, "cached": r.cached,
-                                                                                                 "seconds": round(r.seconds, 2)}))
+        with matmul_precision(config.model.matmul_precision, resolve_device(config.model.device)) as precision:
+            run_dir.record("model", "matmul_precision", precision.as_dict())
+            outputs, records = run_stages(build_stages(config), out, resources=resources, progress=config.progress,
+                                          on_stage_done=lambda r: run_dir.record("stages", r.name, {"key": r.key, "cached": r.cached,
+                                                                                                     "seconds": round(r.seconds, 2)}))
         for t in config.tasks:
             run_dir.record("data", t.name, outputs[f"data/{t.name}"]["fingerprint"])
             run_dir.record("collect_provenance", t.name, outputs[f"collect/{t.name}"]["provenance"])

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
@@ -169,7 +170,7 @@ def answer_logits(model: HookedTransformer, resid: Float[Tensor, "n d_model"]) -
     x = resid[:, None, :]
     if model.cfg.normalization_type is not None:
         x = model.ln_final(x)
-    logits = x[:, 0, :] @ model.W_U + model.b_U
+    logits = F.linear(x[:, 0, :], model.W_U.T.contiguous(), model.b_U)  # as TransformerLens's Unembed
     cap = getattr(model.cfg, "output_logits_soft_cap", None)
     if cap is not None and cap > 0:
         logits = cap * torch.tanh(logits / cap)

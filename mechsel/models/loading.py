@@ -13,9 +13,10 @@ from transformer_lens import HookedTransformer
 
 from mechsel.errors import ConfigError
 from mechsel.models.embedded import EMBEDDED_MODEL, EMBEDDED_SOURCE, embedded_hf_folder
+from mechsel.models.layout import transpose_friendly_layout
 from mechsel.provenance import Provenance
 
-__all__ = ["WeightProcessing", "ModelInfo", "load_model", "model_info", "model_provenance", "weight_fingerprint"]
+__all__ = ["WeightProcessing", "ModelInfo", "load_model", "resolve_device", "model_info", "model_provenance", "weight_fingerprint"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def _resolve_device(device: str | torch.device | None) -> str:
+def resolve_device(device: str | torch.device | None) -> str:
+    """``device`` as a string; ``None`` means CUDA when available, else CPU."""
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
     return str(device)
@@ -110,7 +112,7 @@ def load_model(
     if source not in get_args(Source):
         raise ConfigError(f"source must be one of {get_args(Source)}, got {source!r}.")
     torch_dtype = _resolve_dtype(dtype)
-    device = _resolve_device(device)
+    device = resolve_device(device)
     use_embedded = source == "embedded" or (source == "auto" and name == EMBEDDED_MODEL)
     if use_embedded and name != EMBEDDED_MODEL:
         raise ConfigError(f"Only {EMBEDDED_MODEL!r} is embedded; load {name!r} with source='hub' (needs network).")
@@ -136,6 +138,7 @@ def load_model(
             f"only the embedded {EMBEDDED_MODEL!r} is available."
         ) from err
     model.eval()
+    transpose_friendly_layout(model)  # bit-identical outputs, no per-forward weight copies
     model.mechsel_info = ModelInfo(
         name=name,
         weight_processing=weight_processing,

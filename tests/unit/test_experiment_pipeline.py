@@ -72,6 +72,7 @@ def test_end_to_end_tables_verdict_and_figures(reference):
     assert (retrieval["query"] >= 0).all() and retrieval["query"].nunique() == 6
     manifest = read_manifest(result.output_dir)
     assert manifest["status"] == "complete" and manifest["model"]["loaded"]["name"] == "tiny-random"
+    assert manifest["model"]["matmul_precision"] == {"requested": "highest", "effective": "highest", "error": 0.0, "device": "cpu"}
     assert set(manifest["stages"]) >= {"collect/reviews", "quality/reviews", "select/reviews", "evaluate/reviews", "analyse"}
     names = {p.name for p in result.figures}
     assert {"rho_heatmap_reviews_moments.html", "selectors_reviews.html", "abs_rho_by_layer_reviews.html",
