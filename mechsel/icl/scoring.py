@@ -38,10 +38,12 @@ from mechsel.icl.kv import (
 )
 from mechsel.masks.segments import SegmentedPrompt
 
-__all__ = ["ScoringConfig", "LabelScorer", "naive_label_logprobs", "label_distribution"]
+__all__ = ["ScoringConfig", "LabelScorer", "token_batches", "naive_label_logprobs", "label_distribution"]
 
 
 PromptLike = SegmentedPrompt | Sequence[int]
+UNEMBED_ROWS = 128
+"""Answer positions unembedded per call (a ``[128, d_vocab]`` float32 block: 134 MB for Gemma 3)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,13 @@ class ScoringConfig:
     """How prompts are batched and cached when scoring (results are the same for every choice)."""
 
     batch_size: int = 16
-    """Prompt suffixes per forward pass."""
+    """Most prompt suffixes per forward pass."""
+    max_batch_tokens: int | None = 1024
+    """Also cap a batch at this many padded suffix tokens (rows × the batch's longest suffix after
+    the shared prefix; at least one row per batch), so long prompts go in small batches. On 2 CPU
+    cores, per-query 8-shot AG News prompts (~430 tokens) score 1.4x faster two at a time than 16
+    at a time, and 4-shot SST-2 prompts (~100 tokens) 1.4x faster eight at a time. ``None``:
+    ``batch_size`` alone decides."""
     padding_side: PaddingSide = "right"
     """Side padded in a batch. Both are exact; ``right`` stays exact past a sliding window."""
     prefix_reuse: bool = True
@@ -62,6 +70,8 @@ class ScoringConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be ≥ 1, got {self.batch_size}.")
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
+            raise ConfigError(f"max_batch_tokens must be ≥ 1 or None, got {self.max_batch_tokens}.")
         if self.padding_side not in PADDING_SIDES:
             raise ConfigError(f"padding_side must be one of {PADDING_SIDES}, got {self.padding_side!r}.")
         if self.min_prefix_tokens < 1:
@@ -137,7 +147,11 @@ class LabelScorer:
         reads_by_row: dict[int, list[int]] = {}
         for k, r in enumerate(reads[:, 0]):
             reads_by_row.setdefault(int(r), []).append(k)
-        batches = [order[s : s + cfg.batch_size] for s in range(0, len(order), cfg.batch_size)]
+        batches = token_batches([len(rows[r]) - n_prefix for r in order], cfg.batch_size, cfg.max_batch_tokens)
+        batches = [[order[i] for i in b] for b in batches]
+        finals: list[Tensor] = []  # final residuals of answer positions, unembedded together below
+        final_rows, read_ids = [], []
+        n_final = 0
         for batch in tqdm(batches, desc="scoring", disable=not cfg.progress, leave=False):
             suffixes = [rows[r][n_prefix:] for r in batch]
             tokens, mask, offsets = pad_batch(suffixes, cfg.padding_side, device=device)
@@ -149,11 +163,37 @@ class LabelScorer:
             b_idx = torch.tensor([local_row[int(reads[k, 0])] for k in ks], dtype=torch.long, device=device)
             p_idx = torch.tensor([int(reads[k, 1]) - n_prefix for k in ks], dtype=torch.long, device=device) + offsets[b_idx]
             pairs, inverse = torch.unique(torch.stack([b_idx, p_idx]), dim=1, return_inverse=True)
-            logp = answer_logits(model, resid[pairs[0], pairs[1]]).float().log_softmax(dim=-1)
-            tok = torch.as_tensor(reads[ks, 2], device=device)
-            values = logp[inverse, tok].double().cpu()
-            out.index_put_((torch.as_tensor(reads[ks, 3]), torch.as_tensor(reads[ks, 4])), values, accumulate=True)
+            finals.append(resid[pairs[0], pairs[1]])
+            final_rows.append(inverse + n_final)
+            read_ids.extend(ks)
+            n_final += pairs.shape[1]
+        # The unembedding reads all of W_U ([d_model, d_vocab]: 168M numbers for Gemma 3) per call,
+        # so it runs once per UNEMBED_ROWS answer positions rather than once per (small) batch.
+        final, rows_of_read = torch.cat(finals), torch.cat(final_rows)
+        ids = np.asarray(read_ids, dtype=np.int64)
+        tok = torch.as_tensor(reads[ids, 2], device=device)
+        values = torch.zeros(len(ids), dtype=torch.float64)
+        for start in range(0, n_final, UNEMBED_ROWS):
+            logp = answer_logits(model, final[start : start + UNEMBED_ROWS]).float().log_softmax(dim=-1)
+            sel = (rows_of_read >= start) & (rows_of_read < start + UNEMBED_ROWS)
+            values[sel.cpu()] = logp[rows_of_read[sel] - start, tok[sel]].double().cpu()
+        out.index_put_((torch.as_tensor(reads[ids, 3]), torch.as_tensor(reads[ids, 4])), values, accumulate=True)
         return out.float()
+
+
+def token_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None) -> list[list[int]]:
+    """Consecutive batches of row positions ``0..n-1`` (rows sorted longest first): at most
+    ``batch_size`` rows, and rows × the batch's longest row ≤ ``max_tokens`` (``None``: no cap),
+    but never fewer than one row."""
+    batches: list[list[int]] = []
+    for i, n in enumerate(lengths):
+        batch = batches[-1] if batches else None
+        longest = max([lengths[j] for j in batch] + [n]) if batch else n
+        if batch and len(batch) < batch_size and (max_tokens is None or (len(batch) + 1) * longest <= max_tokens):
+            batch.append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 @torch.inference_mode()

@@ -8,6 +8,7 @@ import torch
 from mechsel.errors import ConfigError, DataError
 from mechsel.icl import LabelScorer, ScoringConfig, label_distribution, naive_label_logprobs
 from mechsel.icl.kv import encode_prefix, pad_batch
+from mechsel.icl.scoring import token_batches
 from mechsel.models import CharTokenizer, tiny_model
 from mechsel.tasks import Example, PromptEncoder
 
@@ -54,6 +55,28 @@ def test_scorer_equals_naive(model, labels, padding_side, prefix_reuse, make_pro
     assert got.shape == (len(prompts), len(labels))
     assert (got - ref).abs().max().item() <= TOL
     assert (ref <= 0).all()
+
+
+@pytest.mark.parametrize("max_batch_tokens", [1, 40, 120, None])
+def test_token_capped_batches_equal_naive(model, max_batch_tokens):
+    prompts = mixed_prompts()
+    ref = naive_label_logprobs(model, prompts, MULTI)
+    got = LabelScorer(model, MULTI, ScoringConfig(batch_size=16, max_batch_tokens=max_batch_tokens)).logprobs(prompts)
+    assert (got - ref).abs().max().item() <= TOL
+
+
+def test_token_batches_respect_both_caps():
+    lengths = [50, 40, 40, 30, 10, 10, 10, 10, 5]
+    assert token_batches(lengths, 16, None) == [list(range(9))]
+    assert token_batches(lengths, 4, None) == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
+    batches = token_batches(lengths, 16, 90)
+    assert [i for b in batches for i in b] == list(range(9))
+    assert batches == [[0], [1, 2], [3, 4, 5], [6, 7, 8]]
+    for b in batches:
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 90
+    assert token_batches([500, 400], 16, 100) == [[0], [1]]  # a row longer than the cap still runs, alone
+    with pytest.raises(ConfigError, match="max_batch_tokens"):
+        ScoringConfig(max_batch_tokens=0)
 
 
 def test_naive_reference_is_a_plain_log_softmax(model):
