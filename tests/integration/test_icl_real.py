@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from mechsel.icl import GenerationConfig, ICLRunner, LabelScorer, ScoringConfig, evaluate, greedy_generate, naive_label_logprobs
+from mechsel.models import matmul_precision
 from mechsel.tasks import PromptEncoder, SplitConfig, get_task, load_examples, make_splits
 
 pytestmark = pytest.mark.integration
@@ -55,6 +57,28 @@ def test_scorer_equals_naive_on_gemma(embedded_model, sst2_splits):
         for reuse in (True, False):
             cfg = ScoringConfig(batch_size=2, padding_side=side, prefix_reuse=reuse)
             assert (LabelScorer(embedded_model, labels, cfg).logprobs(prompts) - ref).abs().max().item() <= 1e-4
+
+
+def test_speed_settings_keep_gemma_scores(embedded_model, sst2_splits):
+    """The loaded model's weight layout gives the same logits as contiguous weights, bit for bit;
+    the demo's ``medium`` matmul precision (when this machine passes its check) stays within
+    float32 rounding of ``highest`` on real 4-shot and per-query prompts."""
+    plain = copy.deepcopy(embedded_model)
+    for p in plain.parameters():
+        p.data = p.data.contiguous()
+    assert any(not p.is_contiguous() for p in embedded_model.parameters())
+    tokens = torch.tensor([embedded_model.tokenizer.encode("A tender, moving film. Sentiment:")])
+    with torch.inference_mode():
+        assert torch.equal(embedded_model(tokens), plain(tokens))
+    runner = ICLRunner(embedded_model, "sst2")
+    queries = list(sst2_splits.test[:24])
+    sets = [list(sst2_splits.pool[:4])] * 12 + [list(sst2_splits.pool[i : i + 3]) for i in range(12)]
+    ref = runner.label_logprobs(sets, queries)
+    with matmul_precision("medium") as check:
+        got = runner.label_logprobs(sets, queries)
+    assert check.effective in ("medium", "highest") and check.error >= 0
+    assert np.abs(got - ref).max() <= 1e-4
+    assert (got.argmax(1) == ref.argmax(1)).all()
 
 
 def test_sst2_calibrated_zero_shot_is_well_above_chance(embedded_model, sst2_splits):
