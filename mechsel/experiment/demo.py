@@ -39,8 +39,9 @@ DEMO: dict[str, Any] = {
     "output_dir": "results/demo",
 }
 """``mechsel demo``: every required part at the issue's minimum sizes (5 seeds, 300 test queries per
-task). Extrapolated to ~95 minutes cold on 2 CPU cores (about twice the 45-minute target; almost all
-of it ICL evaluation): see ``benchmarks/results/demo_timing.txt``. Seconds when cached."""
+task). Measured 48 minutes cold on 2 CPU cores (the goal is 45; 96% of it is ICL evaluation), with
+float32 matmuls at ``medium`` after the float32-class check (see :mod:`mechsel.models.precision`):
+see ``benchmarks/results/demo_timing.txt``. Seconds when cached."""
 
 QUICK: dict[str, Any] = copy.deepcopy(DEMO)
 QUICK.update(
@@ -51,7 +52,7 @@ QUICK.update(
     analysis={"n_boot": 500, "n_perm": 500},
     output_dir="results/demo-quick",
 )
-"""``mechsel demo --quick``: the same pipeline at toy sizes (2 min 45 s cold on 2 CPU cores, 3 s cached)."""
+"""``mechsel demo --quick``: the same pipeline at toy sizes (83 s cold on 2 CPU cores, 6 s cached)."""
 
 
 SAE_RUNS: list[dict[str, Any]] = [

@@ -48,7 +48,7 @@ UNEMBED_ROWS = 128
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """How prompts are batched and cached when scoring (results are the same for every choice)."""
+    """How prompts are batched and cached when scoring (every choice gives the same results up to float32 rounding)."""
 
     batch_size: int = 16
     """Most prompt suffixes per forward pass."""
