@@ -35,7 +35,6 @@ if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(
     sys.path.pop(0)
 
 import argparse
-import copy
 import json
 import logging
 import time
@@ -44,6 +43,7 @@ import numpy as np
 
 from mechsel.icl import ICLRunner, ScoringConfig, naive_label_logprobs, quality_matrix
 from mechsel.models import load_model
+from mechsel.models.layout import contiguous_copy
 from mechsel.tasks import SplitConfig, make_splits
 
 
@@ -70,9 +70,7 @@ def main() -> None:
     log = logging.getLogger("benchmarks.quality")
 
     model = load_model(device="cpu")
-    plain = copy.deepcopy(model)  # the naive way's model: weights contiguous, as TransformerLens loads them
-    for p in plain.parameters():
-        p.data = p.data.contiguous()
+    plain = contiguous_copy(model)  # the naive way's model: weights contiguous, as TransformerLens loads them
     splits = make_splits("sst2", SplitConfig(pool_size=args.candidates, dev_size=args.dev, test_size=1, seed=args.seed))
     candidates, dev = list(splits.pool), list(splits.dev)
     runner = ICLRunner(model, "sst2", scoring=ScoringConfig(batch_size=args.batch_size, padding_side="right"))

@@ -31,7 +31,6 @@ if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(
     sys.path.pop(0)
 
 import argparse  # noqa: E402
-import copy  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
 from contextlib import nullcontext  # noqa: E402
@@ -40,16 +39,9 @@ import numpy as np  # noqa: E402
 
 from mechsel.icl import ICLRunner, ScoringConfig  # noqa: E402
 from mechsel.models import load_model, matmul_precision, measure_matmul_error  # noqa: E402
+from mechsel.models.layout import contiguous_copy  # noqa: E402
 from mechsel.models.precision import FLOAT32_CLASS_ERROR  # noqa: E402
 from mechsel.tasks import SplitConfig, make_splits  # noqa: E402
-
-
-def contiguous_copy(model):
-    """``model`` with every parameter stored contiguously, as TransformerLens loads it."""
-    plain = copy.deepcopy(model)
-    for p in plain.parameters():
-        p.data = p.data.contiguous()
-    return plain
 
 
 def workloads(task: str, n_queries: int, seed: int):

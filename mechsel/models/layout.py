@@ -14,11 +14,13 @@ paths (``use_split_qkv_input``, ``use_attn_in``, ``use_attn_result``) are left u
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from transformer_lens import HookedTransformer
 from transformer_lens.components.mlps.gated_mlp import GatedMLP
 
-__all__ = ["LINEAR_WEIGHTS", "transpose_friendly_layout"]
+__all__ = ["LINEAR_WEIGHTS", "transpose_friendly_layout", "contiguous_copy"]
 
 LINEAR_WEIGHTS = ("W_in", "W_gate", "W_out")
 """Gated-MLP parameters TransformerLens multiplies as ``F.linear(x, W.T.contiguous())``. Plain MLPs
@@ -55,3 +57,12 @@ def transpose_friendly_layout(model: HookedTransformer) -> HookedTransformer:
     if isinstance(getattr(unembed, "W_U", None), torch.nn.Parameter):
         _reorder(unembed.W_U, (1, 0))
     return model
+
+
+def contiguous_copy(model: HookedTransformer) -> HookedTransformer:
+    """A deep copy of ``model`` with every parameter contiguous, as TransformerLens loads it: the
+    baseline that :func:`transpose_friendly_layout` is compared with in tests and benchmarks."""
+    plain = copy.deepcopy(model)
+    for p in plain.parameters():
+        p.data = p.data.contiguous()
+    return plain

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 import numpy as np
@@ -11,6 +10,7 @@ import torch
 
 from mechsel.icl import GenerationConfig, ICLRunner, LabelScorer, ScoringConfig, evaluate, greedy_generate, naive_label_logprobs
 from mechsel.models import matmul_precision
+from mechsel.models.layout import contiguous_copy
 from mechsel.tasks import PromptEncoder, SplitConfig, get_task, load_examples, make_splits
 
 pytestmark = pytest.mark.integration
@@ -63,9 +63,7 @@ def test_speed_settings_keep_gemma_scores(embedded_model, sst2_splits):
     """The loaded model's weight layout gives the same logits as contiguous weights, bit for bit;
     the demo's ``medium`` matmul precision (when this machine passes its check) stays within
     float32 rounding of ``highest`` on real 4-shot and per-query prompts."""
-    plain = copy.deepcopy(embedded_model)
-    for p in plain.parameters():
-        p.data = p.data.contiguous()
+    plain = contiguous_copy(embedded_model)
     assert any(not p.is_contiguous() for p in embedded_model.parameters())
     tokens = torch.tensor([embedded_model.tokenizer.encode("A tender, moving film. Sentiment:")])
     with torch.inference_mode():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 
 import einops
@@ -12,20 +11,15 @@ import torch
 from mechsel.errors import ConfigError
 from mechsel.models import matmul_precision, measure_matmul_error, tiny_model, transpose_friendly_layout
 from mechsel.models import precision as precision_module
+from mechsel.models.layout import contiguous_copy
 from mechsel.models.precision import FLOAT32_CLASS_ERROR, product_error
-
-
-def _contiguous_copy(model):
-    plain = copy.deepcopy(model)
-    for p in plain.parameters():
-        p.data = p.data.contiguous()
-    return plain
 
 
 @pytest.mark.parametrize("gated", [True, False])
 def test_layout_keeps_values_and_outputs_bit_identical(gated):
     model = tiny_model(n_layers=2, gated_mlp=gated, n_key_value_heads=2 if gated else None)
-    plain = _contiguous_copy(model)
+    plain = contiguous_copy(model)
+    assert all(p.is_contiguous() for p in plain.parameters())
     transpose_friendly_layout(model)
     for (name, a), b in zip(model.named_parameters(), plain.parameters()):
         assert a.shape == b.shape and torch.equal(a, b), name
