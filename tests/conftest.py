@@ -27,6 +27,30 @@ def _fixed_seeds():
     yield
 
 
+@pytest.fixture
+def spy_evaluate(monkeypatch):
+    """``spy_evaluate(interrupt_on=None)`` replaces ``mechsel.icl.evaluate`` (what the runner's
+    evaluate stage calls) by a wrapper that counts its calls in the returned dict's ``"n"`` and
+    raises ``KeyboardInterrupt`` (a Ctrl-C) on call number ``interrupt_on``; each call re-installs."""
+    import mechsel.icl
+
+    real = mechsel.icl.evaluate
+
+    def install(interrupt_on: int | None = None) -> dict[str, int]:
+        calls = {"n": 0}
+
+        def wrapper(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == interrupt_on:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(mechsel.icl, "evaluate", wrapper)
+        return calls
+
+    return install
+
+
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
     """The real datasets (../shared/data or $MECHSEL_DATA_DIR)."""

@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import mechsel.icl
 from mechsel.cli import main
 from mechsel.experiment import load_config, load_results, run_experiment
 from mechsel.experiment.rundir import read_manifest
@@ -88,30 +87,20 @@ def test_config_defined_task_runs_end_to_end_from_the_cli(cli_run, shared_data_d
     assert {p.name for p in (out / "figures").glob("*.html")} >= {"rho_heatmap_movie_verdict_moments.html", "selectors_movie_verdict.html"}
 
 
-def test_rerun_is_cached_and_interrupted_run_resumes_identically(cli_run, overrides, embedded_model, monkeypatch, tmp_path):
+def test_rerun_is_cached_and_interrupted_run_resumes_identically(cli_run, overrides, embedded_model, spy_evaluate, tmp_path):
     ref_dir, _ = cli_run
     ref = load_results(ref_dir)
     config = load_config(CONFIG, overrides, output_dir=str(ref_dir), progress=False)
     again = run_experiment(config, model=embedded_model)
     assert all(r.cached for r in again.records)  # nothing recomputed, not even the model's stages
 
-    real = mechsel.icl.evaluate
-    calls = {"n": 0}
-
-    def interrupted_on_third(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(mechsel.icl, "evaluate", interrupted_on_third)
+    spy_evaluate(interrupt_on=3)
     config = load_config(CONFIG, overrides, output_dir=str(tmp_path / "run"), progress=False)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(config, model=embedded_model)
     assert read_manifest(config.output_dir)["status"] == "interrupted"
 
-    calls["n"] = 0
-    monkeypatch.setattr(mechsel.icl, "evaluate", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1])
+    calls = spy_evaluate()
     result = run_experiment(config, model=embedded_model)
     cached = {r.name: r.cached for r in result.records}
     assert cached["collect/movie_verdict"] and cached["quality/movie_verdict"] and not cached["evaluate/movie_verdict"]

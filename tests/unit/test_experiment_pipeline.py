@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import mechsel.icl
 from mechsel.cli import main
 from mechsel.errors import ProvenanceMismatchError
 from mechsel.experiment import load_config, load_results, regenerate_figures, run_experiment
@@ -89,25 +88,15 @@ def test_rerun_is_cached_and_identical(reference, model):
     pd.testing.assert_frame_equal(again.tables["scores"], first.tables["scores"])
 
 
-def test_interrupted_run_resumes_with_identical_results(reference, model, monkeypatch, tmp_path):
+def test_interrupted_run_resumes_with_identical_results(reference, model, spy_evaluate, tmp_path):
     root, ref = reference
-    real = mechsel.icl.evaluate
-    calls = {"n": 0}
-
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(mechsel.icl, "evaluate", flaky)
+    calls = spy_evaluate(interrupt_on=4)
     config = load_config(_config(root, "interrupted"))
     with pytest.raises(KeyboardInterrupt):
         run_experiment(config, model=model)
     assert read_manifest(config.output_dir)["status"] == "interrupted"
     done_before = calls["n"] - 1
-    calls["n"] = 0
-    monkeypatch.setattr(mechsel.icl, "evaluate", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1])
+    calls = spy_evaluate()
     result = run_experiment(config, model=model)
     cached = {r.name: r.cached for r in result.records}
     assert cached["collect/reviews"] and cached["quality/reviews"] and cached["select/reviews"] and not cached["evaluate/reviews"]
