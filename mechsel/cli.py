@@ -9,8 +9,9 @@
     mechsel collect [--n 8] [--mask alone] [--layers 0 5 17] [--statistics mean kurtosis]
     mechsel train-sae [--set KEY=VALUE ...]
 
-``run`` and ``demo`` print the summary table (random vs the best activation selector, with 95%
-CIs over seeds, and the strongest correlation) and say plainly whether the paper's finding holds.
+``run`` and ``demo`` print the summary table (random vs every activation selector, with bounded 95%
+CIs over seeds, the minimum detectable effect and the cell each selector read) and a three-way verdict
+(HOLDS, DOES NOT HOLD or INCONCLUSIVE) on the paper's finding, decided from intervals.
 An interrupted run resumes where it stopped when the same command is run again.
 """
 

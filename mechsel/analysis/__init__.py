@@ -1,31 +1,42 @@
-"""Statistics of the study: correlations with example quality, masking effects, selector comparisons.
+"""Statistics of the study: correlations with example quality, masking effects, selector
+comparisons, power, and the three-way verdict.
 
 Pure numpy / scipy / pandas; every function takes and returns tidy frames (see each module).
 """
 
-from mechsel.analysis.comparison import compare_selectors, mean_ci, paired_comparison
-from mechsel.analysis.correlation import SpearmanResult, spearman, spearman_test
+from mechsel.analysis.comparison import compare_selectors, mean_ci, paired_comparison, paired_interval
+from mechsel.analysis.correlation import SpearmanResult, exceeds_bound_p, fisher_interval, spearman, spearman_p_value, spearman_test
 from mechsel.analysis.grid import correlation_grid, join_quality
 from mechsel.analysis.masking import masking_effect, paired_delta_rho
 from mechsel.analysis.multiple import benjamini_hochberg
-from mechsel.analysis.summary import PAPER_RHO_BOUND, Verdict, describe_cell, format_summary, summary_table, verdict
+from mechsel.analysis.power import paired_mde, paired_t_power
+from mechsel.analysis.summary import PAPER_RHO_BOUND, describe_cell, format_summary, summary_table
+from mechsel.analysis.verdict import PartVerdict, Verdict, VerdictSettings, verdict
 
 __all__ = [
     "SpearmanResult",
     "spearman",
     "spearman_test",
+    "spearman_p_value",
+    "fisher_interval",
+    "exceeds_bound_p",
     "benjamini_hochberg",
     "correlation_grid",
     "join_quality",
     "masking_effect",
     "paired_delta_rho",
     "mean_ci",
+    "paired_interval",
     "paired_comparison",
     "compare_selectors",
+    "paired_t_power",
+    "paired_mde",
     "PAPER_RHO_BOUND",
     "summary_table",
-    "Verdict",
-    "verdict",
     "format_summary",
     "describe_cell",
+    "VerdictSettings",
+    "PartVerdict",
+    "Verdict",
+    "verdict",
 ]

@@ -8,26 +8,53 @@ the test subset and everything else except the selection.
 Paired tests are the paired t-test and the Wilcoxon signed-rank test (exact for small samples;
 with 5 seeds its smallest two-sided p-value is 0.0625, so it cannot reach 0.05 — use ≥ 6 seeds
 when it matters). The effect size is Cohen's d_z = mean(diff) / sd(diff).
+
+Intervals respect the range of what they bound. A metric with a known range ``[lo, hi]`` (see
+:data:`mechsel.icl.metrics.METRIC_RANGES`) has its Student-t interval of the mean intersected
+with ``[lo, hi]`` and the interval of a difference intersected with ``[−(hi − lo), hi − lo]``.
+The true mean lies in that range, so the intersection covers it exactly as often as the
+t-interval does, and no interval runs past 1. Each comparison also reports its minimum
+detectable effect (:func:`mechsel.analysis.power.paired_mde`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from mechsel.analysis.power import paired_mde
 from mechsel.errors import ConfigError, DataError
 
-__all__ = ["GROUP_KEYS", "mean_ci", "paired_comparison", "compare_selectors"]
+__all__ = ["GROUP_KEYS", "Bounds", "mean_ci", "paired_interval", "paired_comparison", "compare_selectors"]
+
+Bounds = tuple[float, float]
+"""The range ``(low, high)`` a metric can take."""
 
 GROUP_KEYS: tuple[str, ...] = ("task", "metric", "budget")
 """Columns (when present) that define one comparison; selectors are compared within each."""
 
 
-def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
-    """Mean, sample sd (ddof 1) and the Student-t interval ``mean ± t_{(1+level)/2, n−1} · sd/√n``.
+def _clip(lo: float, hi: float, bounds: Bounds | None) -> tuple[float, float]:
+    if bounds is None or not np.isfinite(lo):
+        return lo, hi
+    return max(lo, bounds[0]), min(hi, bounds[1])
+
+
+def paired_interval(mean: float, sd: float, n: int, level: float = 0.95, bounds: Bounds | None = None) -> tuple[float, float]:
+    """Student-t interval ``mean ± t_{(1+level)/2, n−1} · sd/√n`` of a mean (difference) from its
+    summary, intersected with ``bounds`` when given (NaN with fewer than 2 values)."""
+    if n < 2 or not np.isfinite(sd):
+        return float("nan"), float("nan")
+    half = float(sps.t.ppf((1.0 + level) / 2.0, n - 1)) * sd / np.sqrt(n)
+    return _clip(mean - half, mean + half, bounds)
+
+
+def mean_ci(values: np.ndarray, level: float = 0.95, bounds: Bounds | None = None) -> tuple[float, float, float, float]:
+    """Mean, sample sd (ddof 1) and the Student-t interval ``mean ± t_{(1+level)/2, n−1} · sd/√n``,
+    intersected with ``bounds`` (the metric's range) when given.
 
     NaN values are dropped. With one value the sd and interval are NaN.
     """
@@ -39,8 +66,8 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
     if v.size < 2:
         return mean, float("nan"), float("nan"), float("nan")
     sd = float(v.std(ddof=1))
-    half = float(sps.t.ppf((1.0 + level) / 2.0, v.size - 1)) * sd / np.sqrt(v.size)
-    return mean, sd, mean - half, mean + half
+    lo, hi = paired_interval(mean, sd, int(v.size), level, bounds)
+    return mean, sd, lo, hi
 
 
 def paired_comparison(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
@@ -75,16 +102,38 @@ def paired_comparison(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return out
 
 
+def _metric_bounds(bounds: Bounds | Mapping[str, Bounds] | None, metric: object) -> Bounds | None:
+    if bounds is None or isinstance(bounds, tuple):
+        return bounds
+    return bounds.get(str(metric))
+
+
 def compare_selectors(
-    scores: pd.DataFrame, *, baseline: str = "random", level: float = 0.95, group_keys: Sequence[str] | None = None
+    scores: pd.DataFrame,
+    *,
+    baseline: str = "random",
+    level: float = 0.95,
+    group_keys: Sequence[str] | None = None,
+    bounds: Bounds | Mapping[str, Bounds] | None = None,
+    power: float = 0.8,
 ) -> pd.DataFrame:
     """Per (task, metric, budget, selector): mean ± CI over seeds and a paired test vs ``baseline``.
 
+    Args:
+        scores: the tidy scores frame (module docstring).
+        baseline: the reference selector.
+        level: coverage of every interval; the tests' level is ``1 − level``.
+        group_keys: columns of one comparison (default: :data:`GROUP_KEYS` present).
+        bounds: the metric's range, or a mapping from the ``metric`` column's values to ranges
+            (e.g. :data:`mechsel.icl.metrics.METRIC_RANGES`); intervals are kept inside it.
+        power: power at which the minimum detectable effect ``mde`` is computed.
+
     Returns one line per group and selector with the group keys, ``selector`` (and ``family`` when
-    the scores carry it), ``n_seeds``,
-    ``mean``, ``sd``, ``ci_low``, ``ci_high`` and, paired by seed against the baseline,
-    ``mean_diff``, ``sd_diff``, ``cohen_dz``, ``t_stat``, ``p_ttest``, ``p_wilcoxon``, ``n_pairs``
-    (NaN on the baseline's own line), and ``better`` (mean_diff > 0 with p_ttest < 1 − level).
+    the scores carry it), ``n_seeds``, ``mean``, ``sd``, ``ci_low``, ``ci_high`` and, paired by
+    seed against the baseline, ``mean_diff``, ``diff_ci_low``, ``diff_ci_high`` (bounded
+    t-interval), ``sd_diff``, ``cohen_dz``, ``t_stat``, ``p_ttest``, ``p_wilcoxon``, ``n_pairs``,
+    ``mde`` (smallest mean difference the paired t-test detects with probability ``power``; NaN on
+    the baseline's own line), and ``better`` (mean_diff > 0 with p_ttest < 1 − level, unadjusted).
     """
     need = ["selector", "budget", "seed", "score"]
     missing = [c for c in need if c not in scores.columns]
@@ -99,6 +148,8 @@ def compare_selectors(
     rows = []
     for key, group in scores.groupby(keys, sort=True):
         key = key if isinstance(key, tuple) else (key,)
+        rng = _metric_bounds(bounds, dict(zip(keys, key)).get("metric", group["metric"].iloc[0] if "metric" in group else None))
+        width = None if rng is None else (-(rng[1] - rng[0]), rng[1] - rng[0])
         base = group[group["selector"] == baseline].set_index("seed")["score"]
         if base.empty:
             raise DataError(
@@ -107,18 +158,24 @@ def compare_selectors(
             )
         for name, sel in group.groupby("selector", sort=False):
             s = sel.set_index("seed")["score"]
-            mean, sd, lo, hi = mean_ci(s.to_numpy(), level)
+            mean, sd, lo, hi = mean_ci(s.to_numpy(), level, rng)
             row = {**dict(zip(keys, key)), "selector": name, "n_seeds": int(s.notna().sum()),
                    "mean": mean, "sd": sd, "ci_low": lo, "ci_high": hi}
             if name == baseline:
-                row.update({k: float("nan") for k in ("mean_diff", "sd_diff", "cohen_dz", "t_stat", "p_ttest", "p_wilcoxon")})
+                row.update({k: float("nan") for k in ("mean_diff", "diff_ci_low", "diff_ci_high", "sd_diff", "cohen_dz",
+                                                      "t_stat", "p_ttest", "p_wilcoxon", "mde")})
                 row["n_pairs"] = 0
             else:
                 common = s.index.intersection(base.index)
-                row.update(paired_comparison(s.loc[common].to_numpy(), base.loc[common].to_numpy()))
+                pair = paired_comparison(s.loc[common].to_numpy(), base.loc[common].to_numpy())
+                dlo, dhi = paired_interval(pair["mean_diff"], pair["sd_diff"], pair["n_pairs"], level, width)
+                row.update(mean_diff=pair.pop("mean_diff"), diff_ci_low=dlo, diff_ci_high=dhi, **pair)
+                row["mde"] = paired_mde(pair["sd_diff"], pair["n_pairs"], alpha=1.0 - level, power=power)
             row["better"] = bool(row["mean_diff"] > 0 and row["p_ttest"] < 1.0 - level) if name != baseline else False
             rows.append(row)
-    out = pd.DataFrame(rows)
+    stat_cols = ["n_seeds", "mean", "sd", "ci_low", "ci_high", "mean_diff", "diff_ci_low", "diff_ci_high", "sd_diff", "cohen_dz",
+                 "t_stat", "p_ttest", "p_wilcoxon", "n_pairs", "mde", "better"]
+    out = pd.DataFrame(rows)[keys + ["selector"] + stat_cols]
     if "family" in scores.columns:
         family = scores.drop_duplicates("selector").set_index("selector")["family"]
         out.insert(len(keys) + 1, "family", out["selector"].map(family))

@@ -1,21 +1,51 @@
-"""Spearman's ρ with a seeded percentile-bootstrap CI and a permutation p-value.
+"""Spearman's ρ with a p-value that has no floor and an interval inside [−1, 1].
 
 Spearman's ρ is Pearson's r of the average ranks (the convention of ``scipy.stats.spearmanr``).
-Both resampling procedures are vectorised: ranks are computed once per resample for all
-resamples together, and the same resampling indices (drawn from ``seed``) are reused for every
-call with that seed and sample size, so cells of one grid are resampled identically.
+
+p-values (``p_method``):
+
+* ``"t"`` (default): the analytic two-sided test of ``scipy.stats.spearmanr``,
+  ``t = ρ √((n − 2) / (1 − ρ²))`` on ``n − 2`` degrees of freedom. It has no floor, so a strong
+  cell keeps a small p-value after a correction over hundreds of cells.
+* ``"permutation"``: ``(1 + #{|ρ*| ≥ |ρ|}) / (1 + n_perm)``. Its floor is ``1 / (1 + n_perm)``:
+  after Benjamini–Hochberg over ``m`` cells no cell can reach a q below ``m / (1 + n_perm)``, so
+  use it only for small families or with many permutations.
+
+Intervals (``ci_method``):
+
+* ``"fisher"`` (default): ``tanh(atanh ρ ± z · se)`` with the Bonett–Wright standard error for
+  Spearman's ρ, ``se = √((1 + ρ²/2) / (n − 3))`` (Bonett & Wright 2000, Psychometrika 65:23).
+  Analytic, so the verdict can take it at any (multiplicity-adjusted) level.
+* ``"bootstrap"``: the seeded percentile bootstrap of the pairs.
+
+Both lie inside [−1, 1] by construction. Resampling is vectorised, and the same indices (drawn
+from ``seed``) are reused for every call with that seed and sample size, so cells of one grid
+are resampled identically.
+
+:func:`exceeds_bound_p` tests whether ``|ρ|`` is *above* a bound (the paper's 0.33) rather than
+above 0, on the same Fisher scale.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
+from scipy import stats as sps
 from scipy.stats import rankdata
 
 from mechsel.errors import ConfigError, DataError
 
-__all__ = ["SpearmanResult", "spearman", "spearman_test", "bootstrap_indices", "rowwise_pearson"]
+__all__ = [
+    "PMethod", "CIMethod", "SpearmanResult", "spearman", "spearman_test", "spearman_p_value", "fisher_interval",
+    "fisher_se", "exceeds_bound_p", "bootstrap_indices", "rowwise_pearson",
+]
+
+PMethod = Literal["t", "permutation"]
+"""How a ρ's p-value is computed (module docstring)."""
+CIMethod = Literal["fisher", "bootstrap"]
+"""How a ρ's interval is computed (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +59,7 @@ class SpearmanResult:
     ci_high: float
     """Upper end of the percentile-bootstrap interval."""
     p_value: float
-    """Two-sided permutation p-value, ``(1 + #{|ρ*| ≥ |ρ|}) / (1 + n_perm)``."""
+    """Two-sided p-value of ρ = 0 (analytic t or permutation, see ``p_method``)."""
     n: int
     """Number of complete (non-NaN) pairs used."""
 
@@ -72,6 +102,58 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(rowwise_pearson(rankdata(x), rankdata(y)))
 
 
+def spearman_p_value(rho: float | np.ndarray, n: int | np.ndarray) -> np.ndarray:
+    """Two-sided p-value of ρ = 0 from the t approximation (as ``scipy.stats.spearmanr``).
+
+    ``|ρ| = 1`` gives 0; ``n < 3`` or a NaN ρ gives NaN.
+    """
+    rho = np.asarray(rho, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    df = n - 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.abs(rho) * np.sqrt(df / np.maximum(1.0 - rho * rho, 0.0))
+    p = 2.0 * sps.t.sf(t, np.maximum(df, 1.0))
+    return np.where((n >= 3) & np.isfinite(rho), np.where(np.abs(rho) >= 1.0, 0.0, p), np.nan)
+
+
+def fisher_se(rho: float | np.ndarray, n: int | np.ndarray) -> np.ndarray:
+    """Bonett–Wright standard error of ``atanh ρ̂`` for Spearman's ρ: ``√((1 + ρ²/2) / (n − 3))``."""
+    rho = np.asarray(rho, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(n > 3, np.sqrt((1.0 + rho * rho / 2.0) / (n - 3.0)), np.nan)
+
+
+def fisher_interval(rho: float | np.ndarray, n: int | np.ndarray, level: float | np.ndarray = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided ``level`` interval of Spearman's ρ on the Fisher scale (inside [−1, 1]).
+
+    ``level`` may be an array (one level per cell, e.g. Bonferroni within a family). NaN when
+    ``n ≤ 3`` or ρ is NaN.
+    """
+    rho = np.asarray(rho, dtype=np.float64)
+    z_crit = sps.norm.isf((1.0 - np.asarray(level, dtype=np.float64)) / 2.0)
+    z = np.arctanh(np.clip(rho, -1.0 + 1e-15, 1.0 - 1e-15))
+    half = z_crit * fisher_se(rho, n)
+    return np.tanh(z - half), np.tanh(z + half)
+
+
+def exceeds_bound_p(rho: float | np.ndarray, n: int | np.ndarray, bound: float) -> np.ndarray:
+    """One-sided p-value of ``H0: |ρ| ≤ bound`` against ``|ρ| > bound`` (Fisher scale).
+
+    Under ``|ρ| = bound`` (the least favourable null), ``atanh ρ̂`` is about normal with mean
+    ``±atanh(bound)`` and the Bonett–Wright se at ``bound``; the p-value is the chance that
+    ``|atanh ρ̂|`` reaches its observed value, both tails counted.
+    """
+    if not 0.0 <= bound < 1.0:
+        raise ConfigError(f"The |ρ| bound must lie in [0, 1), got {bound}.")
+    rho = np.asarray(rho, dtype=np.float64)
+    z = np.abs(np.arctanh(np.clip(rho, -1.0 + 1e-15, 1.0 - 1e-15)))
+    se = fisher_se(np.full(rho.shape, bound), n)
+    zb = np.arctanh(bound)
+    p = sps.norm.sf((z - zb) / se) + sps.norm.sf((z + zb) / se)
+    return np.where(np.isfinite(p), np.minimum(p, 1.0), np.nan)
+
+
 def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
     """``[n_boot, n]`` indices drawn with replacement; a pure function of its arguments."""
     if n_boot < 1:
@@ -93,21 +175,29 @@ def spearman_test(
     x: np.ndarray,
     y: np.ndarray,
     *,
+    p_method: PMethod = "t",
+    ci_method: CIMethod = "fisher",
     n_boot: int = 2000,
     n_perm: int = 2000,
     level: float = 0.95,
     seed: int = 0,
 ) -> SpearmanResult:
-    """Spearman's ρ with a percentile-bootstrap CI and a two-sided permutation p-value.
+    """Spearman's ρ with a two-sided p-value of ρ = 0 and a ``level`` interval.
 
     Args:
         x, y: paired observations; pairs with a NaN/inf on either side are dropped.
-        n_boot: bootstrap resamples of the pairs (0 skips the CI: NaN bounds).
-        n_perm: permutations of ``y`` against ``x`` (0 skips the test: NaN p-value).
+        p_method: ``"t"`` (analytic, no floor) or ``"permutation"`` (module docstring).
+        ci_method: ``"fisher"`` (analytic) or ``"bootstrap"`` (percentile).
+        n_boot: bootstrap resamples of the pairs (``ci_method="bootstrap"``; 0 gives NaN bounds).
+        n_perm: permutations of ``y`` against ``x`` (``p_method="permutation"``; 0 gives NaN).
         level: coverage of the interval (0.95 → 2.5th and 97.5th percentiles).
         seed: seed of the resampling; the same seed gives the same numbers.
     """
     _check_level(level)
+    if p_method not in ("t", "permutation"):
+        raise ConfigError(f"p_method must be 't' or 'permutation', got {p_method!r}.")
+    if ci_method not in ("fisher", "bootstrap"):
+        raise ConfigError(f"ci_method must be 'fisher' or 'bootstrap', got {ci_method!r}.")
     if n_boot < 0 or n_perm < 0:
         raise ConfigError(f"n_boot and n_perm must be ≥ 0, got {n_boot} and {n_perm}.")
     x, y = _complete_pairs(x, y)
@@ -119,16 +209,22 @@ def spearman_test(
     rho = float(rowwise_pearson(rx, ry))
     if not np.isfinite(rho):
         return SpearmanResult(nan, nan, nan, nan, n)
-    lo = hi = p = nan
-    if n_boot:
+    lo = hi = nan
+    if ci_method == "fisher":
+        lo, hi = (float(v) for v in fisher_interval(rho, n, level))
+    elif n_boot:
         idx = bootstrap_indices(n, n_boot, seed)
         boots = rowwise_pearson(rankdata(x[idx], axis=1), rankdata(y[idx], axis=1))
         boots = boots[np.isfinite(boots)]
         if boots.size:
             alpha = (1.0 - level) / 2.0
             lo, hi = (float(v) for v in np.quantile(boots, [alpha, 1.0 - alpha]))
-    if n_perm:
+    if p_method == "t":
+        p = float(spearman_p_value(rho, n))
+    elif n_perm:
         perm_rho = rowwise_pearson(ry[_permutations(n, n_perm, seed)], rx)
         extreme = np.count_nonzero(np.abs(perm_rho) >= abs(rho) - 1e-12)
         p = (1.0 + extreme) / (1.0 + n_perm)
+    else:
+        p = nan
     return SpearmanResult(rho, lo, hi, p, n)

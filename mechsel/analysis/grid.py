@@ -9,25 +9,38 @@ Inputs are tidy frames:
   by :meth:`mechsel.icl.QualityResult.table`.
 
 Frames are joined on ``example_id`` (and ``task`` when both frames have it).
+
+Multiplicity: Benjamini–Hochberg runs *within a stated family* of cells. The default family is
+one (task, statistic family) — e.g. every layer × statistic × mask of the moments on SST-2 — so
+SAE latent statistics and moments never share a correction and one task's grid does not dilute
+another's. ``fdr_family="global"`` puts every cell in one family. Each line names its family in
+``fdr_family`` and the family's size in ``family_size``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from mechsel.analysis.correlation import spearman_test
+from mechsel.analysis.correlation import CIMethod, PMethod, spearman_test
 from mechsel.analysis.multiple import benjamini_hochberg
-from mechsel.errors import DataError
+from mechsel.errors import ConfigError, DataError
 
-__all__ = ["CELL_KEYS", "correlation_grid", "join_quality", "cell_keys"]
+__all__ = ["CELL_KEYS", "FAMILY_KEYS", "FdrFamily", "correlation_grid", "join_quality", "cell_keys", "family_labels"]
 
 CELL_KEYS: tuple[str, ...] = ("task", "family", "hook", "positions", "mask", "layer", "statistic")
 """Columns that identify a cell of the grid, in output order, when present in the statistics frame."""
 
-GRID_COLUMNS = ("n", "rho", "ci_low", "ci_high", "p_value", "q_value", "significant", "abs_rho")
+FAMILY_KEYS: tuple[str, ...] = ("task", "family")
+"""Columns (when present) whose values define one multiplicity family under ``fdr_family="task_family"``."""
+
+FdrFamily = Literal["task_family", "global"]
+"""Which cells share one Benjamini–Hochberg correction (module docstring)."""
+
+GRID_COLUMNS = ("n", "rho", "ci_low", "ci_high", "p_value", "fdr_family", "family_size", "q_value", "significant", "abs_rho")
 
 
 def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -61,11 +74,24 @@ def join_quality(stats: pd.DataFrame, quality: pd.DataFrame) -> pd.DataFrame:
     return joined
 
 
+def family_labels(grid: pd.DataFrame, fdr_family: FdrFamily = "task_family") -> pd.Series:
+    """The multiplicity family of each line of a grid, e.g. ``"task=sst2, family=moments"``."""
+    if fdr_family not in ("task_family", "global"):
+        raise ConfigError(f"fdr_family must be 'task_family' or 'global', got {fdr_family!r}.")
+    keys = [k for k in FAMILY_KEYS if k in grid.columns] if fdr_family == "task_family" else []
+    if not keys:
+        return pd.Series("all cells", index=grid.index, dtype=object)
+    return grid[keys].astype(str).apply(lambda r: ", ".join(f"{k}={v}" for k, v in zip(keys, r)), axis=1).astype(object)
+
+
 def correlation_grid(
     stats: pd.DataFrame,
     quality: pd.DataFrame,
     *,
     keys: Sequence[str] | None = None,
+    p_method: PMethod = "t",
+    ci_method: CIMethod = "fisher",
+    fdr_family: FdrFamily = "task_family",
     n_boot: int = 2000,
     n_perm: int = 2000,
     level: float = 0.95,
@@ -77,14 +103,18 @@ def correlation_grid(
     Args:
         stats, quality: tidy frames (module docstring).
         keys: cell columns; default: the :data:`CELL_KEYS` present in ``stats``.
-        n_boot, n_perm, level, seed: passed to :func:`~mechsel.analysis.spearman_test` (every
-            cell of one sample size gets the same resampling indices).
-        alpha: false-discovery rate of the Benjamini–Hochberg control across all cells.
+        p_method, ci_method, n_boot, n_perm, level, seed: passed to
+            :func:`~mechsel.analysis.spearman_test` (every cell of one sample size gets the same
+            resampling indices).
+        fdr_family: which cells share one correction: ``"task_family"`` (default: one family per
+            task and statistic family) or ``"global"`` (all cells).
+        alpha: false-discovery rate of the Benjamini–Hochberg control within each family.
 
     Returns:
         One line per cell: the key columns, then ``n`` (complete pairs), ``rho``, ``ci_low``,
-        ``ci_high``, ``p_value`` (two-sided permutation), ``q_value`` (BH-adjusted across the
-        whole grid), ``significant`` (``q_value ≤ alpha``), ``abs_rho``.
+        ``ci_high``, ``p_value`` (two-sided, of ρ = 0), ``fdr_family`` (the family's name),
+        ``family_size`` (its testable cells), ``q_value`` (BH-adjusted within the family),
+        ``significant`` (``q_value ≤ alpha``), ``abs_rho``.
     """
     keys = cell_keys(stats, keys)
     joined = join_quality(stats, quality)
@@ -98,12 +128,21 @@ def correlation_grid(
                 f"tells them apart to `keys` (e.g. 'task' or 'positions')."
             )
         res = spearman_test(
-            cell["value"].to_numpy(), cell["quality"].to_numpy(), n_boot=n_boot, n_perm=n_perm, level=level, seed=seed
+            cell["value"].to_numpy(), cell["quality"].to_numpy(), p_method=p_method, ci_method=ci_method,
+            n_boot=n_boot, n_perm=n_perm, level=level, seed=seed,
         )
         rows.append({**dict(zip(keys, key)), **res.to_dict()})
     grid = pd.DataFrame(rows)
-    q, rejected = benjamini_hochberg(grid["p_value"].to_numpy(), alpha=alpha)
-    grid["q_value"] = q
-    grid["significant"] = rejected
+    grid["fdr_family"] = family_labels(grid, fdr_family)
+    grid["family_size"] = 0
+    grid["q_value"] = np.nan
+    grid["significant"] = False
+    for _, idx in grid.groupby("fdr_family", sort=False).groups.items():
+        p = grid.loc[idx, "p_value"].to_numpy(dtype=float)
+        q, rejected = benjamini_hochberg(p, alpha=alpha)
+        grid.loc[idx, "q_value"] = q
+        grid.loc[idx, "significant"] = rejected
+        grid.loc[idx, "family_size"] = int(np.isfinite(p).sum())
+    grid["significant"] = grid["significant"].astype(bool)
     grid["abs_rho"] = grid["rho"].abs()
     return grid[keys + list(GRID_COLUMNS)]

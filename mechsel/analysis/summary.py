@@ -1,29 +1,37 @@
-"""The paper-style summary table and a plain-language verdict on the paper's finding.
+"""The paper-style summary table: every competing selector against random, with its own cell.
 
 Osman et al. (2026) found that activation-based selection gives no reliable gain over random
 demonstrations and that the activation statistics correlate only weakly with example quality
-(|ρ| ≤ ~0.33). :func:`summary_table` lays out, per (task, metric, budget), random against the
-best activation selector and the strongest ρ of the grid; :func:`verdict` reads it.
+(|ρ| ≤ ~0.33). :func:`summary_table` lays out, per (task, metric, budget), random against
+*every* selector of the competing family — never only the best by its test mean, which would be
+picked by the very numbers it is then tested on (the winner's curse) — with the paired
+difference, its interval and the minimum detectable effect, the grid cell the selector itself
+read (``cell``) and that cell's ρ, and the strongest cell of the task's grid for context.
+:mod:`mechsel.analysis.verdict` decides the claims from this table and the grid.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from mechsel.analysis.multiple import benjamini_hochberg
-from mechsel.errors import ConfigError, DataError
+from mechsel.errors import DataError
 
-__all__ = ["summary_table", "Verdict", "verdict", "format_summary", "describe_cell"]
+__all__ = ["PAPER_RHO_BOUND", "CELL_COLUMNS", "summary_table", "format_summary", "describe_cell"]
 
 PAPER_RHO_BOUND = 0.33
 """The largest |ρ| the paper reports between a statistic and example quality."""
 
+CELL_COLUMNS: tuple[str, ...] = ("task", "selector", "layer", "statistic", "mask")
+"""Columns of the ``cells`` frame that names the grid cell each selector read."""
 
-def describe_cell(row: pd.Series) -> str:
+_COMPARISON_COLUMNS = ("mean", "ci_low", "ci_high", "mean_diff", "diff_ci_low", "diff_ci_high", "sd_diff", "n_pairs",
+                       "p_ttest", "p_wilcoxon", "cohen_dz", "mde")
+
+
+def describe_cell(row: pd.Series | dict) -> str:
     """A short human label of a grid cell, e.g. ``"layer 5 kurtosis (isolated)"``."""
     parts = []
     if "layer" in row and pd.notna(row["layer"]):
@@ -45,6 +53,37 @@ def _pick_family(comparison: pd.DataFrame, family: str, selectors: Sequence[str]
     return comparison["family"] == family
 
 
+def _grid_lines(grid: pd.DataFrame, task: object, grid_family: str | None) -> pd.DataFrame:
+    g = grid
+    if grid_family is not None and "family" in g.columns:
+        g = g[g["family"] == grid_family]
+    if "task" in g.columns and task is not None:
+        g = g[g["task"] == task]
+    return g[np.isfinite(g["rho"])]
+
+
+def _own_cell(grid: pd.DataFrame | None, cells: pd.DataFrame | None, task: object, selector: str,
+              grid_family: str | None) -> dict[str, object]:
+    """The cell ``selector`` read on ``task`` and that cell's ρ and interval (empty when unknown)."""
+    empty = {"cell": "", "cell_rho": np.nan, "cell_rho_low": np.nan, "cell_rho_high": np.nan}
+    if cells is None:
+        return empty
+    mine = cells[(cells["selector"] == selector) & ((cells["task"] == task) if "task" in cells.columns else True)]
+    if mine.empty:
+        return empty
+    c = mine.iloc[0]
+    out = dict(empty, cell=describe_cell(c))
+    if grid is None or pd.isna(c.get("layer")):
+        return out
+    g = _grid_lines(grid, task, grid_family)
+    hit = g[(g["layer"] == c["layer"]) & (g["statistic"] == c["statistic"]) & (g["mask"] == c["mask"])] if "mask" in g.columns else g[
+        (g["layer"] == c["layer"]) & (g["statistic"] == c["statistic"])]
+    if len(hit) == 1:
+        h = hit.iloc[0]
+        out.update(cell_rho=h["rho"], cell_rho_low=h["ci_low"], cell_rho_high=h["ci_high"])
+    return out
+
+
 def summary_table(
     comparison: pd.DataFrame,
     grid: pd.DataFrame | None = None,
@@ -53,8 +92,9 @@ def summary_table(
     selectors: Sequence[str] | None = None,
     baseline: str = "random",
     grid_family: str | None = None,
+    cells: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Random vs the best selector of ``family`` per (task, metric, budget), with max |ρ|.
+    """Random vs every selector of ``family`` per (task, metric, budget), with each one's cell.
 
     Args:
         comparison: output of :func:`~mechsel.analysis.compare_selectors`.
@@ -65,12 +105,16 @@ def summary_table(
         baseline: the reference selector.
         grid_family: restrict the ρ part to grid lines of this ``family`` (moments / sae), when
             the grid has that column; default: all lines.
+        cells: which grid cell each selector read, one line per (task, selector) with
+            :data:`CELL_COLUMNS` (``layer`` NaN when the selector reads no single cell).
 
     Returns:
-        One line per (task, metric, budget): ``random_mean``, ``random_ci_low``,
-        ``random_ci_high``, ``best_selector``, ``best_mean``, ``best_ci_low``, ``best_ci_high``,
-        ``diff``, ``p_ttest``, ``p_wilcoxon``, ``cohen_dz``, and — per task when a grid is given —
-        ``max_abs_rho``, ``max_rho`` (signed), ``max_rho_cell``, ``max_rho_q``.
+        One line per (task, metric, budget, competing selector): ``selector``, ``random_mean``,
+        ``random_ci_low``, ``random_ci_high``, ``mean``, ``ci_low``, ``ci_high``, ``mean_diff``,
+        ``diff_ci_low``, ``diff_ci_high``, ``sd_diff``, ``n_pairs``, ``p_ttest``, ``p_wilcoxon``,
+        ``cohen_dz``, ``mde``, ``n_competing`` (selectors of the family in this comparison), the
+        selector's own ``cell`` with ``cell_rho`` (and its interval), and — per task when a grid
+        is given — ``max_abs_rho``, ``max_rho`` (signed), ``max_rho_cell``, ``max_rho_q``.
     """
     keys = [k for k in ("task", "metric", "budget") if k in comparison.columns]
     competing = _pick_family(comparison, family, selectors)
@@ -79,27 +123,23 @@ def summary_table(
     rows = []
     for key, group in comparison.groupby(keys, sort=True):
         key = key if isinstance(key, tuple) else (key,)
+        where = dict(zip(keys, key))
         base = group[group["selector"] == baseline]
         cand = group[competing.loc[group.index]]
         if base.empty or cand.empty:
             continue
-        best = cand.loc[cand["mean"].idxmax()]
         b = base.iloc[0]
-        rows.append(
-            {**dict(zip(keys, key)), "random_mean": b["mean"], "random_ci_low": b["ci_low"], "random_ci_high": b["ci_high"],
-             "best_selector": best["selector"], "best_mean": best["mean"], "best_ci_low": best["ci_low"],
-             "best_ci_high": best["ci_high"], "diff": best["mean_diff"], "p_ttest": best["p_ttest"],
-             "p_wilcoxon": best["p_wilcoxon"], "cohen_dz": best["cohen_dz"]}
-        )
+        for _, sel in cand.sort_values("selector").iterrows():
+            row = {**where, "selector": sel["selector"], "random_mean": b["mean"], "random_ci_low": b["ci_low"],
+                   "random_ci_high": b["ci_high"], **{c: sel.get(c, np.nan) for c in _COMPARISON_COLUMNS},
+                   "n_competing": len(cand)}
+            row.update(_own_cell(grid, cells, where.get("task"), str(sel["selector"]), grid_family))
+            rows.append(row)
     table = pd.DataFrame(rows)
     if grid is not None and not table.empty:
-        g = grid
-        if grid_family is not None and "family" in g.columns:
-            g = g[g["family"] == grid_family]
         extra = []
         for _, row in table.iterrows():
-            sub = g[g["task"] == row["task"]] if "task" in g.columns and "task" in row else g
-            sub = sub[np.isfinite(sub["rho"])]
+            sub = _grid_lines(grid, row.get("task"), grid_family)
             if sub.empty:
                 extra.append({"max_abs_rho": np.nan, "max_rho": np.nan, "max_rho_cell": "", "max_rho_q": np.nan})
                 continue
@@ -110,96 +150,27 @@ def summary_table(
     return table
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """Whether the paper's finding holds, part by part, with the sentence that says so."""
-
-    holds: bool
-    """No reliable gain over random *and* only weak correlations."""
-    reliable_gain: bool
-    """Some competing selector beat random with BH-adjusted paired-t p < alpha."""
-    weak_correlation: bool
-    """No reliable correlation above the threshold: the largest |ρ| is at most the threshold, or
-    it is not significant after Benjamini–Hochberg (``q > alpha``) — with few candidates and a
-    large grid, some |ρ| above the threshold is expected by chance alone."""
-    max_abs_rho: float
-    """The largest |ρ| seen (NaN without a grid)."""
-    text: str
-    """The plain-language verdict."""
-    details: list[str] = field(default_factory=list)
-    """One line per (task, metric, budget) comparison that supports the verdict."""
-
-
-def verdict(
-    summary: pd.DataFrame, *, rho_threshold: float = PAPER_RHO_BOUND, alpha: float = 0.05, model: str = "this model"
-) -> Verdict:
-    """Read a :func:`summary_table` and say plainly whether the paper's finding holds.
-
-    A *reliable gain* is a (task, metric, budget) line where the best competing selector's mean
-    exceeds random's and its paired-t p-value, Benjamini–Hochberg-adjusted across the table's
-    lines, is below ``alpha``. *Weak correlation* means the largest |ρ| of the grid is ≤
-    ``rho_threshold``, or is not significant (its BH q-value over the grid, ``max_rho_q``, is
-    above ``alpha``; without q-values the point estimate alone decides). The finding holds when
-    there is no reliable gain and correlation is weak.
-    """
-    if summary.empty:
-        raise DataError("The summary table is empty: no budget had both the baseline and a competing selector.")
-    if not 0 < rho_threshold <= 1:
-        raise ConfigError(f"rho_threshold must lie in (0, 1], got {rho_threshold}.")
-    q, _ = benjamini_hochberg(summary["p_ttest"].to_numpy(dtype=float), alpha=alpha)
-    gains = (summary["diff"].to_numpy(dtype=float) > 0) & (np.nan_to_num(q, nan=1.0) < alpha)
-    reliable = bool(gains.any())
-    max_abs = float(np.nanmax(summary["max_abs_rho"])) if "max_abs_rho" in summary and summary["max_abs_rho"].notna().any() else float("nan")
-    top_q = float("nan")
-    if np.isfinite(max_abs):
-        top = summary.loc[summary["max_abs_rho"].idxmax()]
-        top_q = float(top.get("max_rho_q", np.nan))
-    chance = bool(np.isfinite(max_abs) and max_abs > rho_threshold and np.isfinite(top_q) and top_q > alpha)
-    weak = bool(np.isfinite(max_abs) and (max_abs <= rho_threshold or chance))
-    details = []
-    for i, row in summary.reset_index(drop=True).iterrows():
-        where = ", ".join(f"{k}={row[k]}" for k in ("task", "metric", "budget") if k in row)
-        details.append(
-            f"{where}: random {row['random_mean']:.3f} vs {row['best_selector']} {row['best_mean']:.3f} "
-            f"(diff {row['diff']:+.3f}, paired t p={row['p_ttest']:.3g}, BH q={q[i]:.3g}, d_z={row['cohen_dz']:.2f})"
-        )
-    if reliable:
-        i = int(np.flatnonzero(gains)[np.argmax(summary["diff"].to_numpy(dtype=float)[gains])])
-        gain_text = f"an activation-based selector did beat random reliably ({details[i]})"
-    else:
-        best = summary.loc[summary["diff"].idxmax()] if summary["diff"].notna().any() else summary.iloc[0]
-        gain_text = (f"no activation-based selector beat random reliably (largest difference "
-                     f"{best['diff']:+.3f} by {best['best_selector']}, not significant after BH at {alpha})")
-    if chance:
-        rho_text = (f"no correlation between a statistic and example quality is reliably stronger than the paper "
-                    f"reports: the largest, |ρ| = {max_abs:.2f} ({top['max_rho_cell']}), exceeds {rho_threshold:.2f} "
-                    f"but is not significant after BH over the grid (q = {top_q:.2g} > {alpha})")
-    elif np.isfinite(max_abs):
-        rho_text = (f"the strongest correlation between a statistic and example quality is "
-                    f"{'weak' if weak else 'stronger than the paper reports'}: max |ρ| = {max_abs:.2f} "
-                    f"({top['max_rho_cell']}) {'≤' if weak else '>'} {rho_threshold:.2f}"
-                    + ("" if weak or not np.isfinite(top_q) else f", BH q = {top_q:.2g}"))
-    else:
-        rho_text = "no correlation grid was given"
-    holds = (not reliable) and weak
-    head = f"The paper's finding {'HOLDS' if holds else 'DOES NOT HOLD'} on {model}"
-    return Verdict(holds=holds, reliable_gain=reliable, weak_correlation=weak, max_abs_rho=max_abs,
-                   text=f"{head}: {gain_text}; {rho_text}.", details=details)
-
-
 def format_summary(summary: pd.DataFrame, family: str = "activation") -> str:
-    """The summary table as aligned plain text (means with 95% CIs), for terminals and logs;
-    ``family`` names the selector family compared with random (``activation``, ``SAE``)."""
-    columns = [("task", "<"), ("metric", "<"), ("k", ">"), ("random [95% CI]", "<"), (f"best {family} selector [95% CI]", "<"),
-               ("diff", ">"), ("p(t)", ">"), ("d_z", ">"), ("max|ρ|", ">"), ("cell", "<")]
+    """The summary table as aligned plain text, for terminals and logs; ``family`` names the
+    selector family compared with random (``activation``, ``SAE``).
+
+    Means carry their 95% intervals (kept inside the metric's range), ``diff`` its paired
+    interval, ``mde`` the smallest difference the design detects at 80% power, ``ρ(cell)`` the
+    correlation of the cell the selector itself read.
+    """
+    columns = [("task", "<"), ("metric", "<"), ("k", ">"), ("random [95% CI]", "<"), (f"{family} selector [95% CI]", "<"),
+               ("diff [95% CI]", "<"), ("p(t)", ">"), ("mde", ">"), ("cell (its ρ)", "<")]
     rows = []
     for _, r in summary.iterrows():
+        cell = str(r.get("cell", "") or "—")
+        if np.isfinite(r.get("cell_rho", np.nan)):
+            cell += f" ({r['cell_rho']:+.2f})"
         rows.append([
             str(r.get("task", "")), str(r.get("metric", "")), str(int(r["budget"])),
             f"{r['random_mean']:.3f} [{r['random_ci_low']:.3f}, {r['random_ci_high']:.3f}]",
-            f"{r['best_selector']} {r['best_mean']:.3f} [{r['best_ci_low']:.3f}, {r['best_ci_high']:.3f}]",
-            f"{r['diff']:+.3f}", f"{r['p_ttest']:.3g}", f"{r['cohen_dz']:.2f}", f"{r.get('max_abs_rho', np.nan):.2f}",
-            str(r.get("max_rho_cell", "")),
+            f"{r['selector']} {r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
+            f"{r['mean_diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]", f"{r['p_ttest']:.3g}",
+            f"{r['mde']:.3f}", cell,
         ])
     widths = [max([len(name)] + [len(row[j]) for row in rows]) for j, (name, _) in enumerate(columns)]
 

@@ -47,9 +47,10 @@ def selector_figures(results: Mapping[str, Any]) -> dict[str, Any]:
     from mechsel.plots import selector_comparison
 
     comp = results["comparison"]
+    scores = results.get("scores")
     out = {}
     for (task, metric), _ in comp.groupby(["task", "metric"]):
-        out[f"selectors_{task}"] = selector_comparison(comp, task=task, metric=metric)
+        out[f"selectors_{task}"] = selector_comparison(comp, scores=scores, task=task, metric=metric)
     return out
 
 

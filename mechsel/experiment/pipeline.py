@@ -71,6 +71,7 @@ def build_stages(config: ExperimentConfig) -> list[Stage]:
     c, q, s, a = config.collect, config.quality, config.selection, config.analysis
     stages: list[Stage] = []
     analyse_inputs = []
+    cell_runs: list[dict[str, Any]] = []
     for t in config.tasks:
         name = t.name
         needs, top_n = _needs(s.runs_for(name))
@@ -100,10 +101,13 @@ def build_stages(config: ExperimentConfig) -> list[Stage]:
         stages.append(Stage(f"samples/{name}", samples_stage, inputs=(data, f"quality/{name}"), params={
             **base, "n_extreme": a.n_extreme, "samples_per_example": a.samples_per_example, "seed": a.seed, "layers": c.layers
             if c.layers == "all" else list(c.layers), "hook": c.hook, "positions": c.positions}))
-        analyse_inputs += [f"collect/{name}", f"quality/{name}", f"evaluate/{name}"]
-    stages.append(Stage("analyse", analyse_stage, inputs=tuple(analyse_inputs), version=3, params={
-        "n_boot": a.n_boot, "n_perm": a.n_perm, "level": a.level, "alpha": a.alpha, "seed": a.seed, "rho_threshold": a.rho_threshold,
-        "baseline": s.baseline, "model": config.model.name}))
+        analyse_inputs += [f"collect/{name}", f"quality/{name}", f"select/{name}", f"evaluate/{name}"]
+        cell_runs += [{"task": name, "label": r["label"], "mask": r["mask"], "layer": r["params"].get("layer"),
+                       "statistic": r["params"].get("statistic")} for r in runs if r["family"] in ("activation", "sae")]
+    stages.append(Stage("analyse", analyse_stage, inputs=tuple(analyse_inputs), version=4, params={
+        "rho_test": a.rho_test, "rho_interval": a.rho_interval, "fdr_family": a.fdr_family, "n_boot": a.n_boot, "n_perm": a.n_perm,
+        "level": a.level, "alpha": a.alpha, "seed": a.seed, "rho_threshold": a.rho_threshold, "rho_adjust": a.rho_adjust,
+        "margin": a.margin, "power": a.power, "baseline": s.baseline, "model": config.model.name, "cell_runs": cell_runs}))
     return stages
 
 
@@ -179,7 +183,8 @@ def run_experiment(config: ExperimentConfig, *, overwrite: bool = False, model: 
         figures = write_figures({**tables, "verdict": verdict}, out / "figures", formats=config.plots.formats, plotlyjs=config.plots.plotlyjs)
         prune_stale(out, records)
         run_dir.manifest["results"] = {name: {"rows": len(frame), "columns": list(frame.columns)} for name, frame in tables.items()}
-        run_dir.manifest["verdict"] = {k: verdict[k] for k in ("holds", "reliable_gain", "weak_correlation", "max_abs_rho", "text")}
+        run_dir.manifest["verdict"] = {"outcome": verdict["outcome"], "decided_by": verdict["decided_by"], "text": verdict["text"],
+                                       "parts": {k: v["outcome"] for k, v in verdict["parts"].items()}}
         run_dir.manifest["status"] = "complete"
     return RunResult(out, {**tables, "verdict": verdict}, figures, records)
 

@@ -56,8 +56,11 @@ TABLES: dict[str, dict[str, str]] = {
     },
     "grid": {
         "task / family / hook / positions / mask / layer / statistic": "the cell", "n": "complete pairs", "rho": "Spearman ρ with quality",
-        "ci_low / ci_high": "percentile-bootstrap CI", "p_value": "two-sided permutation p", "q_value": "Benjamini–Hochberg q over the grid",
-        "significant": "q ≤ alpha", "abs_rho": "|ρ|",
+        "ci_low / ci_high": "95% interval of ρ (Fisher–Bonett–Wright by default, inside [−1, 1])",
+        "p_value": "two-sided p of ρ = 0 (analytic t by default: no floor)",
+        "fdr_family": "the Benjamini–Hochberg family of the cell (default: one per task and statistic family)",
+        "family_size": "testable cells in that family", "q_value": "BH q within the family", "significant": "q ≤ alpha",
+        "abs_rho": "|ρ|",
     },
     "masking": {
         "task / family / hook / positions / layer / statistic": "the cell", "n": "examples", "rho_full / rho_isolated": "ρ under each mask",
@@ -65,14 +68,18 @@ TABLES: dict[str, dict[str, str]] = {
     },
     "comparison": {
         "task / metric / budget": "the comparison", "selector": "run label", "family": "selector family", "n_seeds": "seeds",
-        "mean / sd": "over seeds", "ci_low / ci_high": "Student-t 95% CI of the mean", "mean_diff": "mean paired difference vs the baseline",
+        "mean / sd": "over seeds", "ci_low / ci_high": "Student-t 95% CI of the mean, kept inside the metric's range",
+        "mean_diff": "mean paired difference vs the baseline", "diff_ci_low / diff_ci_high": "its paired-t 95% CI (bounded)",
         "sd_diff": "its sd", "cohen_dz": "effect size d_z", "t_stat / p_ttest": "paired t-test", "p_wilcoxon": "Wilcoxon signed-rank test",
-        "n_pairs": "paired seeds", "better": "mean_diff > 0 and p_ttest < 0.05",
+        "n_pairs": "paired seeds", "mde": "smallest difference the paired t-test detects at 80% power (observed sd, these seeds)",
+        "better": "mean_diff > 0 and p_ttest < 0.05 (unadjusted)",
     },
     "summary": {
-        "task / metric / budget": "the comparison", "random_*": "baseline mean and CI", "best_selector": "best selector of the family",
-        "best_*": "its mean and CI", "diff / p_ttest / p_wilcoxon / cohen_dz": "its paired comparison with the baseline",
-        "max_abs_rho / max_rho / max_rho_cell / max_rho_q": "the strongest cell of the task's grid",
+        "task / metric / budget": "the comparison", "selector": "a competing selector (every one of the family, none picked by its test mean)",
+        "random_*": "baseline mean and CI", "mean / ci_*": "the selector's mean and CI",
+        "mean_diff / diff_ci_* / p_ttest / p_wilcoxon / cohen_dz / mde": "its paired comparison with the baseline",
+        "n_competing": "selectors of the family in this comparison", "cell / cell_rho / cell_rho_*": "the grid cell this selector read, its ρ and CI",
+        "max_abs_rho / max_rho / max_rho_cell / max_rho_q": "the strongest cell of the task's grid (context, not the selector's cell)",
     },
 }
 TABLES["summary_sae"] = TABLES["summary"]
@@ -86,7 +93,10 @@ def _readme(names: list[str]) -> str:
         lines += [f"## {name}.parquet", "", "| column | meaning |", "|---|---|"]
         lines += [f"| {col} | {doc} |" for col, doc in TABLES[name].items()]
         lines.append("")
-    lines += ["`verdict.json`: whether the paper's finding holds (holds, reliable_gain, weak_correlation, max_abs_rho, text, details).",
+    lines += ["`verdict.json`: whether the paper's finding holds: `outcome` (holds / does_not_hold / inconclusive), `decided_by`, "
+              "`text`, `settings` (alpha, margin, rho_bound, rho_adjust, power) and `parts` — `gain` (one line per comparison: task, "
+              "budget, selector, diff with its 95% and TOST intervals, q, mde, margin, outcome) and `correlation` (one line per BH "
+              "family); `sae` the same for SAE selectors when they ran.",
               "`summary.txt`: the printed summary table and verdict."]
     return "\n".join(lines) + "\n"
 

@@ -24,7 +24,18 @@ __all__ = [
     "rouge_l",
     "rouge_l_scores",
     "bootstrap_ci",
+    "METRIC_RANGES",
 ]
+
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "accuracy": (0.0, 1.0),
+    "macro_f1": (0.0, 1.0),
+    "rouge_l": (0.0, 1.0),
+    "bleu": (0.0, 100.0),
+    "gold_prob": (0.0, 1.0),
+}
+"""The range each bounded test-set metric can take (intervals of means and differences are kept
+inside it; equivalence margins are stated as a fraction of it)."""
 
 
 def _pair(pred: Sequence[int] | np.ndarray, gold: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Selector comparison (t-interval, paired tests, d_z), summary table and verdict."""
+"""Selector comparison (bounded t-intervals, paired tests, d_z) and the summary table, against scipy."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mechsel.analysis import compare_selectors, mean_ci, paired_comparison, summary_table, verdict
+from mechsel.analysis import compare_selectors, mean_ci, paired_comparison, summary_table
 from mechsel.analysis.summary import format_summary
 from mechsel.errors import DataError
 
@@ -74,40 +74,47 @@ def test_compare_selectors_errors():
         compare_selectors(scores.drop(columns="seed"))
 
 
-def _grid(rho, q=0.01):
-    return pd.DataFrame({"task": "sst2", "mask": "full", "layer": [0, 1], "statistic": ["mean", "kurtosis"],
-                         "rho": [0.05, rho], "q_value": [0.9, q]})
+def test_bounded_intervals_stay_in_range_and_keep_the_t_interval_inside():
+    v = np.array([0.99, 0.55, 1.0, 0.98, 0.97])  # the plain t-interval runs past 1
+    lo_t, hi_t = stats.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=stats.sem(v))
+    assert hi_t > 1.0
+    _, _, lo, hi = mean_ci(v, bounds=(0.0, 1.0))
+    assert (lo, hi) == pytest.approx((max(lo_t, 0.0), 1.0))
+    scores = pd.DataFrame({"selector": ["random"] * 5 + ["act"] * 5, "budget": 4, "seed": list(range(5)) * 2,
+                           "metric": "accuracy", "score": np.r_[v, v[::-1]]})
+    comp = compare_selectors(scores, bounds={"accuracy": (0.0, 1.0)})
+    assert (comp["ci_high"] <= 1.0).all() and (comp["ci_low"] >= 0.0).all()
+    act = comp[comp["selector"] == "act"].iloc[0]
+    d = v[::-1] - v
+    dlo, dhi = stats.t.interval(0.95, 4, loc=d.mean(), scale=stats.sem(d))
+    assert (act["diff_ci_low"], act["diff_ci_high"]) == pytest.approx((max(dlo, -1.0), min(dhi, 1.0)))
 
 
-def test_summary_and_verdict_holds_when_no_gain_and_weak_rho():
-    comp = compare_selectors(_scores(gain=0.0))
-    table = summary_table(comp, _grid(-0.21))
-    assert list(table["budget"]) == [4, 8]
-    assert set(table["best_selector"]) <= {"act_kurt", "act_mean"}  # knn is not an activation selector
+def _grid(rho, n=48, task="sst2"):
+    return pd.DataFrame({"task": task, "family": "moments", "mask": "full", "layer": [0, 1], "statistic": ["mean", "kurtosis"],
+                         "rho": [0.05, rho], "n": n, "ci_low": np.nan, "ci_high": np.nan, "q_value": 0.5,
+                         "fdr_family": f"task={task}, family=moments"})
+
+
+def test_summary_lists_every_competing_selector_with_its_own_cell():
+    comp = compare_selectors(_scores(gain=0.0), bounds={"accuracy": (0.0, 1.0)})
+    cells = pd.DataFrame({"task": ["sst2", "sst2"], "selector": ["act_kurt", "act_mean"], "layer": [1, 0],
+                          "statistic": ["kurtosis", "mean"], "mask": "full"})
+    table = summary_table(comp, _grid(-0.21), cells=cells)
+    assert len(table) == 4 and set(table["selector"]) == {"act_kurt", "act_mean"}  # knn is not an activation selector
+    assert (table["n_competing"] == 2).all()
+    kurt = table[table["selector"] == "act_kurt"].iloc[0]
+    mean = table[table["selector"] == "act_mean"].iloc[0]
+    assert kurt["cell"] == "layer 1 kurtosis (full)" and kurt["cell_rho"] == pytest.approx(-0.21)
+    assert mean["cell"] == "layer 0 mean (full)" and mean["cell_rho"] == pytest.approx(0.05)
     assert table["max_abs_rho"].iloc[0] == pytest.approx(0.21) and table["max_rho_cell"].iloc[0] == "layer 1 kurtosis (full)"
-    v = verdict(table, model="tiny")
-    assert v.holds and not v.reliable_gain and v.weak_correlation
-    assert "HOLDS" in v.text and "0.21" in v.text and len(v.details) == 2
-    assert "act_" in format_summary(table)
-
-
-def test_verdict_fails_on_gain_or_strong_rho():
-    gain = verdict(summary_table(compare_selectors(_scores(gain=0.05)), _grid(0.1)))
-    assert gain.reliable_gain and not gain.holds and "DOES NOT HOLD" in gain.text
-    strong = verdict(summary_table(compare_selectors(_scores(gain=0.0)), _grid(0.6)))
-    assert not strong.weak_correlation and not strong.holds and "stronger than the paper" in strong.text
-
-
-def test_verdict_discounts_a_strong_rho_that_is_not_significant():
-    chance = verdict(summary_table(compare_selectors(_scores(gain=0.0)), _grid(0.6, q=0.2)))
-    assert chance.weak_correlation and chance.holds and chance.max_abs_rho == pytest.approx(0.6)
-    assert "not significant after BH" in chance.text and "q = 0.2" in chance.text
-    no_q = verdict(summary_table(compare_selectors(_scores(gain=0.0)), _grid(0.6).drop(columns="q_value")))
-    assert not no_q.weak_correlation  # without q-values the point estimate decides
+    assert {"mde", "diff_ci_low", "diff_ci_high"} <= set(table.columns) and (table["mde"] > 0).all()
+    text = format_summary(table)
+    assert "act_kurt" in text and "layer 1 kurtosis (full) (-0.21)" in text and "mde" in text
 
 
 def test_summary_needs_family_or_names():
     comp = compare_selectors(_scores().drop(columns="family"))
     with pytest.raises(DataError, match="family"):
         summary_table(comp)
-    assert summary_table(comp, selectors=["act_kurt"])["best_selector"].eq("act_kurt").all()
+    assert summary_table(comp, selectors=["act_kurt"])["selector"].eq("act_kurt").all()

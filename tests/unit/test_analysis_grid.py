@@ -8,7 +8,9 @@ import pytest
 from scipy import stats
 
 from mechsel.analysis import benjamini_hochberg, correlation_grid, masking_effect
-from mechsel.analysis.correlation import bootstrap_indices
+from scipy.stats import rankdata
+
+from mechsel.analysis.correlation import bootstrap_indices, rowwise_pearson, spearman_p_value
 from mechsel.errors import ConfigError, DataError
 
 
@@ -30,6 +32,10 @@ def _frames(n=30, seed=0):
 def test_grid_cells_match_scipy_and_bh():
     s, q = _frames()
     grid = correlation_grid(s, q, n_boot=50, n_perm=200, seed=1)
+    for _, row in grid.iterrows():
+        cell = s[(s["mask"] == row["mask"]) & (s["layer"] == row["layer"]) & (s["statistic"] == row["statistic"])]
+        qv = q.set_index("example_id")["quality"].loc[cell["example_id"]].to_numpy()
+        assert row["p_value"] == pytest.approx(stats.spearmanr(cell["value"], qv).pvalue, rel=1e-9)
     assert list(grid.columns[:3]) == ["mask", "layer", "statistic"]
     assert len(grid) == 12
     qmap = q.set_index("example_id")["quality"]
@@ -88,3 +94,77 @@ def test_masking_effect_bad_input():
         masking_effect(s, q, isolated="alone")
     with pytest.raises(ConfigError, match="two different"):
         masking_effect(s, q, full="full", isolated="full")
+
+
+def _planted_grid(rng, n=48, cells=360, planted=(0.76, 0.68), task="sst2", family="moments"):
+    """A 360-cell grid on one quality vector: ``planted`` cells with that population Spearman ρ, the rest null."""
+    ids = [f"ex{i}" for i in range(n)]
+    quality = rng.normal(size=n)
+    rows = []
+    for c in range(cells):
+        if c < len(planted):
+            r = 2 * np.sin(np.pi * planted[c] / 6)  # Pearson r of a bivariate normal with this Spearman ρ
+            v = r * quality + np.sqrt(1 - r * r) * rng.normal(size=n)
+        else:
+            v = rng.normal(size=n)
+        rows.append(pd.DataFrame({"example_id": ids, "task": task, "family": family, "mask": "full",
+                                  "layer": c // 5, "statistic": f"s{c % 5}", "value": v}))
+    return pd.concat(rows, ignore_index=True), pd.DataFrame({"example_id": ids, "task": task, "quality": quality})
+
+
+def test_planted_cells_are_found_in_a_360_cell_null_grid():
+    """Issue acceptance: two cells with true ρ ≈ 0.7 at n = 48 among 358 null cells are both found
+    (q ≤ 0.05 under the default family) with at most 3 false discoveries; under permutation
+    p-values with 2,000 permutations neither could be (q ≥ 360/2001 = 0.18)."""
+    hits = []
+    for seed in range(5):
+        s, q = _planted_grid(np.random.default_rng(seed))
+        grid = correlation_grid(s, q, alpha=0.05)
+        assert (grid["family_size"] == 360).all() and (grid["fdr_family"] == "task=sst2, family=moments").all()
+        planted = (grid["layer"] == 0) & grid["statistic"].isin(["s0", "s1"])
+        hits.append(bool(grid.loc[planted, "significant"].all()))
+        assert grid.loc[planted, "q_value"].max() <= 0.05
+        assert int(grid.loc[~planted, "significant"].sum()) <= 3
+        np.testing.assert_allclose(grid["q_value"], stats.false_discovery_control(grid["p_value"].to_numpy(), method="bh"))
+    assert all(hits)
+    s, q = _planted_grid(np.random.default_rng(0))
+    floor = correlation_grid(s, q, p_method="permutation", n_perm=2000)
+    planted = (floor["layer"] == 0) & floor["statistic"].isin(["s0", "s1"])
+    assert floor.loc[planted, "p_value"].max() == pytest.approx(1 / 2001)  # both at the permutation floor
+    assert floor.loc[planted, "q_value"].min() > 0.05 and not floor["significant"].any()  # ≈ 0.09 in the issue
+
+
+def test_null_grid_false_discoveries_at_the_stated_rate():
+    """Under the complete null, BH at 0.05 over the grid's analytic p-values makes any discovery in
+    at most ~5% of grids (the grid's own p-values equal these: checked against scipy above)."""
+    rng = np.random.default_rng(11)
+    draws, cells, n = 400, 360, 48
+    any_fd = []
+    for _ in range(draws):
+        quality = rankdata(rng.normal(size=n))
+        ranks = rankdata(rng.normal(size=(cells, n)), axis=1)
+        p = spearman_p_value(rowwise_pearson(ranks, quality), n)
+        any_fd.append(bool(benjamini_hochberg(p, alpha=0.05)[1].any()))
+    rate = float(np.mean(any_fd))
+    assert rate <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / draws), rate
+    s, q = _planted_grid(rng, cells=cells, planted=())  # and one full grid through correlation_grid
+    assert correlation_grid(s, q)["significant"].sum() <= 3
+
+
+def test_families_are_separate_by_default_and_global_on_request():
+    s1, q1 = _planted_grid(np.random.default_rng(3), cells=20, planted=(0.7,), task="sst2")
+    s2, q2 = _planted_grid(np.random.default_rng(4), cells=30, planted=(), task="sst2", family="sae")
+    s2 = s2.assign(example_id=np.tile(q1["example_id"].to_numpy(), 30))
+    s = pd.concat([s1, s2], ignore_index=True)
+    grid = correlation_grid(s, q1)
+    sizes = grid.groupby("fdr_family")["family_size"].first().to_dict()
+    assert sizes == {"task=sst2, family=moments": 20, "task=sst2, family=sae": 30}
+    for fam, part in grid.groupby("fdr_family"):
+        np.testing.assert_allclose(part["q_value"], benjamini_hochberg(part["p_value"].to_numpy())[0])
+    glob = correlation_grid(s, q1, fdr_family="global")
+    assert (glob["fdr_family"] == "all cells").all() and (glob["family_size"] == 50).all()
+    # the moments' q-values do not depend on whether SAE cells were collected
+    alone = correlation_grid(s1, q1)
+    np.testing.assert_allclose(alone["q_value"].to_numpy(), grid[grid["family"] == "moments"]["q_value"].to_numpy())
+    with pytest.raises(ConfigError, match="fdr_family"):
+        correlation_grid(s, q1, fdr_family="everything")

@@ -66,7 +66,8 @@ def test_end_to_end_tables_verdict_and_figures(reference):
     assert set(t["statistics"]["mask"]) == {"full", "isolated"} and t["statistics"]["example_id"].nunique() == 12
     assert len(t["grid"]) == 2 * 2 * 2 and {"rho", "q_value"} <= set(t["grid"].columns)
     assert len(t["masking"]) == 4 and len(t["summary"]) == 1
-    assert isinstance(result.verdict["holds"], bool) and "paper's finding" in result.verdict["text"]
+    assert result.verdict["outcome"] in {"holds", "does_not_hold", "inconclusive"} and "paper's finding" in result.verdict["text"]
+    assert {"gain", "correlation"} == set(result.verdict["parts"]) and all("mde" in x for x in result.verdict["parts"]["gain"]["lines"])
     retrieval = t["selections"][t["selections"]["selector"] == "bm25"]
     assert (retrieval["query"] >= 0).all() and retrieval["query"].nunique() == 6
     manifest = read_manifest(result.output_dir)

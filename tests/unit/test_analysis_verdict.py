@@ -1,0 +1,125 @@
+"""The three-way verdict: each outcome of each part on constructed inputs, the equivalence
+decision against a hand-computed TOST, and the overall combination."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from mechsel.analysis import VerdictSettings, compare_selectors, summary_table, verdict
+from mechsel.analysis.verdict import correlation_part, gain_part
+from mechsel.errors import ConfigError, DataError
+
+RANGES = {"accuracy": (0.0, 1.0)}
+
+
+def _summary(gain=0.0, noise=0.005, seeds=20, seed=0, budgets=(4, 8)):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for budget in budgets:
+        base = 0.6 + 0.08 * rng.normal(size=seeds)
+        act = base + gain + noise * rng.normal(size=seeds)
+        for s in range(seeds):
+            rows.append({"task": "sst2", "metric": "accuracy", "budget": budget, "seed": s, "selector": "random",
+                         "family": "baseline", "score": base[s]})
+            rows.append({"task": "sst2", "metric": "accuracy", "budget": budget, "seed": s, "selector": "act",
+                         "family": "activation", "score": act[s]})
+    return summary_table(compare_selectors(pd.DataFrame(rows), bounds=RANGES))
+
+
+def _grid(rhos, n):
+    rhos = np.asarray(rhos, dtype=float)
+    return pd.DataFrame({"task": "sst2", "family": "moments", "mask": "full", "layer": np.arange(len(rhos)),
+                         "statistic": "kurtosis", "rho": rhos, "n": n, "fdr_family": "task=sst2, family=moments"})
+
+
+def test_gain_holds_only_when_every_interval_is_inside_the_margin():
+    part = gain_part(_summary(gain=0.0, noise=0.005), VerdictSettings(), RANGES)
+    assert part.outcome == "holds" and all(x["equivalent"] for x in part.lines)
+    assert "equivalent to random within ±0.03" in part.text
+
+
+def test_gain_does_not_hold_when_a_selector_beats_random():
+    part = gain_part(_summary(gain=0.1, noise=0.01), VerdictSettings(), RANGES)
+    assert part.outcome == "does_not_hold" and all(x["beats_random"] for x in part.lines)
+    assert "act beats random" in part.text
+
+
+def test_gain_is_inconclusive_when_the_design_cannot_tell_and_says_its_mde():
+    part = gain_part(_summary(gain=0.0, noise=0.15, seeds=5), VerdictSettings(), RANGES)
+    assert part.outcome == "inconclusive"
+    assert all(x["mde_exceeds_margin"] for x in part.lines) and "could only detect gains of" in part.text
+    for x in part.lines:
+        assert x["mde"] > x["margin"] == pytest.approx(0.03)
+        assert {"task", "budget", "diff", "ci_low", "ci_high", "mde", "margin", "outcome"} <= set(x)
+
+
+def test_equivalence_decision_matches_a_hand_computed_tost():
+    rng = np.random.default_rng(5)
+    for trial in range(30):
+        gain = rng.uniform(-0.04, 0.04)
+        noise = rng.uniform(0.002, 0.03)
+        seeds = int(rng.integers(4, 25))
+        summary = _summary(gain=gain, noise=noise, seeds=seeds, seed=trial, budgets=(4,))
+        line = gain_part(summary, VerdictSettings(margin=0.03), RANGES).lines[0]
+        r = summary.iloc[0]
+        se = r["sd_diff"] / np.sqrt(r["n_pairs"])
+        df = r["n_pairs"] - 1
+        p_low = stats.t.sf((r["mean_diff"] + 0.03) / se, df)   # H0: diff ≤ −margin
+        p_high = stats.t.cdf((r["mean_diff"] - 0.03) / se, df)  # H0: diff ≥ +margin
+        assert line["equivalent"] == bool(max(p_low, p_high) < 0.05), trial
+
+
+def test_margin_is_a_fraction_of_the_metric_range():
+    part = gain_part(_summary(gain=0.0, noise=0.005).assign(metric="bleu"), VerdictSettings(margin=0.03), {"bleu": (0.0, 100.0)})
+    assert part.lines[0]["margin"] == pytest.approx(3.0)
+
+
+def test_correlation_outcomes():
+    s = VerdictSettings()
+    holds = correlation_part(_grid(np.full(10, 0.02), 2000), s)
+    assert holds.outcome == "holds" and holds.lines[0]["cells_shown_below"] == 10
+    strong = correlation_part(_grid([0.05, 0.8, -0.1], 100), s)
+    assert strong.outcome == "does_not_hold" and strong.lines[0]["shown_above"] == ["layer 1 kurtosis (full)"]
+    assert "layer 1 kurtosis (full)" in strong.text
+    unsure = correlation_part(_grid([0.05, 0.3, -0.1], 48), s)
+    assert unsure.outcome == "inconclusive" and "detects |ρ| ≥" in unsure.text
+    assert unsure.lines[0]["detectable_rho"] > 0.33
+
+
+def test_bonferroni_is_stricter_than_intersection_union():
+    grid = _grid(np.r_[0.12, np.zeros(99)], 400)
+    assert correlation_part(grid, VerdictSettings(rho_adjust="intersection_union")).outcome == "holds"
+    b = correlation_part(grid, VerdictSettings(rho_adjust="bonferroni"))
+    assert b.lines[0]["interval_level"] == pytest.approx(1 - 0.1 / 100)
+    lo, hi = np.tanh(np.arctanh(0.12) + np.array([-1, 1]) * stats.norm.isf(0.001 / 2) * np.sqrt((1 + 0.12**2 / 2) / 397))
+    assert b.lines[0]["widest_abs_bound"] == pytest.approx(max(abs(lo), abs(hi)))
+
+
+def test_overall_combines_the_parts_and_names_the_deciding_one():
+    weak, strong, unsure = _grid(np.full(10, 0.02), 2000), _grid([0.05, 0.8], 100), _grid([0.05, 0.3], 48)
+    v = verdict(_summary(gain=0.0), weak, bounds=RANGES, model="tiny")
+    assert v.outcome == "holds" and v.text.startswith("The paper's finding HOLDS on tiny")
+    v = verdict(_summary(gain=0.0), strong, bounds=RANGES)
+    assert v.outcome == "does_not_hold" and v.decided_by == "correlation" and "DOES NOT HOLD" in v.text
+    v = verdict(_summary(gain=0.1, noise=0.01), unsure, bounds=RANGES)
+    assert v.outcome == "does_not_hold" and v.decided_by == "gain"
+    v = verdict(_summary(gain=0.0), unsure, bounds=RANGES)
+    assert v.outcome == "inconclusive" and v.decided_by == "correlation" and "INCONCLUSIVE" in v.text
+    d = v.to_dict()
+    assert d["outcome"] == "inconclusive" and d["parts"]["gain"]["outcome"] == "holds"
+    assert d["parts"]["correlation"]["outcome"] == "inconclusive" and d["settings"]["margin"] == 0.03
+    assert verdict(_summary(gain=0.0), None, bounds=RANGES).correlation is None
+
+
+def test_bad_settings_and_inputs_teach():
+    with pytest.raises(ConfigError, match="margin"):
+        VerdictSettings(margin=3)
+    with pytest.raises(ConfigError, match="rho_adjust"):
+        VerdictSettings(rho_adjust="holm")
+    with pytest.raises(DataError, match="lacks columns"):
+        gain_part(pd.DataFrame({"selector": ["a"]}), VerdictSettings())
+    with pytest.raises(DataError, match="lacks columns"):
+        correlation_part(pd.DataFrame({"rho": [0.1]}), VerdictSettings())
