@@ -11,6 +11,11 @@ demonstrations retrieved from the selected set, and add the next batch of least-
 unselected examples, until ``k``. With ``iterative=False`` it ranks once by
 ``1 − max_y p(y)`` from ``pool.label_probs``.
 
+The confidence is whatever ``confidence_fn`` returns; the experiment pipeline's
+(:func:`mechsel.icl.make_confidence_fn`) is the top label probability renormalised over the
+label words, whereas the reference code ranks by MetaICL's mean full-vocabulary negative
+log-likelihood of the predicted option (see :mod:`mechsel.selectors.votek`).
+
 Ties are broken towards the lowest pool position.
 """
 

@@ -40,18 +40,22 @@ def _voters(e: np.ndarray, k: int) -> dict[int, list[int]]:
     return voters
 
 
-def _exact_scores(voters, selected: list[int], n: int, rho: int = 10) -> dict[int, Fraction]:
+def _exact_scores(voters, selected: list[int], n: int, rho: int = 10, discounted: list[int] | None = None) -> dict[int, Fraction]:
+    """Exact scores after ``selected``; ``c(v)`` counts only the picks in ``discounted`` (default: all)."""
     times = defaultdict(int)
-    for s in selected:
+    for s in selected if discounted is None else discounted:
         for v in voters[s]:
             times[v] += 1
     return {u: sum((Fraction(1, rho ** times[v]) for v in voters[u] if v not in selected), Fraction(0)) for u in range(n) if u not in selected}
 
 
-def _assert_greedy(voters, picks, scores, n, candidates_per_step=None):
+def _assert_greedy(voters, picks, scores, n, candidates_per_step=None, frozen_after=None):
+    """Each pick is the exact argmax; with ``frozen_after=m``, picks after the m-th leave ``c(v)`` alone."""
     for t, j in enumerate(picks):
-        exact = _exact_scores(voters, picks[:t], n)
-        cand = exact if candidates_per_step is None else {u: exact[u] for u in candidates_per_step[t]}
+        discounted = None if frozen_after is None else picks[: min(t, frozen_after)]
+        exact = _exact_scores(voters, picks[:t], n, discounted=discounted)
+        step = None if candidates_per_step is None else candidates_per_step[t]
+        cand = exact if step is None else {u: exact[u] for u in step}
         assert exact[j] == max(cand.values()), (t, j)
         assert float(exact[j]) == pytest.approx(scores[t])
 
@@ -83,7 +87,11 @@ def test_votek_two_stages_follow_the_reference_buckets():
         calls.append(list(selected))
         return conf
 
-    got = get_selector("votek", n_neighbors=6, confidence_fn=confidence_fn).select(pool, k, seed=0)
+    # stage1="paper" (k // 10): the default is now the reference code's 10 stage-1 picks, which at
+    # k = 10 would leave no stage 2 to check (the old default, k // 10, was the bug).
+    # neighbor_fraction=None: exactly 6 neighbours (scaled to the pool, 40 examples would get 5)
+    sel = get_selector("votek", n_neighbors=6, neighbor_fraction=None, stage1="paper", confidence_fn=confidence_fn)
+    got = sel.select(pool, k, seed=0)
     picks = list(got.indices)
     voters = _voters(e, 6)
     assert calls == [picks[:1]]  # stage 1: k // 10 = 1 pick, then one model round
@@ -103,7 +111,7 @@ def test_votek_stage1_size_and_ratio():
     e = rng.normal(size=(50, 4)).astype(np.float32)
     pool = Pool.from_texts([f"t{i}" for i in range(50)], embeddings=e)
     seen = []
-    sel = get_selector("votek", stage1_ratio=4, confidence_fn=lambda s: seen.append(len(s)) or rng.random(50))
+    sel = get_selector("votek", stage1="paper", stage1_ratio=4, confidence_fn=lambda s: seen.append(len(s)) or rng.random(50))
     sel.select(pool, 12, seed=0)
     assert seen == [3]
     seen.clear()
@@ -116,7 +124,69 @@ def test_votek_needs_confidence_fn_and_checks_it():
     pool = Pool.from_texts([f"t{i}" for i in range(20)], embeddings=e)
     with pytest.raises(ConfigError, match="confidence_fn"):
         get_selector("votek").select(pool, 10, seed=0)
+    # k = 12: at k <= 10 the default (reference-code) stage 1 fills the budget and the model is never asked
     with pytest.raises(DataError, match=r"shape \(20,\)"):
-        get_selector("votek", confidence_fn=lambda s: np.zeros(3)).select(pool, 10, seed=0)
+        get_selector("votek", confidence_fn=lambda s: np.zeros(3)).select(pool, 12, seed=0)
     with pytest.raises(ConfigError, match="rho must be > 1"):
         get_selector("fast_votek", rho=1.0)
+
+
+def _random_pool(n: int, seed: int) -> tuple[np.ndarray, Pool]:
+    e = np.random.default_rng(seed).normal(size=(n, 4)).astype(np.float32)
+    return e, Pool.from_texts([f"t{i}" for i in range(n)], embeddings=e)
+
+
+def test_votek_stage1_is_the_reference_codes_batch_of_10():
+    # The reference code passes its batch size (10) as stage 1's size: k = 10 is fast vote-k alone,
+    # k = 18 is 10 fast vote-k picks + 8 bucket picks. The paper's k // 10 is stage1="paper" (18 -> 1 + 17).
+    n = 60
+    _, pool = _random_pool(n, 5)
+    conf = np.random.default_rng(6).random(n)
+    fast = get_selector("fast_votek").select(pool, 10, seed=2)
+    calls = []
+    at10 = get_selector("votek", confidence_fn=lambda s: calls.append(list(s)) or conf).select(pool, 10, seed=2)
+    assert calls == [] and at10.indices == fast.indices and at10.scores == fast.scores
+    at18 = get_selector("votek", confidence_fn=lambda s: calls.append(list(s)) or conf).select(pool, 18, seed=2)
+    assert calls == [list(fast.indices)] and at18.indices[:10] == fast.indices
+    assert at18.provenance["stage1"] == list(fast.indices) and at18.provenance["bucket_width"] == int(n * 0.9 / 8)
+    calls.clear()
+    paper = get_selector("votek", stage1="paper", confidence_fn=lambda s: calls.append(list(s)) or conf).select(pool, 18, seed=2)
+    assert calls == [list(paper.indices[:1])] and paper.indices[:1] == fast.indices[:1]
+    with pytest.raises(ConfigError, match="'reference_code'"):
+        get_selector("votek", stage1="k/10")
+
+
+def test_vote_graph_discount_switch_by_hand():
+    # 0,1 <- {3,4,5}; 2 <- {6,7}; 5 <- {6,7}; 6,7 <- {0,1}; 3,4 <- {2}. First pick: 0 (ties 1 at 3 votes, lower rank).
+    nbrs = np.array([[6, 7], [6, 7], [3, 4], [0, 1], [0, 1], [0, 1], [2, 5], [2, 5]])
+    updated = VoteGraph(nbrs, rho=10)
+    # after 0, c(3)=c(4)=c(5)=1: s(1) = 3 * 0.1, s(2) = s(5) = 2, s(6) = s(7) = 1 -> 2 (rank before 5);
+    # after 2, c(6)=c(7)=1: s(1) = 0.3, s(5) = 0.2, s(6) = s(7) = 1 (voter 1, c=0) -> 6
+    assert updated.greedy(3) == ([0, 2, 6], pytest.approx([3.0, 2.0, 1.0]))
+    frozen = VoteGraph(nbrs, rho=10)
+    frozen.greedy(1)  # stage 1 discounts as usual
+    # picking 2 leaves c(6) = c(7) = 0, so 5 keeps s(5) = 2 and is next
+    assert frozen.greedy(2, update_discount=False) == ([2, 5], pytest.approx([2.0, 2.0]))
+    never = VoteGraph(nbrs, rho=10)
+    never.add(0, update_discount=False)  # 0 stops voting, c untouched: s(1) = 3 beats s(2) = 2
+    assert never.greedy(1) == ([1], [3.0])
+    ranked = VoteGraph(nbrs, rho=10, tie_rank=np.array([1, 0, 2, 3, 4, 5, 6, 7]))
+    assert ranked.greedy(1) == ([1], [3.0])  # the 0/1 tie goes to the lower rank
+
+
+def test_votek_reference_compat_never_updates_the_stage2_discount():
+    n, k, m1 = 40, 10, 3
+    e, pool = _random_pool(n, 8)
+    conf = np.random.default_rng(9).random(n)
+    params = dict(n_neighbors=6, neighbor_fraction=None, stage1_size=m1, confidence_fn=lambda s: conf)
+    compat = get_selector("votek", reference_compat=True, **params).select(pool, k, seed=0)
+    paper = get_selector("votek", **params).select(pool, k, seed=0)
+    voters = _voters(e, 6)
+    picks = list(compat.indices)
+    order = sorted((u for u in range(n) if u not in picks[:m1]), key=lambda u: (conf[u], u))
+    width = int(n * 0.9 / (k - m1))
+    buckets = [order[t * width : (t + 1) * width] for t in range(k - m1)]
+    steps = [None] * m1 + buckets  # stage 1: every unpicked example
+    _assert_greedy(voters, picks, compat.scores, n, candidates_per_step=steps, frozen_after=m1)
+    _assert_greedy(voters, list(paper.indices), paper.scores, n, candidates_per_step=steps)
+    assert compat.indices[:m1] == paper.indices[:m1] and compat.indices != paper.indices
