@@ -1,5 +1,5 @@
-"""Statistics of the study: correlations with example quality, masking effects, selector
-comparisons, power, and the three-way verdict.
+"""Statistics of the study: correlations with example quality (raw and partial, per example and
+per demonstration set), masking effects, selector comparisons, power, and the three-way verdict.
 
 Pure numpy / scipy / pandas; every function takes and returns tidy frames (see each module).
 """
@@ -9,6 +9,8 @@ from mechsel.analysis.correlation import SpearmanResult, exceeds_bound_p, fisher
 from mechsel.analysis.grid import correlation_grid, join_quality
 from mechsel.analysis.masking import masking_effect, paired_delta_rho
 from mechsel.analysis.multiple import benjamini_hochberg
+from mechsel.analysis.partial import PartialSpearmanResult, partial_correlation_grid, partial_spearman
+from mechsel.analysis.sets import pooled_set_correlation_grid, set_correlation_grid, set_features, set_scores
 from mechsel.analysis.power import paired_mde, paired_t_power
 from mechsel.analysis.summary import PAPER_RHO_BOUND, describe_cell, format_summary, summary_table
 from mechsel.analysis.verdict import PartVerdict, Verdict, VerdictSettings, verdict
@@ -21,6 +23,13 @@ __all__ = [
     "fisher_interval",
     "exceeds_bound_p",
     "benjamini_hochberg",
+    "PartialSpearmanResult",
+    "partial_spearman",
+    "partial_correlation_grid",
+    "set_features",
+    "set_scores",
+    "set_correlation_grid",
+    "pooled_set_correlation_grid",
     "correlation_grid",
     "join_quality",
     "masking_effect",

@@ -116,6 +116,7 @@ def compare_selectors(
     group_keys: Sequence[str] | None = None,
     bounds: Bounds | Mapping[str, Bounds] | None = None,
     power: float = 0.8,
+    protocol_baselines: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Per (task, metric, budget, selector): mean ± CI over seeds and a paired test vs ``baseline``.
 
@@ -127,10 +128,14 @@ def compare_selectors(
         bounds: the metric's range, or a mapping from the ``metric`` column's values to ranges
             (e.g. :data:`mechsel.icl.metrics.METRIC_RANGES`); intervals are kept inside it.
         power: power at which the minimum detectable effect ``mde`` is computed.
+        protocol_baselines: when the scores carry a ``protocol`` column, the baseline of each
+            protocol named here (e.g. ``{"annotate_then_retrieve": "random → kate"}``: vote-k's
+            labels then retrieval is compared with random labels then the same retrieval);
+            selectors of other protocols are compared with ``baseline``.
 
     Returns one line per group and selector with the group keys, ``selector`` (and ``family`` when
     the scores carry it), ``n_seeds``, ``mean``, ``sd``, ``ci_low``, ``ci_high`` and, paired by
-    seed against the baseline, ``mean_diff``, ``diff_ci_low``, ``diff_ci_high`` (bounded
+    seed against its baseline (named in ``baseline``), ``mean_diff``, ``diff_ci_low``, ``diff_ci_high`` (bounded
     t-interval), ``sd_diff``, ``cohen_dz``, ``t_stat``, ``p_ttest``, ``p_wilcoxon``, ``n_pairs``,
     ``mde`` (smallest mean difference the paired t-test detects with probability ``power``; NaN on
     the baseline's own line), and ``better`` (mean_diff > 0 with p_ttest < 1 − level, unadjusted).
@@ -150,18 +155,27 @@ def compare_selectors(
         key = key if isinstance(key, tuple) else (key,)
         rng = _metric_bounds(bounds, dict(zip(keys, key)).get("metric", group["metric"].iloc[0] if "metric" in group else None))
         width = None if rng is None else (-(rng[1] - rng[0]), rng[1] - rng[0])
-        base = group[group["selector"] == baseline].set_index("seed")["score"]
-        if base.empty:
-            raise DataError(
-                f"No {baseline!r} runs for {dict(zip(keys, key))}; the comparison needs the baseline at "
-                f"every budget (selectors present: {sorted(group['selector'].unique())})."
-            )
+        def base_of(name: str, sel: pd.DataFrame) -> str:
+            if protocol_baselines and "protocol" in sel.columns:
+                return protocol_baselines.get(str(sel["protocol"].iloc[0]), baseline)
+            return baseline
+
         for name, sel in group.groupby("selector", sort=False):
+            ref = base_of(str(name), sel)
+            base = group[group["selector"] == ref].set_index("seed")["score"]
+            if base.empty:
+                raise DataError(
+                    f"No {ref!r} runs for {dict(zip(keys, key))}; the comparison needs the baseline at "
+                    f"every budget (selectors present: {sorted(group['selector'].unique())})."
+                )
             s = sel.set_index("seed")["score"]
             mean, sd, lo, hi = mean_ci(s.to_numpy(), level, rng)
-            row = {**dict(zip(keys, key)), "selector": name, "n_seeds": int(s.notna().sum()),
+            row = {**dict(zip(keys, key)), "selector": name, "baseline": ref, "n_seeds": int(s.notna().sum()),
                    "mean": mean, "sd": sd, "ci_low": lo, "ci_high": hi}
-            if name == baseline:
+            for col in ("protocol", "annotation_budget"):
+                if col in sel.columns:
+                    row[col] = sel[col].iloc[0]
+            if name == ref:
                 row.update({k: float("nan") for k in ("mean_diff", "diff_ci_low", "diff_ci_high", "sd_diff", "cohen_dz",
                                                       "t_stat", "p_ttest", "p_wilcoxon", "mde")})
                 row["n_pairs"] = 0
@@ -171,11 +185,12 @@ def compare_selectors(
                 dlo, dhi = paired_interval(pair["mean_diff"], pair["sd_diff"], pair["n_pairs"], level, width)
                 row.update(mean_diff=pair.pop("mean_diff"), diff_ci_low=dlo, diff_ci_high=dhi, **pair)
                 row["mde"] = paired_mde(pair["sd_diff"], pair["n_pairs"], alpha=1.0 - level, power=power)
-            row["better"] = bool(row["mean_diff"] > 0 and row["p_ttest"] < 1.0 - level) if name != baseline else False
+            row["better"] = bool(row["mean_diff"] > 0 and row["p_ttest"] < 1.0 - level) if name != ref else False
             rows.append(row)
     stat_cols = ["n_seeds", "mean", "sd", "ci_low", "ci_high", "mean_diff", "diff_ci_low", "diff_ci_high", "sd_diff", "cohen_dz",
                  "t_stat", "p_ttest", "p_wilcoxon", "n_pairs", "mde", "better"]
-    out = pd.DataFrame(rows)[keys + ["selector"] + stat_cols]
+    extra = [c for c in ("protocol", "annotation_budget") if c in scores.columns]
+    out = pd.DataFrame(rows)[keys + ["selector"] + extra + ["baseline"] + stat_cols]
     if "family" in scores.columns:
         family = scores.drop_duplicates("selector").set_index("selector")["family"]
         out.insert(len(keys) + 1, "family", out["selector"].map(family))

@@ -29,7 +29,8 @@ from mechsel.analysis.correlation import CIMethod, PMethod, spearman_test
 from mechsel.analysis.multiple import benjamini_hochberg
 from mechsel.errors import ConfigError, DataError
 
-__all__ = ["CELL_KEYS", "FAMILY_KEYS", "FdrFamily", "correlation_grid", "join_quality", "cell_keys", "family_labels"]
+__all__ = ["CELL_KEYS", "FAMILY_KEYS", "FdrFamily", "correlation_grid", "join_quality", "cell_keys", "family_labels",
+           "bh_within_families"]
 
 CELL_KEYS: tuple[str, ...] = ("task", "family", "hook", "positions", "mask", "layer", "statistic")
 """Columns that identify a cell of the grid, in output order, when present in the statistics frame."""
@@ -84,6 +85,23 @@ def family_labels(grid: pd.DataFrame, fdr_family: FdrFamily = "task_family") -> 
     return grid[keys].astype(str).apply(lambda r: ", ".join(f"{k}={v}" for k, v in zip(keys, r)), axis=1).astype(object)
 
 
+def bh_within_families(grid: pd.DataFrame, p_column: str, family_column: str, alpha: float, suffix: str = "") -> pd.DataFrame:
+    """Add ``family_size``, ``q_value`` and ``significant`` (each with ``suffix``): Benjamini–Hochberg
+    on ``p_column`` within each value of ``family_column`` (in place; returns ``grid``)."""
+    size, qcol, sig = f"family_size{suffix}", f"q_value{suffix}" if suffix != "_partial" else "q_partial", f"significant{suffix}"
+    grid[size] = 0
+    grid[qcol] = np.nan
+    grid[sig] = False
+    for _, idx in grid.groupby(family_column, sort=False).groups.items():
+        p = grid.loc[idx, p_column].to_numpy(dtype=float)
+        q, rejected = benjamini_hochberg(p, alpha=alpha)
+        grid.loc[idx, qcol] = q
+        grid.loc[idx, sig] = rejected
+        grid.loc[idx, size] = int(np.isfinite(p).sum())
+    grid[sig] = grid[sig].astype(bool)
+    return grid
+
+
 def correlation_grid(
     stats: pd.DataFrame,
     quality: pd.DataFrame,
@@ -134,15 +152,6 @@ def correlation_grid(
         rows.append({**dict(zip(keys, key)), **res.to_dict()})
     grid = pd.DataFrame(rows)
     grid["fdr_family"] = family_labels(grid, fdr_family)
-    grid["family_size"] = 0
-    grid["q_value"] = np.nan
-    grid["significant"] = False
-    for _, idx in grid.groupby("fdr_family", sort=False).groups.items():
-        p = grid.loc[idx, "p_value"].to_numpy(dtype=float)
-        q, rejected = benjamini_hochberg(p, alpha=alpha)
-        grid.loc[idx, "q_value"] = q
-        grid.loc[idx, "significant"] = rejected
-        grid.loc[idx, "family_size"] = int(np.isfinite(p).sum())
-    grid["significant"] = grid["significant"].astype(bool)
+    bh_within_families(grid, "p_value", "fdr_family", alpha)
     grid["abs_rho"] = grid["rho"].abs()
     return grid[keys + list(GRID_COLUMNS)]

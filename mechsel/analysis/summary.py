@@ -19,7 +19,7 @@ import pandas as pd
 
 from mechsel.errors import DataError
 
-__all__ = ["PAPER_RHO_BOUND", "CELL_COLUMNS", "summary_table", "format_summary", "describe_cell"]
+__all__ = ["PAPER_RHO_BOUND", "CELL_COLUMNS", "summary_table", "format_summary", "format_comparison", "describe_cell"]
 
 PAPER_RHO_BOUND = 0.33
 """The largest |ρ| the paper reports between a statistic and example quality."""
@@ -172,6 +172,10 @@ def format_summary(summary: pd.DataFrame, family: str = "activation") -> str:
             f"{r['mean_diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]", f"{r['p_ttest']:.3g}",
             f"{r['mde']:.3f}", cell,
         ])
+    return _aligned(columns, rows)
+
+
+def _aligned(columns: Sequence[tuple[str, str]], rows: list[list[str]]) -> str:
     widths = [max([len(name)] + [len(row[j]) for row in rows]) for j, (name, _) in enumerate(columns)]
 
     def line(cells: Sequence[str]) -> str:
@@ -180,3 +184,23 @@ def format_summary(summary: pd.DataFrame, family: str = "activation") -> str:
     body = [line(row) for row in rows]
     header = line([name for name, _ in columns])
     return "\n".join([header, "-" * max(len(x) for x in [header, *body])] + body)
+
+
+def format_comparison(comparison: pd.DataFrame) -> str:
+    """Every selector of a :func:`~mechsel.analysis.compare_selectors` table as aligned text: its
+    protocol and annotation budget B (labels used), mean [95% CI], and the paired difference from
+    its own baseline with interval, p (unadjusted) and minimum detectable effect."""
+    columns = [("task", "<"), ("k", ">"), ("selector", "<"), ("protocol", "<"), ("B", ">"), ("mean [95% CI]", "<"),
+               ("vs", "<"), ("diff [95% CI]", "<"), ("p(t)", ">"), ("mde", ">"), ("seeds", ">")]
+    rows = []
+    for _, r in comparison.iterrows():
+        own = r["selector"] == r.get("baseline")
+        b = r.get("annotation_budget", np.nan)
+        rows.append([
+            str(r.get("task", "")), str(int(r["budget"])), str(r["selector"]), str(r.get("protocol", "")),
+            "" if pd.isna(b) else str(int(b)), f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
+            "" if own else str(r.get("baseline", "")),
+            "" if own else f"{r['mean_diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]",
+            "" if own else f"{r['p_ttest']:.3g}", "" if own else f"{r['mde']:.3f}", str(int(r["n_seeds"])),
+        ])
+    return _aligned(columns, rows)

@@ -198,18 +198,20 @@ def gain_part(summary: pd.DataFrame, settings: VerdictSettings, bounds: dict[str
     return PartVerdict("inconclusive", text, lines)
 
 
-def correlation_part(grid: pd.DataFrame, settings: VerdictSettings) -> PartVerdict:
+def correlation_part(grid: pd.DataFrame, settings: VerdictSettings, basis: str = "ρ") -> PartVerdict:
     """Decide the correlation part from the activation lines of a correlation grid (module docstring).
 
     The grid needs ``rho``, ``n`` and ``fdr_family`` (as :func:`~mechsel.analysis.correlation_grid`
-    writes it); pass only the cells the claim is about (e.g. the moments, not SAE latents).
+    writes it); pass only the cells the claim is about (e.g. the moments, not SAE latents). For a
+    partial ρ pass ``n`` as the effective size ``n − q`` (``q`` covariate columns) and name it in
+    ``basis`` (e.g. ``"partial ρ given n_tokens, label"``), which the sentence then uses.
     """
     missing = [c for c in ("rho", "n", "fdr_family") if c not in grid.columns]
     if missing:
         raise DataError(f"The correlation grid lacks columns {missing}; build it with correlation_grid(...).")
     g = grid[np.isfinite(grid["rho"].to_numpy(dtype=float)) & (grid["n"] > 3)].copy()
     if g.empty:
-        return PartVerdict("inconclusive", "no cell of the grid had more than 3 examples with a finite ρ")
+        return PartVerdict("inconclusive", f"no cell of the grid had more than 3 examples with a finite {basis}")
     a, b = settings.alpha, settings.rho_bound
     families = []
     for fam, cells in g.groupby("fdr_family", sort=True):
@@ -236,18 +238,18 @@ def correlation_part(grid: pd.DataFrame, settings: VerdictSettings) -> PartVerdi
     if above:
         f = max(above, key=lambda f: f["max_abs_rho"])
         return PartVerdict("does_not_hold", (
-            f"{sum(x['cells_shown_above'] for x in above)} cell(s) correlate with quality more strongly than |ρ| = {b:.2f}, "
-            f"e.g. {f['max_rho_cell']} in {f['family']} (|ρ| = {f['max_abs_rho']:.2f}, BH q of |ρ| > {b:.2f}: "
+            f"{sum(x['cells_shown_above'] for x in above)} cell(s) correlate with quality more strongly than |{basis}| = {b:.2f}, "
+            f"e.g. {f['max_rho_cell']} in {f['family']} (|{basis}| = {f['max_abs_rho']:.2f}, BH q of |{basis}| > {b:.2f}: "
             f"{f['max_rho_q_above']:.2g} over {f['cells']} cells)"), families)
     if all(f["outcome"] == "holds" for f in families):
         return PartVerdict("holds", (
-            f"every cell's {settings.rho_adjust} interval lies inside ±{b:.2f} (largest bound "
+            f"every cell's {settings.rho_adjust} interval of {basis} lies inside ±{b:.2f} (largest bound "
             f"{max(f['widest_abs_bound'] for f in families):.2f})"), families)
     f = max(families, key=lambda f: f["max_abs_rho"])
     return PartVerdict("inconclusive", (
-        f"no cell is shown above |ρ| = {b:.2f}, but not every cell is shown below it: the largest, |ρ| = "
-        f"{f['max_abs_rho']:.2f} ({f['max_rho_cell']}, {f['family']}), has an interval reaching {f['widest_abs_bound']:.2f}; "
-        f"with {f['n']} candidates and {f['cells']} cells the design detects |ρ| ≥ {f['detectable_rho']:.2f} at "
+        f"no cell is shown above |{basis}| = {b:.2f}, but not every cell is shown below it: the largest, |{basis}| = "
+        f"{f['max_abs_rho']:.2f} ({f['max_rho_cell']}, {f['family']}), and intervals reach up to {f['widest_abs_bound']:.2f}; "
+        f"with {f['n']} candidates (effective) and {f['cells']} cells the design detects |{basis}| ≥ {f['detectable_rho']:.2f} at "
         f"{settings.power:.0%} power"), families)
 
 
@@ -258,6 +260,7 @@ def verdict(
     settings: VerdictSettings | None = None,
     bounds: dict[str, Bounds] | None = None,
     model: str = "this model",
+    basis: str = "ρ",
 ) -> Verdict:
     """Decide the paper's finding from a summary table and (optionally) the activation cells of
     the correlation grid; see the module docstring for every rule.
@@ -269,10 +272,11 @@ def verdict(
         bounds: metric ranges (e.g. :data:`mechsel.icl.metrics.METRIC_RANGES`), for bounded
             intervals and margins stated as a fraction of the range.
         model: named in the sentence.
+        basis: what the grid's ``rho`` is (see :func:`correlation_part`).
     """
     settings = settings or VerdictSettings()
     gain = gain_part(summary, settings, bounds)
-    corr = correlation_part(grid, settings) if grid is not None else None
+    corr = correlation_part(grid, settings, basis) if grid is not None else None
     parts = {"gain": gain, **({"correlation": corr} if corr is not None else {})}
     failing = [name for name, p in parts.items() if p.outcome == "does_not_hold"]
     if failing:

@@ -17,6 +17,7 @@ from mechsel.analysis.correlation import CIMethod, PMethod
 from mechsel.analysis.grid import FdrFamily
 from mechsel.analysis.verdict import RhoAdjust, VerdictSettings
 from mechsel.errors import ConfigError, did_you_mean
+from mechsel.masks.strategies import EQUAL_MASKS, MASK_NAMES
 from mechsel.provenance import hash_json
 
 __all__ = [
@@ -53,7 +54,6 @@ SELECTOR_FAMILIES: dict[str, str] = {
 }
 """Default family of each built-in selector (the summary compares random with the best of a family)."""
 NEEDS_LABEL_PROBS = ("least_confidence", "margin", "entropy", "votek", "neufs")
-MASK_NAMES = ("full", "isolated", "isolated_inplace", "alone")
 
 
 def _positive(name: str, value: Any, *, allow_none: bool = False, minimum: int = 1) -> None:
@@ -117,6 +117,19 @@ class TaskSettings:
     """Dev queries that estimate each candidate's 1-shot quality (cost: n_candidates × dev_size)."""
     test_size: int = 300
     """Test queries every selection is scored on."""
+    dev_split: str | None = None
+    """Split the dev queries come from, overriding the task's ``dev_split`` (``null``: the task's
+    own; SST-2 uses ``validation``, the other built-ins their pool split). ``train`` restores
+    SST-2's earlier dev queries (short train phrases)."""
+    stratify: bool = True
+    """Draw candidates, dev and test queries so each label's count is within one example of its
+    share of the split they come from (classification; generation tasks ignore it)."""
+    min_words: int | None = None
+    """Leave candidates with fewer space-separated words than this out of the pool (``null``: no
+    filter, e.g. ``4`` keeps SST-2's short train phrases out); dev and test are never filtered."""
+    n_seeds: int | None = None
+    """Run this task on the first ``n_seeds`` of ``selection.seeds`` only (``null``: all), e.g. to
+    keep a secondary task light; a run's own ``n_seeds`` caps it further."""
     selection_pool: int | None = None
     """Per seed, the selectors choose from this many candidates drawn at random (seeded);
     ``null`` uses all candidates every seed (then only seeded selectors vary across seeds)."""
@@ -140,8 +153,14 @@ class TaskSettings:
         _positive(f"{where}.dev_size", self.dev_size)
         _positive(f"{where}.test_size", self.test_size)
         _positive(f"{where}.selection_pool", self.selection_pool, allow_none=True, minimum=2)
+        _positive(f"{where}.n_seeds", self.n_seeds, allow_none=True, minimum=2)
         _positive(f"{where}.max_tokens", self.max_tokens, allow_none=True)
         _choice(f"{where}.source", self.source, ("local", "hub"))
+        if self.dev_split is not None and (not isinstance(self.dev_split, str) or not self.dev_split):
+            raise ConfigError(f"{where}.dev_split must be a split name (e.g. validation) or null, got {self.dev_split!r}.")
+        if not isinstance(self.stratify, bool):
+            raise ConfigError(f"{where}.stratify must be true or false, got {self.stratify!r}.")
+        _positive(f"{where}.min_words", self.min_words, allow_none=True)
         if self.selection_pool is not None and self.selection_pool > self.n_candidates:
             raise ConfigError(
                 f"{where}: selection_pool={self.selection_pool} exceeds n_candidates={self.n_candidates}; the selection "
@@ -153,8 +172,15 @@ class TaskSettings:
         from mechsel.tasks import TaskConfig, get_task
 
         if self.define is None:
-            return get_task(self.name)
+            cfg = get_task(self.name)
+            return cfg if self.dev_split is None else dataclasses.replace(cfg, dev_split=self.dev_split)
         spec = dict(self.define)
+        if self.dev_split is not None:
+            if spec.get("dev_split", self.dev_split) != self.dev_split:
+                raise ConfigError(
+                    f"tasks[{self.name}] sets dev_split={self.dev_split!r} and define.dev_split={spec['dev_split']!r}; set it in one place."
+                )
+            spec["dev_split"] = self.dev_split
         if "name" in spec and spec["name"] != self.name:
             raise ConfigError(f"tasks[{self.name}].define.name is {spec['name']!r}; leave it out (the entry's name is used).")
         spec.pop("name", None)
@@ -174,6 +200,13 @@ class TaskSettings:
     def pool_size(self) -> int:
         """Size of each seed's selection pool."""
         return self.selection_pool or self.n_candidates
+
+    def split_config(self, seed: int) -> Any:
+        """The :class:`mechsel.tasks.SplitConfig` of this task's candidate / dev / test subsets."""
+        from mechsel.tasks import SplitConfig
+
+        return SplitConfig(pool_size=self.n_candidates, dev_size=self.dev_size, test_size=self.test_size, seed=seed,
+                           stratify=self.stratify, min_words=self.min_words)
 
 
 @dataclass(frozen=True)
@@ -205,6 +238,12 @@ class CollectSettings:
             _choice("collect.masks[]", m, MASK_NAMES)
         if len(set(self.masks)) != len(self.masks):
             raise ConfigError(f"collect.masks lists a mask twice: {list(self.masks)}.")
+        for a, b in EQUAL_MASKS:
+            if a in self.masks and b in self.masks:
+                raise ConfigError(
+                    f"collect.masks lists both {a!r} and {b!r}, which compute the same statistics by construction "
+                    f"(one of them only duplicates the grid and its multiplicity correction); keep one, e.g. {a!r}."
+                )
         if self.layers != "all" and (isinstance(self.layers, (str, bool)) or not all(isinstance(x, int) and not isinstance(x, bool) for x in self.layers)):
             raise ConfigError(f"collect.layers must be 'all' or a list of layer indices, got {self.layers!r}.")
         if self.layers != "all":
@@ -283,6 +322,10 @@ class SelectorRun:
     tasks: tuple[str, ...] | None = None
     """Names of the tasks this run applies to (``null``: every task), e.g. to leave the
     label-distribution selectors out of a generation task."""
+    n_seeds: int | None = None
+    """Evaluate this run on the first ``n_seeds`` of ``selection.seeds`` only (``null``: all), to
+    spend a run's time where the power is needed; the baseline always runs every seed, so each
+    seed of this run stays paired with the baseline's."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.selector, str) or not self.selector:
@@ -301,6 +344,7 @@ class SelectorRun:
         _positive(f"selection.runs[{self.label}].annotation_budget", self.annotation_budget, allow_none=True)
         if self.tasks is not None and (isinstance(self.tasks, str) or not self.tasks):
             raise ConfigError(f"selection.runs[{self.label}].tasks must be a non-empty list of task names or null, got {self.tasks!r}.")
+        _positive(f"selection.runs[{self.label}].n_seeds", self.n_seeds, allow_none=True, minimum=2)
         if self.choose_statistic and self.selector != "activation":
             raise ConfigError(f"selection.runs[{self.label}]: choose_statistic applies to the 'activation' selector only.")
         if self.choose_statistic and {"statistic", "layer", "direction"} & set(self.params):
@@ -322,6 +366,10 @@ class SelectionSettings:
     """Seeds: each draws a selection pool, seeds the selectors, and orders the demonstrations."""
     baseline: str = "random"
     """Label of the reference run of the paired tests."""
+    retrieval_baseline: str | None = None
+    """Label of the annotate-then-retrieve run whose labelled set is the baseline's (random labels,
+    then retrieval): every other annotate-then-retrieve run is compared with it, so both sides
+    spend the same annotation budget B; ``null``: they are compared with ``baseline``."""
     embedder: str = "all-MiniLM-L6-v2"
     """Sentence embedder of the similarity / coverage selectors (offline default)."""
     confidence_k: int = 4
@@ -345,13 +393,32 @@ class SelectionSettings:
         if len(set(self.budgets)) != len(self.budgets) or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"selection.budgets and selection.seeds must not repeat values: {list(self.budgets)}, {list(self.seeds)}.")
         _positive("selection.confidence_k", self.confidence_k)
+        if self.retrieval_baseline is not None:
+            if self.retrieval_baseline not in labels:
+                raise ConfigError(f"selection.retrieval_baseline={self.retrieval_baseline!r} is not a run label; runs: {labels}.")
+            rb = self.run(self.retrieval_baseline)
+            if rb.annotated != self.baseline or rb.n_seeds is not None:
+                raise ConfigError(
+                    f"selection.retrieval_baseline={rb.label!r} must retrieve from the baseline's labels on every seed: "
+                    f"give it annotated: {self.baseline!r} and no n_seeds."
+                )
         for r in self.runs:
+            if r.n_seeds is not None and r.label == self.baseline and r.n_seeds < len(self.seeds):
+                raise ConfigError(f"selection.runs[{r.label}].n_seeds: the baseline runs every seed (it is paired with every other run); remove n_seeds.")
+            if r.n_seeds is not None and r.n_seeds > len(self.seeds):
+                raise ConfigError(f"selection.runs[{r.label}].n_seeds={r.n_seeds} exceeds the {len(self.seeds)} selection.seeds; lower it or add seeds.")
             if r.annotated is not None and r.annotated not in labels:
                 raise ConfigError(f"selection.runs[{r.label}].annotated={r.annotated!r} is not a run label; runs: {labels}.")
 
     def run(self, label: str) -> SelectorRun:
         """The run labelled ``label``."""
         return next(r for r in self.runs if r.label == label)
+
+    def seeds_for(self, task: TaskSettings) -> tuple[int, ...]:
+        """The seeds ``task`` runs on (the first ``task.n_seeds`` of :attr:`seeds`)."""
+        if task.n_seeds is not None and task.n_seeds > len(self.seeds):
+            raise ConfigError(f"tasks[{task.name}].n_seeds={task.n_seeds} exceeds the {len(self.seeds)} selection.seeds; lower it or add seeds.")
+        return tuple(self.seeds[: task.n_seeds])
 
     def runs_for(self, task: str) -> tuple[SelectorRun, ...]:
         """The runs that apply to ``task``."""
@@ -380,6 +447,10 @@ class AnalysisSettings:
     """Level of the verdict's tests and FDR of every Benjamini–Hochberg correction."""
     rho_threshold: float = 0.33
     """The paper's largest |ρ|: the correlation part holds when every cell is shown below it."""
+    rho_basis: Literal["partial", "raw"] = "partial"
+    """Which ρ the verdict's correlation part decides on: ``partial`` (Spearman ρ given the token
+    count, the label and the candidate's slot in its packed prompt; the length confound removed)
+    or ``raw``. Both are in the grid table."""
     rho_adjust: RhoAdjust = "bonferroni"
     """Adjustment of the all-cells-below claim: ``bonferroni`` (simultaneous intervals within each
     family) or ``intersection_union`` (each cell at alpha; valid for an all-cells claim)."""
@@ -399,6 +470,7 @@ class AnalysisSettings:
         _choice("analysis.rho_interval", self.rho_interval, get_args(CIMethod))
         _choice("analysis.fdr_family", self.fdr_family, get_args(FdrFamily))
         _choice("analysis.rho_adjust", self.rho_adjust, get_args(RhoAdjust))
+        _choice("analysis.rho_basis", self.rho_basis, ("partial", "raw"))
         _positive("analysis.n_boot", self.n_boot, minimum=0)
         _positive("analysis.n_perm", self.n_perm, minimum=0)
         _positive("analysis.n_extreme", self.n_extreme)
@@ -483,6 +555,7 @@ class ExperimentConfig:
         names = [t.name for t in self.tasks]
         kb = max(sel.budgets)
         for t in self.tasks:
+            sel.seeds_for(t)  # a task's n_seeds must fit selection.seeds
             if kb > t.pool_size:
                 raise ConfigError(
                     f"Budget k={kb} exceeds the selection pool of task {t.name!r} ({t.pool_size} examples); "

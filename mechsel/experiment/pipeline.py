@@ -78,11 +78,14 @@ def build_stages(config: ExperimentConfig) -> list[Stage]:
         runs = [dict(to_dict(r), mask=r.mask or c.masks[0]) for r in s.runs_for(name)]
         task_desc = t.task_config().describe()
         data = f"data/{name}"
-        stages.append(Stage(data, data_stage, params={"task": name, "describe": task_desc, "sizes": [t.n_candidates, t.dev_size, t.test_size],
-                                                      "seed": config.split_seed, "source": t.source}, source=True))
+        # version 2: label-stratified subsets, a dev split of its own (SST-2: dev validation, test the labelled test)
+        stages.append(Stage(data, data_stage, version=2, params={
+            "task": name, "describe": task_desc, "sizes": [t.n_candidates, t.dev_size, t.test_size], "seed": config.split_seed,
+            "source": t.source, "splits": t.task_config().subset_splits(t.source), "stratify": t.stratify, "min_words": t.min_words},
+            source=True))
         base = {"task": name, "model": model, "max_tokens": t.max_tokens}
         # version 2 with SAEs: their top latents became a separate output (moment-only caches stay valid)
-        stages.append(Stage(f"collect/{name}", collect_stage, inputs=(data,), version=2 if config.sae.enabled else 1, params={
+        stages.append(Stage(f"collect/{name}", collect_stage, inputs=(data,), version=4 if config.sae.enabled else 3, params={
             **base, "masks": list(c.masks), "layers": c.layers if c.layers == "all" else list(c.layers), "hook": c.hook,
             "positions": c.positions, "statistics": list(c.statistics), "context_size": c.context_size, "seed": config.split_seed,
             "chunk_size": c.chunk_size, "batch_size": c.batch_size, "sae": {str(k): v for k, v in config.sae.saes.items()},
@@ -93,21 +96,21 @@ def build_stages(config: ExperimentConfig) -> list[Stage]:
         stages.append(Stage(f"features/{name}", features_stage, inputs=(data,), params={
             **base, "needs": sorted(needs), "embedder": s.embedder, "neufs_top_n": top_n, "neufs_top_n_fraction": NEUFS_TOP_N_FRACTION}))
         sel_inputs = (data, f"collect/{name}", f"quality/{name}", f"features/{name}")
-        stages.append(Stage(f"select/{name}", select_stage, inputs=sel_inputs, params={
-            **base, "runs": runs, "budgets": list(s.budgets), "seeds": list(s.seeds), "pool_size": t.pool_size,
+        stages.append(Stage(f"select/{name}", select_stage, inputs=sel_inputs, version=2, params={
+            **base, "runs": runs, "budgets": list(s.budgets), "seeds": list(s.seeds_for(t)), "pool_size": t.pool_size,
             "split_seed": config.split_seed, "confidence_k": s.confidence_k}))
-        stages.append(Stage(f"evaluate/{name}", evaluate_stage, inputs=(data, f"select/{name}"), params={
+        stages.append(Stage(f"evaluate/{name}", evaluate_stage, inputs=(data, f"select/{name}"), version=2, params={
             **base, "runs": [{"label": r["label"], "order": r["order"]} for r in runs], "calibrate": s.calibrate, "n_boot": EVAL_N_BOOT}))
         stages.append(Stage(f"samples/{name}", samples_stage, inputs=(data, f"quality/{name}"), params={
             **base, "n_extreme": a.n_extreme, "samples_per_example": a.samples_per_example, "seed": a.seed, "layers": c.layers
             if c.layers == "all" else list(c.layers), "hook": c.hook, "positions": c.positions}))
-        analyse_inputs += [f"collect/{name}", f"quality/{name}", f"select/{name}", f"evaluate/{name}"]
+        analyse_inputs += [data, f"collect/{name}", f"quality/{name}", f"select/{name}", f"evaluate/{name}"]
         cell_runs += [{"task": name, "label": r["label"], "mask": r["mask"], "layer": r["params"].get("layer"),
                        "statistic": r["params"].get("statistic")} for r in runs if r["family"] in ("activation", "sae")]
-    stages.append(Stage("analyse", analyse_stage, inputs=tuple(analyse_inputs), version=4, params={
+    stages.append(Stage("analyse", analyse_stage, inputs=tuple(analyse_inputs), version=5, params={
         "rho_test": a.rho_test, "rho_interval": a.rho_interval, "fdr_family": a.fdr_family, "n_boot": a.n_boot, "n_perm": a.n_perm,
         "level": a.level, "alpha": a.alpha, "seed": a.seed, "rho_threshold": a.rho_threshold, "rho_adjust": a.rho_adjust,
-        "margin": a.margin, "power": a.power, "baseline": s.baseline, "model": config.model.name, "cell_runs": cell_runs}))
+        "margin": a.margin, "power": a.power, "rho_basis": a.rho_basis, "baseline": s.baseline, "retrieval_baseline": s.retrieval_baseline, "model": config.model.name, "cell_runs": cell_runs}))
     return stages
 
 
@@ -147,7 +150,7 @@ def _collect_tables(config: ExperimentConfig, outputs: dict[str, dict[str, Any]]
         "selections": cat("select", "selections"), "scores": cat("evaluate", "scores"), "predictions": cat("evaluate", "predictions"),
         "activation_samples": cat("samples", "activation_samples"),
     }
-    for name in ("grid", "masking", "comparison", "summary", "summary_sae"):
+    for name in ("grid", "masking", "comparison", "summary", "summary_sae", "sets"):
         if name in outputs["analyse"]:
             tables[name] = outputs["analyse"][name]
     return tables

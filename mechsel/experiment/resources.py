@@ -74,7 +74,7 @@ class Resources:
             from mechsel.tasks import SplitConfig, make_splits
 
             t = self.task(name)
-            split = SplitConfig(pool_size=t.n_candidates, dev_size=t.dev_size, test_size=t.test_size, seed=self.config.split_seed)
+            split = t.split_config(self.config.split_seed)
             self._splits[name] = make_splits(t.task_config(), split, source=t.source, data_dir=t.data_dir)
         return self._splits[name]
 

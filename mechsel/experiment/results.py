@@ -60,7 +60,16 @@ TABLES: dict[str, dict[str, str]] = {
         "p_value": "two-sided p of ρ = 0 (analytic t by default: no floor)",
         "fdr_family": "the Benjamini–Hochberg family of the cell (default: one per task and statistic family)",
         "family_size": "testable cells in that family", "q_value": "BH q within the family", "significant": "q ≤ alpha",
-        "abs_rho": "|ρ|",
+        "abs_rho": "|ρ|", "covariates": "what the partial ρ holds fixed (token count, label, slot in the packed prompt)",
+        "n_covariates / n_partial": "covariate columns q (dummies counted) and complete examples",
+        "rho_partial / ci_low_partial / ci_high_partial / p_partial": "partial Spearman ρ given the covariates, its Fisher CI and t p (n − 2 − q df)",
+        "fdr_family_partial / family_size_partial / q_partial / significant_partial": "its BH family and q (the verdict decides on these by default)",
+    },
+    "sets": {
+        "task / metric / budget": "the baseline's random k-shot sets of that budget", "family / mask / layer / statistic": "the cell",
+        "aggregate": "how the set's members are summarised (mean, max)", "n": "sets",
+        "rho / ci_low / ci_high / p_value": "Spearman ρ across sets between the set feature and the set's test score",
+        "fdr_family / family_size / q_value / significant": "BH within (task, statistic family)", "abs_rho": "|ρ|",
     },
     "masking": {
         "task / family / hook / positions / layer / statistic": "the cell", "n": "examples", "rho_full / rho_isolated": "ρ under each mask",

@@ -77,6 +77,10 @@ MaskName = Literal["full", "isolated", "isolated_inplace", "alone"]
 """Names of the built-in strategies (see the module docstring)."""
 MASK_NAMES: tuple[str, ...] = get_args(MaskName)
 
+EQUAL_MASKS: tuple[tuple[str, str], ...] = (("isolated", "alone"),)
+"""Pairs of strategies that compute the same numbers by construction (checked to 1e-4 in the
+tests): collecting both only duplicates a grid, so configs refuse it."""
+
 
 @dataclass(frozen=True)
 class MaskStrategy:

@@ -83,6 +83,9 @@ prompted with demonstrations retrieved from ``selected_indices`` (higher = more 
 The pipeline's is the top label probability renormalised over the label words, not the
 reference code's MetaICL option loss (see the module docstring)."""
 
+_WARNED: set[tuple[int, int, int]] = set()
+"""(pool size, configured, used) neighbour settings already warned about in this process."""
+
 _NEAR_TIE_RTOL = 1e-9
 """Scores this close (relative) to the float maximum are re-compared exactly."""
 
@@ -220,10 +223,12 @@ def n_neighbors_for(n: int, cfg: FastVoteKConfig) -> int:
             else f"using {kk}: every example votes for every other one, so scores tie and the seeded "
             f"tie-break decides the picks; set neighbor_fraction=0.05 to scale the count to the pool"
         )
-        logger.warning(
-            "vote-k: a pool of %d examples is too small for n_neighbors=%d (the reference code uses 150 on "
-            "~3,000 examples); %s.", n, cfg.n_neighbors, why,
-        )
+        if (n, cfg.n_neighbors, kk) not in _WARNED:  # once per process and setting, not once per seed
+            _WARNED.add((n, cfg.n_neighbors, kk))
+            logger.warning(
+                "vote-k: a pool of %d examples is too small for n_neighbors=%d (the reference code uses 150 on "
+                "~3,000 examples); %s.", n, cfg.n_neighbors, why,
+            )
     elif kk < cfg.n_neighbors:
         logger.info("vote-k: pool of %d examples, using %d neighbours instead of %d", n, kk, cfg.n_neighbors)
     return kk

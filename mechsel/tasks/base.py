@@ -105,9 +105,17 @@ class TaskConfig:
     """Explicit split → JSON-lines path (absolute, or relative to the data directory). When given,
     these are the task's only local splits and ``local_folder`` is not used."""
     pool_split: str = "train"
-    """Split the candidate pool and the dev subset are drawn from."""
+    """Split the candidate pool is drawn from."""
+    dev_split: str | None = None
+    """Split the dev queries (which estimate each candidate's quality) are drawn from; ``None``:
+    ``pool_split``. Point it at a split from the test's distribution when the pool split's text
+    differs (SST-2: short train phrases, full validation/test sentences)."""
     test_split: str = "test"
-    """Split the test subset is drawn from (it may equal ``pool_split``; subsets stay disjoint)."""
+    """Split the test subset is drawn from. Any two of the three splits may be equal: subsets
+    sharing a split are drawn from it without overlap (see :mod:`mechsel.tasks.splits`)."""
+    hub_test_split: str | None = None
+    """Split the test subset is drawn from when loading with ``source="hub"``; ``None``:
+    ``test_split``. For datasets whose hub test split is unlabelled (GLUE's, with label -1)."""
     description: str = ""
     """One line for listings."""
 
@@ -125,6 +133,14 @@ class TaskConfig:
         set_("files", dict(self.files))
         if not self.name or not isinstance(self.name, str):
             raise ConfigError(f"TaskConfig.name must be a non-empty string, got {self.name!r}.")
+        for name in ("pool_split", "dev_split", "test_split", "hub_test_split"):
+            value = getattr(self, name)
+            optional = name in ("dev_split", "hub_test_split")
+            if not (isinstance(value, str) and value) and not (optional and value is None):
+                raise ConfigError(
+                    f"Task {self.name!r}: {name} must be a split name such as 'train', 'validation' or 'test'"
+                    f"{' (or None for the default)' if optional else ''}, got {value!r}."
+                )
         if self.kind not in TASK_KINDS:
             raise ConfigError(f"TaskConfig.kind must be one of {TASK_KINDS}, got {self.kind!r}.")
         if not self.input_fields:
@@ -174,6 +190,14 @@ class TaskConfig:
     @property
     def n_labels(self) -> int:
         return len(self.label_names)
+
+    def subset_splits(self, source: str = "local") -> dict[str, str]:
+        """The split each subset is drawn from, in draw order: ``{"dev": ..., "pool": ..., "test": ...}``.
+
+        ``source`` is ``"local"`` or ``"hub"`` (the hub may read the test subset from
+        :attr:`hub_test_split`)."""
+        test = self.hub_test_split if source == "hub" and self.hub_test_split is not None else self.test_split
+        return {"dev": self.dev_split or self.pool_split, "pool": self.pool_split, "test": test}
 
     @property
     def folder(self) -> str:

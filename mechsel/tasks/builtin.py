@@ -5,9 +5,28 @@ tests), so each label costs one read at the answer position: SST-2 ``" negative"
 AG News ``" World"``/``" Sports"``/``" Business"``/``" Technology"`` (``" Sci/Tech"`` would be
 three tokens), RTE ``" True"``/``" False"`` (``" entailment"`` would be two).
 
-SST-2's test subset is drawn from GLUE *validation* by default, because the hub's test split is
-unlabelled; the labelled SST test set in the local data folder is available as split ``"test"``
-(``dataclasses.replace(get_task("sst2"), test_split="test")``, local source only).
+Where each subset comes from (``TaskConfig.subset_splits``; subsets sharing a split never overlap):
+
+=========  ===========  =====================  ==========================================
+task       candidates   dev queries            test queries
+=========  ===========  =====================  ==========================================
+sst2       train        validation             test (local) · validation (hub), see below
+ag_news    train        train                  test
+rte        train        train                  validation
+e2e_nlg    validation   validation             test
+=========  ===========  =====================  ==========================================
+
+SST-2's train split is mostly short phrases (median 7 space-separated tokens, 28% of at most
+three), its validation and test splits full sentences (medians 19 and 18). Candidates stay train phrases
+(the pool the selectors choose from), but the dev queries that measure each candidate's quality
+come from *validation* and the test queries from the labelled SST *test* split in the local data
+folder, so quality is measured on text like the test's. The hub's SST-2 test split is unlabelled
+(label -1), so with ``source="hub"`` the test subset comes from validation too
+(``hub_test_split``), drawn disjointly from the dev queries. For the former layout (dev queries
+from train, test from validation) use ``dataclasses.replace(SST2, dev_split=None,
+test_split="validation")`` or, in an experiment config, ``tasks[].dev_split: train``.
+The other tasks' pool and test splits come from one distribution, so their dev queries come
+from the pool split.
 """
 
 from __future__ import annotations
@@ -26,8 +45,13 @@ SST2 = register_task(
         id_field="idx",
         hub_id="stanfordnlp/sst2",
         pool_split="train",
-        test_split="validation",
-        description="GLUE SST-2 binary sentiment of movie-review sentences.",
+        dev_split="validation",
+        test_split="test",
+        hub_test_split="validation",
+        description=(
+            "GLUE SST-2 binary sentiment: candidates are train phrases, dev queries validation sentences, test queries "
+            "the labelled SST test (local; on the hub, a part of validation disjoint from dev)."
+        ),
     )
 )
 

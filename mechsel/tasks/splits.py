@@ -1,16 +1,46 @@
 """Deterministic, seeded splits of a task into a candidate pool, a dev subset and a test subset.
 
-The pool and the dev subset are drawn without overlap from ``TaskConfig.pool_split``: one seeded
-permutation, dev first, then the pool. The test subset is the start of a second seeded
-permutation of ``TaskConfig.test_split``; when both source splits are the same, test examples
-come after dev and pool in the first permutation, so the three subsets never overlap. Growing
-``pool_size`` (same seed and dev size) only appends to the pool.
+Where the subsets come from. Each subset has a source split (:meth:`TaskConfig.subset_splits`:
+``dev_split``, ``pool_split``, ``test_split``, or ``hub_test_split`` with ``source="hub"``). The
+subsets are drawn in the order dev, pool, test; subsets that share a source split take disjoint
+examples of it (each takes only what the earlier ones left), so the three never overlap.
+
+Unstratified draw (generation tasks, or ``SplitConfig.stratify=False``): one seeded permutation
+per source split; each subset takes the first examples of it that are still free. With the
+default ``dev_split`` (the pool split) these are exactly the draws of earlier versions.
+
+Label-stratified draw (classification tasks, ``stratify=True``, the default): every subset's
+count of each label is within one example of its size times that label's share of the *source
+split* (``|count_l - n * share_l| < 1``), and so is every prefix of it. Each label's examples are
+put in a seeded random order; the subset's sequence of labels is built one position at a time,
+choosing uniformly at random among the labels that keep the prefix within one and leave a
+schedule that can stay within one forever. That check is exact and cheap: for unit jobs with
+release times and deadlines (job *k* of label *l* must land at a position *t* with
+``(k - 1) / share_l < t <= ceil(k / share_l)``), a state is feasible when, for every later
+position *b*, the examples that must be placed by *b* fit in the positions left, and that holds
+by itself once every label's quota ``floor(b * share_l)`` has reached its count, so only the
+next ``≈ 1 / min share`` positions need checking. The start is feasible by Tijdeman's chairman
+assignment theorem (a sequence within ``1 - 1/(2m - 2)`` exists for *m* labels). The subsets'
+orders are therefore shuffled, not grouped by label (two labels of equal share pair up: each
+pair of positions holds one of each, in random order).
+
+A subset drawn after another from the same split can run short of a label (e.g. a large pool
+after the dev subset); a subset of an explicit size that cannot keep every share within one then
+raises :class:`~mechsel.errors.DataError`. A size of ``None`` ("all that remain") is never
+checked: it takes what the other subsets left.
+
+Nesting: growing ``pool_size`` (same seed, dev size and source splits) only appends to the pool,
+stratified or not, because the pool's order does not depend on its size. A test subset sharing
+the pool's split changes with ``pool_size``. ``min_words`` keeps short texts out of the pool only
+(dev and test keep the source distribution); with stratification, the pool still follows the
+label shares of the whole pool split.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,21 +49,30 @@ from mechsel.provenance import hash_json
 from mechsel.tasks.base import Example, TaskConfig, get_task
 from mechsel.tasks.loading import Reader, Source, load_examples
 
-__all__ = ["SplitConfig", "TaskSplits", "make_splits", "examples_hash"]
+__all__ = ["SplitConfig", "TaskSplits", "make_splits", "examples_hash", "stratified_label_order", "word_count"]
+
+SUBSETS: tuple[str, ...] = ("dev", "pool", "test")
+"""The subsets, in the order they are drawn."""
 
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Sizes and seed of a task's pool / dev / test subsets."""
+    """Sizes, seed and drawing rules of a task's pool / dev / test subsets."""
 
     pool_size: int | None = 1000
-    """Candidate pool size; ``None`` takes every example of the pool split not used for dev."""
+    """Candidate pool size; ``None`` takes every example of the pool split left by the other subsets."""
     dev_size: int = 64
     """Dev subset size (queries used to estimate example quality); may be 0."""
     test_size: int | None = 500
-    """Test subset size; ``None`` takes the whole test split (minus dev/pool if shared)."""
+    """Test subset size; ``None`` takes every example of the test split left by the other subsets."""
     seed: int = 0
     """Seed of the permutations."""
+    stratify: bool = True
+    """Classification tasks: draw every subset so each label's count is within one example of its
+    share of the source split (see the module docstring). Ignored for generation tasks."""
+    min_words: int | None = None
+    """Keep candidates whose input text (all input fields) has fewer space-separated words than
+    this out of the pool; dev and test are never filtered. ``None``: no filter."""
 
     def __post_init__(self) -> None:
         if self.pool_size is not None and self.pool_size < 1:
@@ -42,11 +81,24 @@ class SplitConfig:
             raise ConfigError(f"dev_size must be ≥ 0, got {self.dev_size}.")
         if self.test_size is not None and self.test_size < 1:
             raise ConfigError(f"test_size must be ≥ 1 (or None for all), got {self.test_size}.")
+        if not isinstance(self.stratify, bool):
+            raise ConfigError(f"stratify must be True or False, got {self.stratify!r}.")
+        if self.min_words is not None and (isinstance(self.min_words, bool) or not isinstance(self.min_words, int) or self.min_words < 1):
+            raise ConfigError(f"min_words must be an integer ≥ 1 (or None for no filter), got {self.min_words!r}.")
+
+    def size(self, subset: str) -> int | None:
+        """The requested size of ``subset`` (``"dev"``, ``"pool"`` or ``"test"``)."""
+        return {"dev": self.dev_size, "pool": self.pool_size, "test": self.test_size}[subset]
 
 
 def examples_hash(examples: list[Example] | tuple[Example, ...]) -> str:
     """A stable hash of examples' ids, inputs, labels and references (for provenance)."""
     return hash_json([[str(e.id), e.split, dict(e.inputs), e.label, list(e.references)] for e in examples])
+
+
+def word_count(example: Example) -> int:
+    """Space-separated words of the example's input text (all input fields together)."""
+    return len(example.text(" ").split())
 
 
 @dataclass(frozen=True)
@@ -63,6 +115,8 @@ class TaskSplits:
     """Test queries for the final score."""
     config: SplitConfig
     """How they were drawn."""
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """Subset (``dev``, ``pool``, ``test``) → the split it was drawn from."""
 
     @property
     def data_hash(self) -> str:
@@ -70,17 +124,123 @@ class TaskSplits:
         return hash_json([examples_hash(self.pool), examples_hash(self.dev), examples_hash(self.test)])
 
 
-def _take(name: str, wanted: int | None, available: int, cfg: TaskConfig, split: str) -> int:
+def _feasible(counts: Sequence[int], t: int, targets: Sequence[int], total: int) -> bool:
+    """Whether ``counts`` (summing to ``t``, live labels only) can be continued forever with every
+    prefix within one: for each later length ``b``, the examples due by then fit in ``b - t``."""
+    horizon = max(-(-c * total // k) for c, k in zip(counts, targets))
+    for b in range(t, horizon + 1):
+        if sum(max(0, b * k // total - c) for c, k in zip(counts, targets)) > b - t:
+            return False
+    return True
+
+
+def stratified_label_order(
+    targets: Sequence[int], n: int, rng: np.random.Generator, supply: Sequence[int] | None = None
+) -> list[int]:
+    """A random sequence of ``n`` labels whose every prefix of length ``t`` holds each label ``l``
+    within one of ``t * targets[l] / sum(targets)`` times (see the module docstring).
+
+    Args:
+        targets: each label's count in the source split (its share is ``targets[l] / sum(targets)``).
+        n: length of the sequence.
+        rng: the seeded generator (one draw per position).
+        supply: examples of each label available (default ``targets``). A label that runs out is
+            no longer chosen; from then on the shares are only as close as the rest allows.
+    """
+    targets = [int(k) for k in targets]
+    total = sum(targets)
+    left = list(targets if supply is None else supply)
+    live = [label for label, k in enumerate(targets) if k > 0]
+    live_targets = [targets[label] for label in live]
+    counts = [0] * len(live)
+    order: list[int] = []
+    for t in range(1, n + 1):
+        safe = []
+        for j, label in enumerate(live):
+            if left[label] > 0 and counts[j] * total < t * targets[label]:
+                counts[j] += 1
+                if _feasible(counts, t, live_targets, total):
+                    safe.append(j)
+                counts[j] -= 1
+        if not safe:  # a label ran out: the most overdue label that still has examples
+            safe = [max((j for j, label in enumerate(live) if left[label] > 0), key=lambda j: t * live_targets[j] - counts[j] * total)]
+        j = safe[int(rng.integers(len(safe)))]
+        counts[j] += 1
+        left[live[j]] -= 1
+        order.append(live[j])
+    return order
+
+
+def _take(name: str, wanted: int | None, available: int, cfg: TaskConfig, split: str, filtered: bool) -> int:
+    after = "after the other subsets" + (" and the min_words filter" if filtered else "")
     if wanted is None:
         if available < 1:
-            raise DataError(f"Task {cfg.name!r}: no examples of split {split!r} are left for the {name}; lower the other subset sizes.")
+            raise DataError(f"Task {cfg.name!r}: no examples of split {split!r} are left for the {name} {after}; lower the other subset sizes.")
         return available
     if wanted > available:
         raise DataError(
             f"Task {cfg.name!r}: asked for {wanted} {name} examples but split {split!r} has only {available} left "
-            f"after the other subsets; lower {name}_size (or pass None to take all that remain)."
+            f"{after}; lower {name}_size (or pass None to take all that remain)."
         )
     return wanted
+
+
+def _check_shares(
+    name: str, chosen: Sequence[int], labels: np.ndarray, supply: Sequence[int], cfg: TaskConfig, split: str, filtered: bool
+) -> None:
+    targets = np.bincount(labels, minlength=cfg.n_labels)
+    counts = np.bincount(labels[list(chosen)], minlength=cfg.n_labels)
+    n, total = len(chosen), int(targets.sum())
+    for label in range(cfg.n_labels):
+        if abs(int(counts[label]) * total - n * int(targets[label])) >= total:
+            raise DataError(
+                f"Task {cfg.name!r}: a label-stratified {name} subset of {n} needs about {n * targets[label] / total:.1f} examples "
+                f"labelled {cfg.label_names[label]!r} (its share of split {split!r}), but only {supply[label]} are left after the "
+                f"other subsets{' and the min_words filter' if filtered else ''}. Lower {name}_size, draw the subsets from "
+                f"different splits, or set stratify=False."
+            )
+
+
+def _draw_group(
+    cfg: TaskConfig, split: str, examples: list[Example], subsets: list[str], config: SplitConfig, rng: np.random.Generator, stratify: bool
+) -> dict[str, tuple[Example, ...]]:
+    """Draw ``subsets`` (in order) disjointly from one source split."""
+    free = np.ones(len(examples), dtype=bool)
+    long_enough = None if config.min_words is None else np.array([word_count(e) >= config.min_words for e in examples])
+    if stratify:
+        labels = np.array([e.label for e in examples], dtype=np.int64)
+        targets = np.bincount(labels, minlength=cfg.n_labels)
+        queues = [rng.permutation(np.flatnonzero(labels == label)) for label in range(cfg.n_labels)]
+    else:
+        queues = [rng.permutation(len(examples))]
+    out = {}
+    for subset in subsets:
+        filtered = subset == "pool" and long_enough is not None
+        allowed = free & long_enough if filtered else free
+        avail = [q[allowed[q]] for q in queues]
+        n = _take(subset, config.size(subset), sum(map(len, avail)), cfg, split, filtered)
+        if stratify:
+            supply = [len(a) for a in avail]
+            order = stratified_label_order(targets, n, np.random.default_rng([config.seed, 10 + SUBSETS.index(subset)]), supply=supply)
+            taken = [0] * cfg.n_labels
+            chosen = []
+            for label in order:
+                chosen.append(int(avail[label][taken[label]]))
+                taken[label] += 1
+            if config.size(subset) is not None:
+                _check_shares(subset, chosen, labels, supply, cfg, split, filtered)
+        else:
+            chosen = [int(i) for i in avail[0][:n]]
+        free[chosen] = False
+        out[subset] = tuple(examples[i] for i in chosen)
+    return out
+
+
+def _group_rng(seed: int, subsets: list[str]) -> np.random.Generator:
+    # the pool's split and a test-only split keep the seeds of earlier versions (same unstratified draws)
+    if "pool" in subsets:
+        return np.random.default_rng(seed)
+    return np.random.default_rng([seed, 1] if subsets == ["test"] else [seed, 2])
 
 
 def make_splits(
@@ -91,22 +251,31 @@ def make_splits(
     data_dir: str | os.PathLike[str] | None = None,
     reader: Reader = "json",
 ) -> TaskSplits:
-    """Draw the pool, dev and test subsets of ``task`` (see the module docstring for the rule)."""
+    """Draw the pool, dev and test subsets of ``task`` (see the module docstring for the rule).
+
+    Raises:
+        DataError: a source split is missing (the message names the subset and the
+            ``TaskConfig`` field to change), or it cannot supply the requested sizes.
+    """
     cfg = get_task(task)
     config = config or SplitConfig()
-    pool_source = load_examples(cfg, cfg.pool_split, source=source, data_dir=data_dir, reader=reader)
-    perm = np.random.default_rng(config.seed).permutation(len(pool_source))
-    n_dev = _take("dev", config.dev_size, len(perm), cfg, cfg.pool_split)
-    n_pool = _take("pool", config.pool_size, len(perm) - n_dev, cfg, cfg.pool_split)
-    dev = tuple(pool_source[i] for i in perm[:n_dev])
-    pool = tuple(pool_source[i] for i in perm[n_dev : n_dev + n_pool])
-    if cfg.test_split == cfg.pool_split:
-        rest = perm[n_dev + n_pool :]
-        n_test = _take("test", config.test_size, len(rest), cfg, cfg.test_split)
-        test = tuple(pool_source[i] for i in rest[:n_test])
-    else:
-        test_source = load_examples(cfg, cfg.test_split, source=source, data_dir=data_dir, reader=reader)
-        test_perm = np.random.default_rng([config.seed, 1]).permutation(len(test_source))
-        n_test = _take("test", config.test_size, len(test_perm), cfg, cfg.test_split)
-        test = tuple(test_source[i] for i in test_perm[:n_test])
-    return TaskSplits(task=cfg, pool=pool, dev=dev, test=test, config=config)
+    sources = cfg.subset_splits(source)
+    groups: dict[str, list[str]] = {}
+    for subset in SUBSETS:
+        groups.setdefault(sources[subset], []).append(subset)
+    loaded = {}
+    for split, subsets in groups.items():
+        try:
+            loaded[split] = load_examples(cfg, split, source=source, data_dir=data_dir, reader=reader)
+        except DataError as err:
+            test_field = "hub_test_split" if source == "hub" and cfg.hub_test_split else "test_split"
+            field_name = "pool_split" if "pool" in subsets else "dev_split" if "dev" in subsets else test_field
+            raise DataError(
+                f"Task {cfg.name!r} draws its {' and '.join(subsets)} subset{'s' if len(subsets) > 1 else ''} from split {split!r} "
+                f"(TaskConfig.{field_name}), which could not be loaded: {err}"
+            ) from err
+    stratify = config.stratify and cfg.kind == "classification"
+    drawn: dict[str, tuple[Example, ...]] = {}
+    for split, subsets in groups.items():
+        drawn.update(_draw_group(cfg, split, loaded[split], subsets, config, _group_rng(config.seed, subsets), stratify))
+    return TaskSplits(task=cfg, pool=drawn["pool"], dev=drawn["dev"], test=drawn["test"], config=config, sources=sources)

@@ -92,3 +92,28 @@ def test_shipped_configs_load_and_demo_yaml_matches_code():
     assert to_dict(demo_config())["selection"]["budgets"] == DEMO["selection"]["budgets"]
     assert yaml.safe_load(yaml.safe_dump(QUICK)) == QUICK
     assert isinstance(demo_config(), ExperimentConfig)
+
+
+def test_equal_masks_seed_caps_and_analysis_choices_are_checked_before_work():
+    with pytest.raises(ConfigError, match="'isolated' and 'alone'.*same statistics by construction"):
+        load_config({**MINIMAL, "collect": {"masks": ["full", "isolated", "alone"]}})
+    runs = [{"selector": "random"}, {"selector": "activation", "choose_statistic": True, "n_seeds": 2}]
+    ok = load_config({"selection": {"runs": runs, "budgets": [2], "seeds": [0, 1, 2]}, "tasks": [{"name": "sst2", "n_seeds": 2}]})
+    assert ok.selection.seeds_for(ok.tasks[0]) == (0, 1)
+    with pytest.raises(ConfigError, match="baseline runs every seed"):
+        load_config({"selection": {"runs": [{"selector": "random", "n_seeds": 2}], "budgets": [2], "seeds": [0, 1, 2]}})
+    with pytest.raises(ConfigError, match="n_seeds=6 exceeds"):
+        load_config({**MINIMAL, "tasks": [{"name": "sst2", "n_seeds": 6}]})
+    with pytest.raises(ConfigError, match="retrieval_baseline"):
+        load_config({**MINIMAL, "selection": {**MINIMAL["selection"], "retrieval_baseline": "activation"}})
+    for key, bad in (("rho_test", "exact"), ("fdr_family", "all"), ("rho_adjust", "holm"), ("rho_basis", "both"), ("margin", 2)):
+        with pytest.raises(ConfigError, match=f"analysis.{key}"):
+            load_config({**MINIMAL, "analysis": {key: bad}})
+
+
+def test_candidate_slots_follow_the_packing():
+    from mechsel.experiment.stages.collect import _order, candidate_slots
+
+    slots = candidate_slots(10, 4, seed=3)
+    order = _order(10, 3)
+    assert [slots[i] for i in order] == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]  # prompt by prompt, first demonstration first

@@ -67,6 +67,8 @@ def test_end_to_end_tables_verdict_and_figures(reference):
     assert len(t["grid"]) == 2 * 2 * 2 and {"rho", "q_value"} <= set(t["grid"].columns)
     assert len(t["masking"]) == 4 and len(t["summary"]) == 1
     assert result.verdict["outcome"] in {"holds", "does_not_hold", "inconclusive"} and "paper's finding" in result.verdict["text"]
+    assert {"rho_partial", "q_partial", "n_covariates"} <= set(t["grid"].columns) and "partial ρ given n_tokens" in result.verdict["text"]
+    assert {"n_tokens", "slot"} <= set(t["statistics"].columns)
     assert {"gain", "correlation"} == set(result.verdict["parts"]) and all("mde" in x for x in result.verdict["parts"]["gain"]["lines"])
     retrieval = t["selections"][t["selections"]["selector"] == "bm25"]
     assert (retrieval["query"] >= 0).all() and retrieval["query"].nunique() == 6
@@ -137,3 +139,36 @@ def test_cli_figures_config_and_errors(reference, tmp_path, capsys):
     assert main(["run", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "Unknown key(s) ['seedz'] in selection" in err and "seeds" in err
+
+
+def test_protocols_label_their_annotation_budget_and_retrieve_among_the_annotated(tmp_path, model):
+    """``annotate_then_retrieve``: random labels B = 5 examples, each query then gets its k most
+    BM25-similar among those 5; fixed sets use B = k,
+    retrieval over the whole pool B = the pool size; the protocol's own baseline is paired."""
+    runs = [{"selector": "random"}, {"selector": "bm25", "label": "random → bm25", "annotated": "random", "annotation_budget": 5},
+            {"selector": "bm25", "label": "pool bm25"},
+            {"selector": "bm25", "label": "activation → bm25", "annotated": "activation", "annotation_budget": 5, "n_seeds": 2},
+            {"selector": "activation", "choose_statistic": True}]
+    cfg = _config(tmp_path, "protocols", selection={"runs": runs, "budgets": [2], "seeds": [0, 1, 2],
+                                                    "retrieval_baseline": "random → bm25"})
+    result = run_experiment(load_config(cfg), model=model)
+    scores = result.tables["scores"].set_index("selector")
+    assert scores.loc["random", "protocol"].eq("fixed").all() and scores.loc["random", "annotation_budget"].eq(2).all()
+    assert scores.loc["pool bm25", "protocol"].eq("retrieve_from_pool").all() and scores.loc["pool bm25", "annotation_budget"].eq(9).all()
+    assert scores.loc["random → bm25", "protocol"].eq("annotate_then_retrieve").all()
+    assert scores.loc["random → bm25", "annotation_budget"].eq(5).all()
+    assert len(scores.loc[["activation → bm25"]]) == 2  # n_seeds: the first two seeds only
+    comp = result.tables["comparison"].set_index("selector")
+    assert comp.loc["activation → bm25", "baseline"] == "random → bm25" and comp.loc["pool bm25", "baseline"] == "random"
+    assert "B" in result.verdict["table"] and "annotate_then_retrieve" in result.verdict["table"]
+
+    sel = result.tables["selections"]
+    mine = sel[sel["selector"] == "random → bm25"]
+    for seed, part in mine.groupby("seed"):
+        detail = json.loads(next(d for d in part["detail"] if d))
+        annotated = detail["annotated"]
+        fixed_random = sel[(sel["selector"] == "random") & (sel["seed"] == seed) & (sel["budget"] == 2)]
+        assert len(annotated) == 5 and set(part["example_id"]) <= set(annotated)
+        assert detail["annotated_by"] == "random" and len(fixed_random) == 2
+        for q, demos in part.groupby("query"):  # BM25 itself is checked by hand in test_selectors_retrieval
+            assert list(demos.sort_values("rank")["score"]) == sorted(demos["score"])  # most similar last

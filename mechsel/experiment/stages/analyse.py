@@ -51,6 +51,72 @@ def selector_cells(runs: list[dict[str, Any]], selections: pd.DataFrame) -> pd.D
     return pd.DataFrame(rows, columns=["task", "selector", "layer", "statistic", "mask"])
 
 
+COVARIATES = ("n_tokens", "label", "slot")
+"""What the partial ρ holds fixed: the candidate's token count (moments pool over tokens, so they
+move with length), its label, and its slot in the packed prompt (under ``full`` slot 0 sees no
+other demonstration)."""
+
+
+def _with_labels(stats: pd.DataFrame, examples: pd.DataFrame) -> pd.DataFrame:
+    """The statistics lines with each candidate's label (−1 for generation tasks: then constant, dropped)."""
+    if examples.empty or "label" not in examples.columns:
+        return stats.assign(label=-1)
+    cand = examples[examples["subset"] == "candidate"][["task", "example_id", "label"]].copy()
+    cand["example_id"] = cand["example_id"].astype(str)
+    out = stats.merge(cand, on=["task", "example_id"], how="left", validate="many_to_one")
+    out["label"] = out["label"].fillna(-1).astype("int64")
+    return out
+
+
+def _partial(stats: pd.DataFrame, examples: pd.DataFrame, quality: pd.DataFrame, grid: pd.DataFrame, p: dict[str, Any]) -> pd.DataFrame:
+    """The grid with the partial ρ (given :data:`COVARIATES`) of every cell beside the raw one."""
+    from mechsel.analysis import partial_correlation_grid
+    from mechsel.analysis.grid import cell_keys
+
+    lines = _with_labels(stats, examples)
+    names = [c for c in COVARIATES if c in lines.columns]
+    keys = cell_keys(stats)
+    partial = partial_correlation_grid(lines, quality, names, keys=keys, categorical=("label", "slot"),
+                                       fdr_family=p["fdr_family"], level=p["level"], alpha=p["alpha"])
+    return grid.merge(partial, on=keys, how="left", validate="one_to_one")
+
+
+def _sets(selections: pd.DataFrame, scores: pd.DataFrame, stats: pd.DataFrame, p: dict[str, Any]) -> pd.DataFrame | None:
+    """Set-level ρ over the baseline's random sets (None with fewer than 5 sets per budget)."""
+    from mechsel.analysis import set_correlation_grid
+
+    fixed = selections[(selections["selector"] == p["baseline"]) & (selections["query"] < 0)]
+    if fixed.empty or fixed.groupby(["task", "budget"])["seed"].nunique().min() < 5:
+        return None
+    return set_correlation_grid(selections, scores, stats[stats["family"] == "moments"], selector=p["baseline"],
+                                fdr_family=p["fdr_family"], level=p["level"], alpha=p["alpha"])
+
+
+def _sets_summary(sets: pd.DataFrame | None) -> dict[str, Any] | None:
+    if sets is None or sets.empty or not np.isfinite(sets["rho"]).any():
+        return None
+    top = sets.loc[sets["rho"].abs().idxmax()]
+    return {"sets": int(top["n"]), "cells": int(len(sets)), "significant": int(sets["significant"].sum()),
+            "max_abs_rho": float(abs(top["rho"])), "max_rho_cell": f"{describe_set_cell(top)}", "max_rho_q": float(top["q_value"])}
+
+
+def describe_set_cell(row: pd.Series) -> str:
+    """e.g. ``"sst2 k 4: mean over the set of layer 3 kurtosis (full)"``."""
+    from mechsel.analysis import describe_cell
+
+    return f"{row.get('task', '')} k {int(row['budget'])}: {row['aggregate']} over the set of {describe_cell(row)}"
+
+
+def _verdict_cells(grid: pd.DataFrame, family: str, basis: str) -> tuple[pd.DataFrame, str]:
+    """The grid lines of ``family`` the verdict decides on, with ``rho`` / ``n`` the partial ρ and
+    its effective size ``n − q`` under ``basis="partial"``, and the name of that ρ."""
+    cells = grid[grid["family"] == family] if "family" in grid.columns else grid
+    if basis != "partial" or cells.empty:
+        return cells, "ρ"
+    cells = cells.assign(rho=cells["rho_partial"], n=cells["n_partial"] - cells["n_covariates"])
+    return cells, f"partial ρ given {cells['covariates'].iloc[0]}"
+
+
 def analyse_stage(ctx: Any) -> dict[str, Any]:
     """Outputs ``grid``, ``masking`` (when both full and isolated were collected), ``comparison``,
     ``summary`` (random vs every activation selector), ``summary_sae`` (when SAE selectors ran)
@@ -58,6 +124,7 @@ def analyse_stage(ctx: Any) -> dict[str, Any]:
     from mechsel.analysis import (
         compare_selectors, correlation_grid, format_summary, masking_effect, summary_table, verdict,
     )
+    from mechsel.analysis.summary import format_comparison
     from mechsel.analysis.verdict import VerdictSettings
     from mechsel.icl.metrics import METRIC_RANGES
 
@@ -66,30 +133,45 @@ def analyse_stage(ctx: Any) -> dict[str, Any]:
     quality = _concat(ctx, "quality/", "quality")
     scores = _concat(ctx, "evaluate/", "scores")
     selections = _concat(ctx, "select/", "selections")
+    examples = _concat(ctx, "data/", "examples")
     kw = {"n_boot": p["n_boot"], "level": p["level"], "seed": p["seed"]}
     grid = correlation_grid(stats, quality, p_method=p["rho_test"], ci_method=p["rho_interval"], fdr_family=p["fdr_family"],
                             n_perm=p["n_perm"], alpha=p["alpha"], **kw)
+    grid = _partial(stats, examples, quality, grid, p)
     out: dict[str, Any] = {"grid": grid}
     if {"full", "isolated"} <= set(stats["mask"].unique()):
         out["masking"] = masking_effect(stats, quality, **kw)
-    comparison = compare_selectors(scores, baseline=p["baseline"], level=p["level"], bounds=METRIC_RANGES, power=p["power"])
+    rb = p.get("retrieval_baseline")
+    comparison = compare_selectors(scores, baseline=p["baseline"], level=p["level"], bounds=METRIC_RANGES, power=p["power"],
+                                   protocol_baselines={"annotate_then_retrieve": rb} if rb else None)
     out["comparison"] = comparison
     cells = selector_cells(p["cell_runs"], selections)
     summary = summary_table(comparison, grid, family="activation", baseline=p["baseline"], grid_family="moments", cells=cells)
     out["summary"] = summary
     settings = VerdictSettings(alpha=p["alpha"], margin=p["margin"], rho_bound=p["rho_threshold"], rho_adjust=p["rho_adjust"],
                                power=p["power"])
-    moments = grid[grid["family"] == "moments"] if "family" in grid.columns else grid
-    v = verdict(summary, moments, settings=settings, bounds=METRIC_RANGES, model=p["model"])
+    moments, basis = _verdict_cells(grid, "moments", p["rho_basis"])
+    v = verdict(summary, moments, settings=settings, bounds=METRIC_RANGES, model=p["model"], basis=basis)
     n_act = int(summary["selector"].nunique())
     note = (f"All {n_act} activation runs are compared with random (none picked by its test mean); the gain part's "
             f"BH correction runs over all {len(summary)} lines." if n_act > 1 else
             "cell: the grid cell the activation selector read (dev-chosen on the candidates' quality), with its ρ.")
-    text = [format_summary(summary), note]
+    text = [format_summary(summary), note, "", "Every selector, with the labels it used (B) and its paired baseline:",
+            format_comparison(comparison)]
     result = v.to_dict()
+    sets = _sets(selections, scores, stats, p)
+    if sets is not None:
+        out["sets"] = sets
+        result["sets"] = _sets_summary(sets)
+        if result["sets"]:
+            r = result["sets"]
+            text += ["", f"Set level ({r['sets']} random sets per budget, {r['cells']} cells): the largest |ρ| between a set's "
+                         f"statistic and its test score is {r['max_abs_rho']:.2f} ({r['max_rho_cell']}, BH q = {r['max_rho_q']:.2g}); "
+                         f"{r['significant']} cell(s) significant."]
     if (comparison["family"] == "sae").any():
         out["summary_sae"] = summary_table(comparison, grid, family="sae", baseline=p["baseline"], grid_family="sae", cells=cells)
-        sae = verdict(out["summary_sae"], grid[grid["family"] == "sae"], settings=settings, bounds=METRIC_RANGES, model=p["model"])
+        sae_cells, sae_basis = _verdict_cells(grid, "sae", p["rho_basis"])
+        sae = verdict(out["summary_sae"], sae_cells, settings=settings, bounds=METRIC_RANGES, model=p["model"], basis=sae_basis)
         result["sae"] = sae.to_dict()
         text += ["", "SAE selectors (their own BH families; they never enter the moments' verdict):",
                  format_summary(out["summary_sae"], family="SAE"), f"SAE: {sae.text}"]

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from mechsel.masks.segments import PromptBuilder, SegmentedPrompt
 
-__all__ = ["collect_stage", "demo_prompt", "candidate_prompts"]
+__all__ = ["collect_stage", "demo_prompt", "candidate_prompts", "candidate_slots"]
 
 
 def demo_prompt(encoder: Any, demos: Sequence[Any]) -> SegmentedPrompt:
@@ -32,16 +32,30 @@ def demo_prompt(encoder: Any, demos: Sequence[Any]) -> SegmentedPrompt:
     return builder.build()
 
 
+def _order(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng([seed, 0xC011]).permutation(n)
+
+
+def candidate_slots(n: int, context_size: int, seed: int) -> np.ndarray:
+    """``[n]`` slot of each candidate in its packed prompt (0 = first demonstration), as
+    :func:`candidate_prompts` packs them. Under ``full`` slot 0 sees no other demonstration (it
+    equals ``isolated``), so the analysis controls for the slot."""
+    slots = np.empty(n, dtype=np.int64)
+    slots[_order(n, seed)] = np.arange(n) % context_size
+    return slots
+
+
 def candidate_prompts(encoder: Any, candidates: Sequence[Any], context_size: int, seed: int) -> list[SegmentedPrompt]:
     """The candidates in a seeded random order, ``context_size`` per prompt."""
-    order = np.random.default_rng([seed, 0xC011]).permutation(len(candidates))
+    order = _order(len(candidates), seed)
     shuffled = [candidates[i] for i in order]
     return [demo_prompt(encoder, shuffled[i : i + context_size]) for i in range(0, len(shuffled), context_size)]
 
 
 def collect_stage(ctx: Any) -> dict[str, Any]:
     """Outputs ``statistics`` — tidy: task, family (``moments`` / ``sae``), hook, positions, mask,
-    layer, statistic, example_id, value, n_tokens — and ``provenance`` (per family/mask); with SAEs
+    layer, statistic, example_id, value, n_tokens, slot (the candidate's place in its packed
+    prompt, :func:`candidate_slots`) — and ``provenance`` (per family/mask); with SAEs
     also ``sae_top_latents`` (same columns; statistics ``sae_top{i}_latent`` / ``sae_top{i}_act``),
     kept apart because latent indices are labels, not statistics to correlate with quality."""
     from mechsel.collect import collect
@@ -80,6 +94,8 @@ def collect_stage(ctx: Any) -> dict[str, Any]:
             provenance[f"{kind}/{mask}"] = ctx.checkpoint(f"{kind}-{mask}-provenance", lambda: None)
     stats = pd.concat(frames, ignore_index=True)
     stats.insert(0, "task", task)
+    slots = candidate_slots(len(splits.pool), p["context_size"], p["seed"])
+    stats["slot"] = stats["example_id"].map({str(e.id): int(s) for e, s in zip(splits.pool, slots)}).astype("int64")
     top = pd.Series(False, index=stats.index)
     if p["sae"]:
         from mechsel.experiment.sae_glue import TOP_LATENTS

@@ -18,11 +18,13 @@ from mechsel.provenance import hash_json
 
 __all__ = ["evaluate_stage"]
 
-SCORE_COLUMNS = ["task", "selector", "selector_name", "family", "budget", "seed", "metric", "score", "ci_low", "ci_high", "n_test"]
+SCORE_COLUMNS = ["task", "selector", "selector_name", "family", "protocol", "annotation_budget", "budget", "seed", "metric", "score",
+                 "ci_low", "ci_high", "n_test"]
 
 
 def evaluate_stage(ctx: Any) -> dict[str, Any]:
-    """Outputs ``scores`` — task, selector, selector_name, family, budget, seed, metric (headline:
+    """Outputs ``scores`` — task, selector, selector_name, family, protocol, annotation_budget (B, the
+    labels the run used), budget, seed, metric (headline:
     accuracy or bleu), score, ci_low, ci_high (bootstrap over queries), n_test, then one column per
     other metric (macro_f1 or rouge_l) — and ``predictions`` (one row per run and test query)."""
     from mechsel.icl import evaluate
@@ -61,7 +63,8 @@ def evaluate_stage(ctx: Any) -> dict[str, Any]:
                     "predictions": frame.to_dict(orient="list")}
 
         out = ctx.checkpoint(f"eval-{key}", run_eval)
-        row = {"task": task, "selector": label, "selector_name": first["selector_name"], "family": first["family"], "budget": int(budget),
+        row = {"task": task, "selector": label, "selector_name": first["selector_name"], "family": first["family"],
+               "protocol": first["protocol"], "annotation_budget": int(first["annotation_budget"]), "budget": int(budget),
                "seed": int(seed), "metric": out["metric"], "score": out["scores"][out["metric"]], "ci_low": out["cis"][out["metric"]][0],
                "ci_high": out["cis"][out["metric"]][1], "n_test": len(test)}
         row.update({name: value for name, value in out["scores"].items() if name != out["metric"]})

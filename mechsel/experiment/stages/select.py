@@ -19,7 +19,14 @@ from mechsel.errors import DataError
 
 __all__ = ["select_stage", "pool_positions", "wide_statistics"]
 
-SELECTION_COLUMNS = ["task", "selector", "selector_name", "family", "budget", "seed", "query", "rank", "example_id", "score", "detail"]
+SELECTION_COLUMNS = ["task", "selector", "selector_name", "family", "protocol", "annotation_budget", "budget", "seed", "query", "rank",
+                     "example_id", "score", "detail"]
+
+PROTOCOLS = ("fixed", "retrieve_from_pool", "annotate_then_retrieve")
+"""How a run spends its labels: ``fixed`` labels k examples and uses them as every query's prompt
+(annotation budget B = k); ``retrieve_from_pool`` retrieves each query's k demonstrations from the
+whole labelled selection pool (B = the pool size, e.g. KATE over the pool); ``annotate_then_retrieve``
+labels B examples chosen by another run, then retrieves each query's k most similar among them."""
 
 
 def pool_positions(n_candidates: int, pool_size: int, split_seed: int, seed: int) -> np.ndarray:
@@ -118,11 +125,12 @@ def select_stage(ctx: Any) -> dict[str, Any]:
         pos = pool_positions(len(cands), p["pool_size"], p["split_seed"], seed)
         rows = []
         retrieval = "annotate" not in SELECTORS.get(run["selector"]).modes or run["annotated"] is not None
+        protocol = "fixed" if not retrieval else "annotate_then_retrieve" if run["annotated"] is not None else "retrieve_from_pool"
         for k in p["budgets"]:
             if not retrieval:
                 sel, detail = annotate(run, pos, k, seed)
                 for rank, (i, score) in enumerate(zip(sel.indices, sel.scores)):
-                    rows.append((k, -1, rank, ids[pos[i]], score, detail))
+                    rows.append((k, k, -1, rank, ids[pos[i]], score, detail))
                 continue
             pool = make_pool(pos, run)
             annotated = np.arange(len(pos))
@@ -136,13 +144,14 @@ def select_stage(ctx: Any) -> dict[str, Any]:
             selector, _ = _selector(run, None, None, None)
             for q, sel in enumerate(selector.retrieve(pool, annotated, queries, min(k, len(annotated)), seed=seed)):
                 for rank, (i, score) in enumerate(zip(sel.indices, sel.scores)):
-                    rows.append((k, q, rank, ids[pos[i]], score, detail if q == 0 and rank == 0 else {}))
-        frame = pd.DataFrame(rows, columns=["budget", "query", "rank", "example_id", "score", "detail"])
+                    rows.append((k, len(annotated), q, rank, ids[pos[i]], score, detail if q == 0 and rank == 0 else {}))
+        frame = pd.DataFrame(rows, columns=["budget", "annotation_budget", "query", "rank", "example_id", "score", "detail"])
         frame["detail"] = frame["detail"].map(lambda d: json.dumps(d, default=str) if d else "")
-        return frame.assign(task=task, selector=run["label"], selector_name=run["selector"], family=run["family"], seed=seed)
+        return frame.assign(task=task, selector=run["label"], selector_name=run["selector"], family=run["family"], seed=seed,
+                            protocol=protocol)
 
     frames = []
-    jobs = [(j, label, seed) for j, label in enumerate(runs) for seed in p["seeds"]]
+    jobs = [(j, label, seed) for j, label in enumerate(runs) for seed in p["seeds"][: runs[label].get("n_seeds") or None]]
     for j, label, seed in tqdm(jobs, desc=f"select {task}", unit="run", disable=not ctx.progress):
         frames.append(ctx.checkpoint(f"run{j:02d}-s{seed}", lambda label=label, seed=seed: one_run(runs[label], seed)))
     return {"selections": pd.concat(frames, ignore_index=True)[SELECTION_COLUMNS]}
