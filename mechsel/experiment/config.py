@@ -397,10 +397,17 @@ class SelectionSettings:
             if self.retrieval_baseline not in labels:
                 raise ConfigError(f"selection.retrieval_baseline={self.retrieval_baseline!r} is not a run label; runs: {labels}.")
             rb = self.run(self.retrieval_baseline)
-            if rb.annotated != self.baseline or rb.n_seeds is not None:
+            if rb.annotated != self.baseline:
                 raise ConfigError(
-                    f"selection.retrieval_baseline={rb.label!r} must retrieve from the baseline's labels on every seed: "
-                    f"give it annotated: {self.baseline!r} and no n_seeds."
+                    f"selection.retrieval_baseline={rb.label!r} must retrieve from the baseline's labels: give it "
+                    f"annotated: {self.baseline!r}."
+                )
+            short = [r.label for r in self.runs if r.annotated is not None and rb.n_seeds is not None
+                     and (r.n_seeds is None or r.n_seeds > rb.n_seeds)]
+            if short:
+                raise ConfigError(
+                    f"selection.retrieval_baseline={rb.label!r} runs {rb.n_seeds} seeds but {short} run more; every seed of "
+                    f"an annotate-then-retrieve run needs its paired baseline: raise the baseline's n_seeds or lower theirs."
                 )
         for r in self.runs:
             if r.n_seeds is not None and r.label == self.baseline and r.n_seeds < len(self.seeds):

@@ -15,44 +15,59 @@ from mechsel.experiment.loading import from_dict
 
 __all__ = ["DEMO", "QUICK", "SAE_RUNS", "demo_config", "sae_changes"]
 
+CLASSIC_SEEDS = 10
+"""Seeds of the secondary comparisons (classic selectors; AG News): enough to see large effects."""
+ANNOTATION_BUDGET = 16
+"""Labels B of the annotate-then-retrieve runs (the smallest pool is 40)."""
+
 _RUNS: list[dict[str, Any]] = [
     {"selector": "random"},
     {"selector": "activation", "label": "activation (dev-chosen)", "choose_statistic": True},
-    {"selector": "knn", "label": "kate"},
-    {"selector": "fast_votek", "label": "vote-k (fast)"},
-    {"selector": "ideal"},
-    {"selector": "margin"},
-    {"selector": "neufs"},
+    # Classic selectors, fixed protocol (B = k).
+    {"selector": "fast_votek", "label": "vote-k (fast)", "n_seeds": CLASSIC_SEEDS},
+    {"selector": "ideal", "n_seeds": CLASSIC_SEEDS},
+    {"selector": "margin", "n_seeds": CLASSIC_SEEDS},
+    {"selector": "neufs", "n_seeds": CLASSIC_SEEDS},
+    # Similarity retrieval: over the whole labelled pool (B = pool), and annotate-then-retrieve
+    # (B = 16 labels chosen by random / vote-k / IDEAL, then each query's k nearest of them).
+    {"selector": "knn", "label": "kate (whole pool)", "n_seeds": CLASSIC_SEEDS},
+    {"selector": "knn", "label": "random → kate", "annotated": "random", "annotation_budget": ANNOTATION_BUDGET, "n_seeds": CLASSIC_SEEDS},
+    {"selector": "knn", "label": "vote-k → kate", "annotated": "vote-k (fast)", "annotation_budget": ANNOTATION_BUDGET,
+     "n_seeds": CLASSIC_SEEDS},
+    {"selector": "knn", "label": "ideal → kate", "annotated": "ideal", "annotation_budget": ANNOTATION_BUDGET, "n_seeds": CLASSIC_SEEDS},
 ]
 
 DEMO: dict[str, Any] = {
     "name": "demo",
     "model": {"name": "google/gemma-3-270m", "weight_processing": "none", "dtype": "float32", "matmul_precision": "medium"},
     "tasks": [
-        {"name": "sst2", "n_candidates": 64, "dev_size": 32, "test_size": 300, "selection_pool": 48},
-        {"name": "ag_news", "n_candidates": 48, "dev_size": 24, "test_size": 300, "selection_pool": 40},
+        {"name": "sst2", "n_candidates": 200, "dev_size": 32, "test_size": 80, "selection_pool": 48},
+        {"name": "ag_news", "n_candidates": 48, "dev_size": 24, "test_size": 64, "selection_pool": 40, "n_seeds": 8},
     ],
     "collect": {"masks": ["full", "isolated"], "layers": "all", "positions": "all",
                 "statistics": ["mean", "variance", "skewness", "kurtosis", "max_abs"], "context_size": 4},
-    "selection": {"runs": _RUNS, "budgets": [4, 8], "seeds": [0, 1, 2, 3, 4]},
+    "selection": {"runs": _RUNS, "budgets": [4, 8], "seeds": list(range(100)), "retrieval_baseline": "random → kate"},
     "analysis": {"n_boot": 2000, "n_perm": 2000},
     "output_dir": "results/demo",
 }
-"""``mechsel demo``: every required part at the issue's minimum sizes (5 seeds, 300 test queries per
-task). Measured 48 minutes cold on 2 CPU cores (the goal is 45; 96% of it is ICL evaluation), with
-float32 matmuls at ``medium`` after the float32-class check (see :mod:`mechsel.models.precision`):
-see ``benchmarks/results/demo_timing.txt``. Seconds when cached."""
+"""``mechsel demo``: powered where the question is decided, light elsewhere. SST-2 has 200
+candidates (ρ intervals about ±0.14) and 100 paired seeds of random against the activation
+selector (80 test queries each: the power comes from many cheap seeds, since the set-to-set
+spread is what limits it); the classic selectors run 10 seeds and AG News 8, so their lines
+are marked by their larger minimum detectable effects. Float32 matmuls at ``medium`` after the
+float32-class check (see :mod:`mechsel.models.precision`). Timing: ``benchmarks/results/demo_timing.txt``."""
 
 QUICK: dict[str, Any] = copy.deepcopy(DEMO)
 QUICK.update(
     name="demo-quick",
     tasks=[{"name": "sst2", "n_candidates": 16, "dev_size": 8, "test_size": 48, "selection_pool": 12}],
     collect={**DEMO["collect"], "masks": ["full", "isolated"]},
-    selection={"runs": _RUNS, "budgets": [2, 4], "seeds": [0, 1, 2]},
+    selection={"runs": [{k: v for k, v in r.items() if k != "n_seeds"} | ({"annotation_budget": 6} if "annotated" in r else {})
+                        for r in _RUNS], "budgets": [2, 4], "seeds": [0, 1, 2], "retrieval_baseline": "random → kate"},
     analysis={"n_boot": 500, "n_perm": 500},
     output_dir="results/demo-quick",
 )
-"""``mechsel demo --quick``: the same pipeline at toy sizes (83 s cold on 2 CPU cores, 6 s cached)."""
+"""``mechsel demo --quick``: the same pipeline at toy sizes (every seed for every run)."""
 
 
 SAE_RUNS: list[dict[str, Any]] = [
@@ -95,6 +110,8 @@ def sae_changes(base: ExperimentConfig, paths: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--sae: two SAEs for layer {layer} ({saes[layer]} and {raw}); pass one per layer.")
         saes[layer] = str(Path(raw).resolve())
     runs = [dict(r) for r in SAE_RUNS]
+    if len(base.selection.seeds) > CLASSIC_SEEDS:  # secondary comparisons stay light, like the classic selectors
+        runs = [dict(r, n_seeds=CLASSIC_SEEDS) for r in runs]
     # the labelled seed set of sae_coverage must fit the smallest selection pool (12 under --quick)
     n_seed = min([32] + [t.selection_pool for t in base.tasks if t.selection_pool])
     runs = [dict(r, params={**r.get("params", {}), "n_seed": n_seed}) if r["selector"] == "sae_coverage" else r for r in runs]

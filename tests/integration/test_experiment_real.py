@@ -126,6 +126,8 @@ def test_quick_demo_from_the_cli_runs_every_selector_family(tmp_path):
     tables = load_results(out)
     scores = tables["scores"]
     assert set(scores["family"]) == {"baseline", "activation", "similarity", "coverage", "uncertainty", "neuron"}
-    assert len(scores) == 7 * 3 and sorted(scores["seed"].unique()) == [0, 1, 2]
+    assert len(scores) == 10 * 3 and sorted(scores["seed"].unique()) == [0, 1, 2]
+    assert set(scores["protocol"]) == {"fixed", "retrieve_from_pool", "annotate_then_retrieve"}
     verdict = tables["verdict"]
     assert verdict["outcome"] in {"holds", "does_not_hold", "inconclusive"} and verdict["text"] in printed
+    assert all("mde" in line for line in verdict["parts"]["gain"]["lines"])

@@ -67,7 +67,7 @@ def test_end_to_end_tables_verdict_and_figures(reference):
     assert len(t["grid"]) == 2 * 2 * 2 and {"rho", "q_value"} <= set(t["grid"].columns)
     assert len(t["masking"]) == 4 and len(t["summary"]) == 1
     assert result.verdict["outcome"] in {"holds", "does_not_hold", "inconclusive"} and "paper's finding" in result.verdict["text"]
-    assert {"rho_partial", "q_partial", "n_covariates"} <= set(t["grid"].columns) and "partial ρ given n_tokens" in result.verdict["text"]
+    assert {"rho_partial", "q_partial", "n_covariates"} <= set(t["grid"].columns) and "partial ρ" in result.verdict["text"] and "n_tokens, label, slot" in result.verdict["table"]
     assert {"n_tokens", "slot"} <= set(t["statistics"].columns)
     assert {"gain", "correlation"} == set(result.verdict["parts"]) and all("mde" in x for x in result.verdict["parts"]["gain"]["lines"])
     retrieval = t["selections"][t["selections"]["selector"] == "bm25"]

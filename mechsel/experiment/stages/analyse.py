@@ -114,7 +114,7 @@ def _verdict_cells(grid: pd.DataFrame, family: str, basis: str) -> tuple[pd.Data
     if basis != "partial" or cells.empty:
         return cells, "ρ"
     cells = cells.assign(rho=cells["rho_partial"], n=cells["n_partial"] - cells["n_covariates"])
-    return cells, f"partial ρ given {cells['covariates'].iloc[0]}"
+    return cells, "partial ρ"
 
 
 def analyse_stage(ctx: Any) -> dict[str, Any]:
@@ -156,6 +156,8 @@ def analyse_stage(ctx: Any) -> dict[str, Any]:
     note = (f"All {n_act} activation runs are compared with random (none picked by its test mean); the gain part's "
             f"BH correction runs over all {len(summary)} lines." if n_act > 1 else
             "cell: the grid cell the activation selector read (dev-chosen on the candidates' quality), with its ρ.")
+    if p["rho_basis"] == "partial":
+        note += f" The correlation part decides on the partial ρ given {', '.join(COVARIATES)} (raw ρ beside it in grid.parquet)."
     text = [format_summary(summary), note, "", "Every selector, with the labels it used (B) and its paired baseline:",
             format_comparison(comparison)]
     result = v.to_dict()
