@@ -374,6 +374,10 @@ class SelectionSettings:
     """Sentence embedder of the similarity / coverage selectors (offline default)."""
     confidence_k: int = 4
     """Demonstrations in the prompts behind model confidences (vote-k stage 2, least confidence)."""
+    confidence: Literal["renormalised", "reference"] = "renormalised"
+    """What those confidences are: the top label probability renormalised over the labels, or
+    the vote-k reference code's (the predicted option's full-vocabulary log-prob per token);
+    see :func:`mechsel.icl.make_confidence_fn`."""
     calibrate: bool = False
     """Contextual calibration of test predictions (classification)."""
 
@@ -393,6 +397,7 @@ class SelectionSettings:
         if len(set(self.budgets)) != len(self.budgets) or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"selection.budgets and selection.seeds must not repeat values: {list(self.budgets)}, {list(self.seeds)}.")
         _positive("selection.confidence_k", self.confidence_k)
+        _choice("selection.confidence", self.confidence, ("renormalised", "reference"))
         if self.retrieval_baseline is not None:
             if self.retrieval_baseline not in labels:
                 raise ConfigError(f"selection.retrieval_baseline={self.retrieval_baseline!r} is not a run label; runs: {labels}.")

@@ -98,7 +98,7 @@ def build_stages(config: ExperimentConfig) -> list[Stage]:
         sel_inputs = (data, f"collect/{name}", f"quality/{name}", f"features/{name}")
         stages.append(Stage(f"select/{name}", select_stage, inputs=sel_inputs, version=2, params={
             **base, "runs": runs, "budgets": list(s.budgets), "seeds": list(s.seeds_for(t)), "pool_size": t.pool_size,
-            "split_seed": config.split_seed, "confidence_k": s.confidence_k}))
+            "split_seed": config.split_seed, "confidence_k": s.confidence_k, "confidence": s.confidence}))
         stages.append(Stage(f"evaluate/{name}", evaluate_stage, inputs=(data, f"select/{name}"), version=2, params={
             **base, "runs": [{"label": r["label"], "order": r["order"]} for r in runs], "calibrate": s.calibrate, "n_boot": EVAL_N_BOOT}))
         stages.append(Stage(f"samples/{name}", samples_stage, inputs=(data, f"quality/{name}"), params={

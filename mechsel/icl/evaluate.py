@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -163,16 +163,35 @@ def label_probabilities(runner: ICLRunner, examples: Sequence[Example], demos: D
     return label_distribution(runner.label_logprobs(resolve_demo_sets(examples, demos, order=order), list(examples)))
 
 
+ConfidenceKind = Literal["renormalised", "reference"]
+"""How :func:`make_confidence_fn` turns label log-probabilities into one confidence per example."""
+
+
 def make_confidence_fn(
-    runner: ICLRunner, pool: Sequence[Example], *, k: int = 4, embeddings: np.ndarray | None = None
+    runner: ICLRunner,
+    pool: Sequence[Example],
+    *,
+    k: int = 4,
+    embeddings: np.ndarray | None = None,
+    kind: ConfidenceKind = "renormalised",
 ) -> Callable[[list[int]], np.ndarray]:
     """A vote-k / least-confidence ``confidence_fn(selected_positions) -> [n]``.
 
     Each pool example is prompted with up to ``k`` selected examples (never itself): with
     ``embeddings`` (``[n, d]``), its ``k`` most cosine-similar selected examples, most similar
-    last; without, the first ``k`` selected in selection order. The confidence is the largest
-    label probability (labels renormalised), as in the vote-k reference code.
+    last; without, the first ``k`` selected in selection order.
+
+    ``kind`` says what the confidence is:
+
+    * ``"renormalised"`` (default): the largest label probability after renormalising over the
+      label words, ``max_y p(y | prompt, y ∈ labels)``;
+    * ``"reference"``: what the vote-k reference code ranks by (MetaICL's option loss): the
+      predicted option's mean per-token log-probability under the full-vocabulary softmax,
+      ``max_y log p(y | prompt) / len(tokens(y))``. Unlike the renormalised one it falls when the
+      model puts its mass outside the label words.
     """
+    if kind not in ("renormalised", "reference"):
+        raise ConfigError(f"kind must be 'renormalised' or 'reference', got {kind!r}.")
     pool = list(pool)
     if not pool:
         raise DataError("The pool is empty: there is nothing to compute confidences for.")
@@ -200,6 +219,10 @@ def make_confidence_fn(
             else:
                 others = others[:k]
             sets.append([pool[s] for s in others])
-        return label_distribution(runner.label_logprobs(sets, pool)).max(axis=1)
+        logprobs = runner.label_logprobs(sets, pool)
+        if kind == "reference":
+            n_tokens = np.array([len(ids) for ids in runner.encoder.label_token_ids], dtype=np.float64)
+            return (np.asarray(logprobs, dtype=np.float64) / n_tokens).max(axis=1)
+        return label_distribution(logprobs).max(axis=1)
 
     return confidence_fn

@@ -166,6 +166,14 @@ def test_label_probabilities_and_confidence_fn(runner):
     np.testing.assert_allclose(conf, manual, atol=1e-5)
     plain = make_confidence_fn(runner, POOL, k=2)([3, 1])
     assert plain.shape == (6,) and ((plain >= 0.5) & (plain <= 1)).all()
+    # the reference code's confidence: the predicted option's full-vocabulary log-prob per token
+    ref = make_confidence_fn(runner, POOL, k=1, embeddings=emb, kind="reference")([0, 1])
+    n_tok = np.array([len(ids) for ids in runner.encoder.label_token_ids], dtype=float)
+    by_hand = [(np.asarray(naive(runner, [POOL[j]], e), dtype=float) / n_tok).max() for e, j in zip(POOL, nearest)]
+    np.testing.assert_allclose(ref, by_hand, atol=1e-5)
+    assert (ref < 0).all()
+    with pytest.raises(ConfigError, match="kind"):
+        make_confidence_fn(runner, POOL, kind="metaicl")
     with pytest.raises(DataError, match="at least one selected"):
         make_confidence_fn(runner, POOL)([])
     with pytest.raises(DataError, match="pool is empty"):

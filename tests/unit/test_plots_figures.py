@@ -134,3 +134,19 @@ def test_save_figure_static_with_patched_chromium(tmp_path, monkeypatch):
     assert (tmp_path / "b.png").read_bytes() == b"png-bytes"
     with pytest.raises(ConfigError, match="Unknown figure format"):
         save_figure(go.Figure(), tmp_path / "c", formats=["jpg"])
+
+
+def test_selector_comparison_draws_every_seed_and_bounded_intervals():
+    rng = np.random.default_rng(2)
+    scores = pd.DataFrame([{"task": "sst2", "metric": "accuracy", "budget": k, "seed": s, "selector": sel,
+                            "score": float(np.clip(0.9 + 0.15 * rng.normal(), 0, 1))}
+                           for k in (4, 8) for s in range(5) for sel in ("random", "activation")])
+    comp = compare_selectors(scores, bounds={"accuracy": (0.0, 1.0)})
+    fig = selector_comparison(comp, scores=scores)
+    bars = [t for t in fig.data if isinstance(t, go.Bar)]
+    points = [t for t in fig.data if isinstance(t, go.Scatter)]
+    assert [t.name for t in bars] == ["random", "activation"] and len(points) == 2
+    assert all(len(t.y) == 10 for t in points)  # 5 seeds × 2 budgets each
+    for t in bars:
+        assert (np.asarray(t.y) + np.asarray(t.error_y.array) <= 1.0 + 1e-12).all()  # CI tops stay inside [0, 1]
+    assert "each seed" in fig.layout.title.text

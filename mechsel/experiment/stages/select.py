@@ -115,7 +115,7 @@ def select_stage(ctx: Any) -> dict[str, Any]:
         if run["selector"] in ("votek", "least_confidence"):
             from mechsel.icl import make_confidence_fn
 
-            conf = make_confidence_fn(res.runner(task), [cands[i] for i in pos], k=p["confidence_k"],
+            conf = make_confidence_fn(res.runner(task), [cands[i] for i in pos], k=p["confidence_k"], kind=p.get("confidence", "renormalised"),
                                       embeddings=None if emb is None else emb["candidates"][pos])
         all_stats = table("moments", run["mask"]) if run["choose_statistic"] else None
         selector, detail = _selector(run, quality, all_stats, conf)
