@@ -21,8 +21,12 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from mechsel.errors import MechselError
+
+if TYPE_CHECKING:
+    from mechsel.experiment.config import ExperimentConfig
 
 __all__ = ["main", "build_parser"]
 
@@ -78,20 +82,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _not_the_run_outcome(record: logging.LogRecord) -> bool:
+    """Keep a record on the console unless it is the run directory's failure line for run.log:
+    the CLI reports that error itself (``mechsel: error: ...``), once."""
+    return not (record.name == "mechsel.experiment.rundir" and record.levelno >= logging.ERROR)
+
+
 def _logging(quiet: bool) -> None:
     # The level sits on the handler too: a run directory lowers the ``mechsel`` logger to INFO for
     # its run.log, and those records reach this handler by propagation whatever the root's level.
     level = logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(level)
+    handler.addFilter(_not_the_run_outcome)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
 
 
-def _run(args: argparse.Namespace, config: object) -> int:
+def _run(args: argparse.Namespace, config: ExperimentConfig) -> int:
     from mechsel.experiment import run_experiment
+    from mechsel.experiment.loading import validate_against_model
 
-    result = run_experiment(config, overwrite=args.overwrite)  # type: ignore[arg-type]
+    config = validate_against_model(config)  # layer indices against the model's depth, before it loads
+    result = run_experiment(config, overwrite=args.overwrite)
     print(result.report())
     print(f"\nResults: {result.output_dir / 'results'}   Figures: {result.output_dir / 'figures'}")
     return 0
@@ -152,6 +165,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise MechselError(f"--n must be at least 1, got {args.n}.")
+    _check_collect_args(args)
     sentences = []
     with open(data_dir() / "sst2" / "validation.jsonl", encoding="utf-8") as fh:
         for line in fh:
@@ -169,6 +183,24 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     print(f"\nmodel {prov.model_name} (weights {prov.weight_hash}, processing {prov.weight_processing}, {prov.dtype}); "
           f"hook {prov.hook}; mask {prov.mask}; positions {prov.positions}; {prov.bos_policy}")
     return 0
+
+
+def _check_collect_args(args: argparse.Namespace) -> None:
+    """``--statistics`` and ``--layers`` of ``mechsel collect``, checked before the model loads."""
+    from mechsel.errors import did_you_mean
+    from mechsel.experiment.config import moment_statistic_names
+    from mechsel.experiment.loading import model_n_layers
+    from mechsel.models.embedded import EMBEDDED_MODEL
+
+    valid = moment_statistic_names()
+    for name in args.statistics:
+        if name not in valid:
+            raise MechselError(f"--statistics: unknown statistic {name!r}.{did_you_mean(name, valid)} Valid statistics: {', '.join(valid)}.")
+    model = args.model or EMBEDDED_MODEL
+    n = model_n_layers(model) if args.layers else None
+    bad = [layer for layer in args.layers or () if n is not None and not -n <= layer < n]
+    if bad:
+        raise MechselError(f"--layers: layer {bad[0]} is out of range for {model!r}, which has {n} layers: use 0..{n - 1} (or -{n}..-1).")
 
 
 def _cmd_train_sae(args: argparse.Namespace) -> int:
@@ -196,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except MechselError as err:
-        print(f"mechsel: error: {err}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"mechsel: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mechsel: interrupted. Run the same command again to resume where it stopped.", file=sys.stderr)

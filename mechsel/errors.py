@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = ["MechselError", "ConfigError", "ProvenanceMismatchError", "DataError"]
 
 
@@ -21,9 +23,12 @@ class DataError(MechselError):
     """Input data is missing, empty or malformed."""
 
 
-def did_you_mean(name: str, options: list[str] | tuple[str, ...]) -> str:
-    """Return a ' Did you mean ...?' hint listing close matches of `name` among `options`."""
+def did_you_mean(name: object, options: Iterable[object]) -> str:
+    """Return a ' Did you mean ...?' hint listing close matches of `name` among `options`.
+
+    Names and options that are not strings (a number read from YAML or JSON) are compared as text.
+    """
     import difflib
 
-    close = difflib.get_close_matches(name, list(options), n=3, cutoff=0.5)
+    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=3, cutoff=0.5)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""

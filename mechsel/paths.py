@@ -5,20 +5,59 @@ Cache directory: ``$MECHSEL_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/mechsel``
 else ``$MECHSEL_DATA_DIR``, else ``../shared/data`` relative to the working directory or to the
 repository that holds this package. Nothing is guessed beyond that list; a missing directory
 raises and says where it looked.
+
+Names that become paths (stage, output and checkpoint names; task names) go through
+:func:`safe_name`, and anything that deletes or writes by pattern checks with :func:`within` that
+the path it resolves to stays inside the folder it was meant for.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from mechsel.errors import DataError
+from mechsel.errors import ConfigError, DataError
 
-__all__ = ["cache_dir", "data_dir", "atomic_dir", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["cache_dir", "data_dir", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "safe_name", "within"]
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def safe_name(kind: str, name: str) -> str:
+    """Return ``name`` if it can be used as one file or folder name, else raise a teaching error.
+
+    Safe names hold letters, digits and ``_ . -`` only, do not start with a dot (hidden files and
+    mechsel's temporary ``.*.tmp-*`` files do) and contain no ``..``, so joined to a folder they
+    stay inside it. ``kind`` (``"stage"``, ``"checkpoint"``, ``"task"`` ...) names the thing in the
+    error message.
+    """
+    if isinstance(name, str) and _SAFE_NAME.fullmatch(name) and not name.startswith(".") and ".." not in name:
+        return name
+    if not isinstance(name, str) or not name:
+        problem = "it is empty" if name == "" else f"it is a {type(name).__name__}, not a string"
+    elif name.startswith("."):
+        problem = "it starts with a dot (reserved for hidden and temporary files)"
+    elif ".." in name:
+        problem = "it contains '..' (which leads out of the folder)"
+    else:
+        bad = sorted(set(re.sub(r"[A-Za-z0-9_.-]", "", name)))
+        problem = f"it contains {', '.join(repr(c) for c in bad)}"
+    suggestion = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))).strip("._-") or "name"
+    raise ConfigError(
+        f"The {kind} name {name!r} cannot be used as a file name: {problem}. {kind.capitalize()} names become "
+        f"file and folder names, so they may hold letters, digits and _ . - only, must not start with a dot and "
+        f"must not contain '..'; e.g. {suggestion!r}."
+    )
+
+
+def within(base: str | os.PathLike[str], path: str | os.PathLike[str]) -> bool:
+    """Whether ``path``, with symbolic links and ``..`` resolved, lies inside ``base`` (or is it)."""
+    return Path(path).resolve().is_relative_to(Path(base).resolve())
 
 
 def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:

@@ -63,6 +63,51 @@ def _positive(name: str, value: Any, *, allow_none: bool = False, minimum: int =
         raise ConfigError(f"{name} must be an integer ≥ {minimum}{' or null' if allow_none else ''}, got {value!r}.")
 
 
+def _int_list(name: str, value: Any, *, minimum: int, example: str) -> tuple[int, ...]:
+    """``value`` as a tuple of distinct integers ≥ ``minimum``; anything else raises, naming ``name``."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"{name} must be a non-empty list of distinct integers ≥ {minimum}, e.g. {example}; got {value!r}.")
+    for i, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise ConfigError(f"{name}[{i}] must be an integer ≥ {minimum}, got {v!r}; e.g. {name}: {example}.")
+    dupes = sorted({v for v in value if list(value).count(v) > 1})
+    if dupes:
+        raise ConfigError(f"{name} must not repeat values; {list(value)} repeats {dupes}. List each value once.")
+    return tuple(value)
+
+
+def _layer_list(value: Any) -> tuple[int, ...]:
+    """``collect.layers`` given as a list: distinct integer indices (negative ones count from the end)."""
+    if isinstance(value, (str, bytes, bool, Mapping)) or not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"collect.layers must be 'all' or a non-empty list of layer indices, e.g. [0, 5, -1]; got {value!r}.")
+    for i, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"collect.layers[{i}] must be a layer index (an integer; -1 is the last layer), got {v!r}.")
+    dupes = sorted({v for v in value if list(value).count(v) > 1})
+    if dupes:
+        raise ConfigError(f"collect.layers must not repeat a layer; {list(value)} repeats {dupes}. List each layer once.")
+    return tuple(value)
+
+
+def _has_negative(*layer_lists: Any) -> bool:
+    return any(isinstance(x, int) and x < 0 for layers in layer_lists for x in layers)
+
+
+def moment_statistic_names() -> tuple[str, ...]:
+    """Statistic names computed by the registered families that need no arguments (moments, token
+    moments): the valid entries of ``collect.statistics``. SAE statistics come from ``sae``."""
+    from mechsel.stats import STATISTICS
+
+    names: list[str] = []
+    for family in STATISTICS.names():
+        try:
+            reducer = STATISTICS.get(family)()
+        except TypeError:  # families that need objects (an SAE per layer) are configured elsewhere
+            continue
+        names.extend(n for n in reducer.statistic_names() if n not in names)
+    return tuple(names)
+
+
 def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
     if value not in options:
         raise ConfigError(f"{name} must be one of {list(options)}, got {value!r}.{did_you_mean(str(value), options)}")
@@ -147,6 +192,9 @@ class TaskSettings:
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"tasks[].name must be a task name, got {self.name!r}.")
         where = f"tasks[{self.name}]"
+        from mechsel.paths import safe_name
+
+        safe_name("task", self.name)  # task names become folder and file names: no '..', no '/', no leading dot
         if self.define is not None and not isinstance(self.define, Mapping):
             raise ConfigError(f"{where}.define must be a mapping of TaskConfig fields, got {type(self.define).__name__}.")
         _positive(f"{where}.n_candidates", self.n_candidates, minimum=2)
@@ -244,13 +292,20 @@ class CollectSettings:
                     f"collect.masks lists both {a!r} and {b!r}, which compute the same statistics by construction "
                     f"(one of them only duplicates the grid and its multiplicity correction); keep one, e.g. {a!r}."
                 )
-        if self.layers != "all" and (isinstance(self.layers, (str, bool)) or not all(isinstance(x, int) and not isinstance(x, bool) for x in self.layers)):
-            raise ConfigError(f"collect.layers must be 'all' or a list of layer indices, got {self.layers!r}.")
         if self.layers != "all":
-            object.__setattr__(self, "layers", tuple(self.layers))
+            object.__setattr__(self, "layers", _layer_list(self.layers))
         _choice("collect.positions", self.positions, ("all", "input", "last"))
         if isinstance(self.statistics, str) or not self.statistics:
             raise ConfigError(f"collect.statistics must be a non-empty list of names, got {self.statistics!r}.")
+        valid = moment_statistic_names()
+        for i, name in enumerate(self.statistics):
+            if name not in valid:
+                raise ConfigError(
+                    f"collect.statistics[{i}]: unknown statistic {name!r}.{did_you_mean(name, valid)} Valid statistics: "
+                    f"{', '.join(valid)} (SAE statistics are set under sae.saes / sae.statistics)."
+                )
+        if len(set(self.statistics)) != len(self.statistics):
+            raise ConfigError(f"collect.statistics lists a statistic twice: {list(self.statistics)}; list each once.")
         _positive("collect.context_size", self.context_size)
         _positive("collect.batch_size", self.batch_size)
         _positive("collect.chunk_size", self.chunk_size)
@@ -268,6 +323,9 @@ class SAESettings:
     def __post_init__(self) -> None:
         if not isinstance(self.saes, Mapping):
             raise ConfigError(f"sae.saes must map layer → SAE path or release/id, got {self.saes!r}.")
+        bad = [k for k in self.saes if isinstance(k, bool) or not isinstance(k, int) and not (isinstance(k, str) and k.lstrip("-").isdigit())]
+        if bad:
+            raise ConfigError(f"sae.saes keys must be layer indices, got {bad[0]!r}; e.g. saes: {{6: path/to/layer_6}}.")
         object.__setattr__(self, "saes", {int(k): str(v) for k, v in self.saes.items()})
 
     @property
@@ -291,8 +349,7 @@ class QualitySettings:
     def __post_init__(self) -> None:
         _positive("quality.block_size", self.block_size)
         _positive("quality.gain_k", self.gain_k)
-        if not self.gain_seeds:
-            raise ConfigError("quality.gain_seeds must list at least one seed.")
+        object.__setattr__(self, "gain_seeds", _int_list("quality.gain_seeds", self.gain_seeds, minimum=0, example="[0, 1, 2]"))
 
 
 @dataclass(frozen=True)
@@ -390,12 +447,8 @@ class SelectionSettings:
             raise ConfigError(f"selection.runs labels must be unique; {dupes} appear twice. Give each run a distinct label.")
         if self.baseline not in labels:
             raise ConfigError(f"selection.baseline={self.baseline!r} is not a run label; runs: {labels}.")
-        if not self.budgets or not self.seeds:
-            raise ConfigError("selection.budgets and selection.seeds must each list at least one value.")
-        for b in self.budgets:
-            _positive("selection.budgets[]", b)
-        if len(set(self.budgets)) != len(self.budgets) or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"selection.budgets and selection.seeds must not repeat values: {list(self.budgets)}, {list(self.seeds)}.")
+        object.__setattr__(self, "budgets", _int_list("selection.budgets", self.budgets, minimum=1, example="[4, 8]"))
+        object.__setattr__(self, "seeds", _int_list("selection.seeds", self.seeds, minimum=0, example="[0, 1, 2, 3, 4]"))
         _positive("selection.confidence_k", self.confidence_k)
         _choice("selection.confidence", self.confidence, ("renormalised", "reference"))
         if self.retrieval_baseline is not None:
@@ -487,6 +540,7 @@ class AnalysisSettings:
         _positive("analysis.n_perm", self.n_perm, minimum=0)
         _positive("analysis.n_extreme", self.n_extreme)
         _positive("analysis.samples_per_example", self.samples_per_example)
+        _positive("analysis.seed", self.seed, minimum=0)
         for name in ("level", "alpha", "rho_threshold", "margin", "power"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
@@ -551,8 +605,11 @@ class ExperimentConfig:
     """Level of ``run.log`` and the console."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.tasks, (str, Mapping)) or not all(isinstance(t, TaskSettings) for t in self.tasks):
+            raise ConfigError(f"tasks must be a list of task entries, e.g. tasks: [{{name: sst2}}]; got {self.tasks!r}.")
         if not self.tasks:
             raise ConfigError("tasks is empty; list at least one task (e.g. - name: sst2).")
+        _positive("split_seed", self.split_seed, minimum=0)
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):
             raise ConfigError(f"tasks lists a task twice: {names}.")
@@ -590,8 +647,11 @@ class ExperimentConfig:
                             f"does not compute. Add it there or pick a collected statistic."
                         )
                 layer = r.params.get("layer", "all")
-                if self.collect.layers != "all" and layer != "all":
-                    missing = [x for x in ((layer,) if isinstance(layer, int) else layer) if x not in self.collect.layers]
+                wanted = (layer,) if isinstance(layer, int) else layer
+                # Negative indices (from the end) compare only once the model's depth normalises them
+                # (mechsel.experiment.loading.validate_against_model); until then the check waits.
+                if self.collect.layers != "all" and layer != "all" and not _has_negative(self.collect.layers, wanted):
+                    missing = [x for x in wanted if x not in self.collect.layers]
                     if missing:
                         raise ConfigError(f"selection.runs[{r.label}] uses layer(s) {missing}, not in collect.layers {list(self.collect.layers)}.")
             if r.family == "sae" and not self.sae.enabled:

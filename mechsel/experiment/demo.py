@@ -15,7 +15,7 @@ from mechsel.experiment.loading import from_dict
 
 __all__ = ["DEMO", "QUICK", "SAE_RUNS", "demo_config", "sae_changes"]
 
-CLASSIC_SEEDS = 10
+CLASSIC_SEEDS = 8
 """Seeds of the secondary comparisons (classic selectors; AG News): enough to see large effects."""
 ANNOTATION_BUDGET = 16
 """Labels B of the annotate-then-retrieve runs (the smallest pool is 40)."""
@@ -42,7 +42,7 @@ DEMO: dict[str, Any] = {
     "model": {"name": "google/gemma-3-270m", "weight_processing": "none", "dtype": "float32", "matmul_precision": "medium"},
     "tasks": [
         {"name": "sst2", "n_candidates": 200, "dev_size": 32, "test_size": 80, "selection_pool": 48},
-        {"name": "ag_news", "n_candidates": 48, "dev_size": 24, "test_size": 64, "selection_pool": 40, "n_seeds": 8},
+        {"name": "ag_news", "n_candidates": 48, "dev_size": 24, "test_size": 64, "selection_pool": 40, "n_seeds": 6},
     ],
     "collect": {"masks": ["full", "isolated"], "layers": "all", "positions": "all",
                 "statistics": ["mean", "variance", "skewness", "kurtosis", "max_abs"], "context_size": 4},
@@ -53,7 +53,7 @@ DEMO: dict[str, Any] = {
 """``mechsel demo``: powered where the question is decided, light elsewhere. SST-2 has 200
 candidates (ρ intervals about ±0.14) and 100 paired seeds of random against the activation
 selector (80 test queries each: the power comes from many cheap seeds, since the set-to-set
-spread is what limits it); the classic selectors run 10 seeds and AG News 8, so their lines
+spread is what limits it); the classic selectors run 8 seeds and AG News 6, so their lines
 are marked by their larger minimum detectable effects. Float32 matmuls at ``medium`` after the
 float32-class check (see :mod:`mechsel.models.precision`). Timing: ``benchmarks/results/demo_timing.txt``."""
 

@@ -13,12 +13,21 @@ A rerun loads finished stages instead of running them. An interrupted stage (Ctr
 keeps its finished checkpoints, each written atomically, and resumes from them. For resumed
 results to equal uninterrupted ones, every checkpointed step must be a pure function of its
 inputs (seed it from its own identity, not from a shared random stream).
+
+Integrity: a finished stage's ``_done.json`` and each checkpoint's done-marker
+(``<file>.done``) record the size and SHA-256 of what they vouch for. A file that no longer
+matches (truncated, damaged) is logged, moved aside to ``stages/<stage>/.corrupt/<time>/``
+(never deleted) and computed again. Stage, output and checkpoint names must be safe file names
+(:func:`mechsel.paths.safe_name`), and clean-ups delete nothing outside the stage's folder.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import fnmatch
+import json
 import logging
-import re
+import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,8 +38,8 @@ from typing import Any, TypeVar
 from tqdm.auto import tqdm
 
 from mechsel.errors import ConfigError, DataError
-from mechsel.experiment.store import find_value, load_value, save_value, write_json
-from mechsel.paths import atomic_dir
+from mechsel.experiment.store import check_file, file_digest, find_value, load_value, save_value, write_json
+from mechsel.paths import atomic_dir, safe_name, within
 from mechsel.provenance import hash_json
 
 __all__ = ["Stage", "StageContext", "StageRecord", "run_stages", "stage_key", "prune_stale"]
@@ -38,6 +47,13 @@ __all__ = ["Stage", "StageContext", "StageRecord", "run_stages", "stage_key", "p
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _DONE = "_done.json"
+_MARK = ".done"
+"""Suffix of a checkpoint's done-marker: ``<file>.done`` holds the file's size and SHA-256."""
+_ASIDE = ".corrupt"
+"""Folder (inside each stage's folder) that damaged files are moved to."""
+_DEBRIS = ".*.tmp-*"
+"""Temporary files and folders of atomic writes (see :mod:`mechsel.paths`)."""
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -83,15 +99,15 @@ class StageContext:
     def checkpoint(self, name: str, compute: Callable[[], T]) -> T:
         """Return the stored value of step ``name`` if a previous attempt finished it; otherwise
         ``compute()`` it, store it atomically, and return it."""
-        if not re.fullmatch(r"[A-Za-z0-9_.=-]+", name):
-            raise ConfigError(f"Checkpoint names may hold letters, digits and _.=- only, got {name!r}.")
-        stem = self.work_dir / name
+        stem = self.work_dir / safe_name("checkpoint", name)
         found = find_value(stem)
         if found is not None:
-            return load_value(found)
-        value = compute()
-        save_value(stem, value)
-        return load_value(find_value(stem))  # type: ignore[arg-type]  # the stored form, as a resume would see it
+            value = _load_checkpoint(found, self.work_dir.parent)
+            if value is not _MISSING:
+                return value
+        path = save_value(stem, compute())
+        write_json(_marker(path), file_digest(path))  # written after the data: a file without one is unfinished
+        return load_value(path)  # the stored form, as a resume would see it
 
 
 @dataclass(frozen=True)
@@ -111,15 +127,83 @@ def stage_key(stage: Stage, input_keys: Mapping[str, str], fingerprint: Any = No
                       "inputs": {name: input_keys[name] for name in stage.inputs}, "fingerprint": fingerprint})
 
 
+def _stage_folder(root: Path, name: str) -> Path:
+    """``root/stages/<name>``, refusing names and links that would lead outside ``root/stages``."""
+    stages = root / "stages"
+    folder = stages.joinpath(*(safe_name("stage", part) for part in name.split("/")))
+    if not within(stages, folder):
+        raise ConfigError(
+            f"The folder of stage {name!r}, {folder}, resolves to {folder.resolve()}, outside the run's stage folder "
+            f"{stages.resolve()} (a symbolic link?). Remove the link so that the stage writes inside the run folder."
+        )
+    return folder
+
+
 def _clean_debris(folder: Path) -> None:
-    """Remove temporary files and folders left by an interrupted atomic write."""
+    """Remove temporary files and folders left by an interrupted atomic write, inside ``folder`` only.
+
+    Symbolic links are not followed (a link that matches is removed, not its target) and moved-aside
+    files are left alone.
+    """
     if not folder.is_dir():
         return
-    for tmp in folder.rglob(".*.tmp-*"):
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        here = Path(dirpath)
+        if not within(folder, here):
+            continue
+        dirnames[:] = [d for d in dirnames if d != _ASIDE]
+        for name in [d for d in dirnames if fnmatch.fnmatchcase(d, _DEBRIS)] + [f for f in filenames if fnmatch.fnmatchcase(f, _DEBRIS)]:
+            tmp = here / name
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+        dirnames[:] = [d for d in dirnames if not fnmatch.fnmatchcase(d, _DEBRIS)]
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A JSON object written by mechsel (done-marker, ``_done.json``), or ``None`` if damaged."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + _MARK)
+
+
+def _move_aside(paths: Sequence[Path], stage_folder: Path, reason: str) -> None:
+    """Move a damaged file or folder (and its done-marker) to ``<stage_folder>/.corrupt/<time>/``, and say so."""
+    stamp = f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}-{time.monotonic_ns()}"
+    moved = []
+    for path in paths:
+        dest = stage_folder / _ASIDE / stamp / path.relative_to(stage_folder)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+        moved.append(dest)
+    logger.warning("%s is damaged (%s); moved it aside to %s and computing it again.", paths[0], reason, moved[0])
+
+
+def _load_checkpoint(path: Path, stage_folder: Path) -> Any:
+    """The value stored at ``path`` if it matches its done-marker, else ``_MISSING`` (moved aside)."""
+    marker = _marker(path)
+    reason = None
+    if marker.is_file():
+        expected = _read_record(marker)
+        reason = f"its done-marker {marker.name} is unreadable" if expected is None else check_file(path, expected)
+    if reason is None:
+        try:
+            value = load_value(path)
+        except DataError as err:
+            reason = f"{type(err.__cause__).__name__}: {err.__cause__}" if err.__cause__ else str(err)
         else:
-            tmp.unlink(missing_ok=True)
+            if not marker.is_file():  # stored before done-markers existed, or interrupted before its marker
+                write_json(marker, file_digest(path))
+            return value
+    _move_aside([path, marker] if marker.is_file() else [path], stage_folder, reason)
+    return _MISSING
 
 
 def _load_outputs(folder: Path) -> dict[str, Any]:
@@ -129,6 +213,23 @@ def _load_outputs(folder: Path) -> dict[str, Any]:
             continue
         outputs[path.name[: -len(path.suffix)]] = load_value(path)
     return outputs
+
+
+def _load_finished(final: Path, stage_folder: Path) -> dict[str, Any] | None:
+    """The outputs of a finished stage if its files match ``_done.json``; else ``None`` (folder moved aside)."""
+    done = _read_record(final / _DONE)
+    if done is None or not isinstance(done.get("files", {}), dict):
+        reason = f"its {_DONE} is unreadable"
+    else:
+        files = done.get("files", {})  # absent in stages finished before digests were recorded
+        reason = "; ".join(f"{name}: {why}" for name, digest in files.items() if (why := check_file(final / name, digest))) or None
+        if reason is None:
+            try:
+                return _load_outputs(final)
+            except DataError as err:
+                reason = f"{type(err.__cause__).__name__}: {err.__cause__}" if err.__cause__ else str(err)
+    _move_aside([final], stage_folder, reason)
+    return None
 
 
 def _run(
@@ -168,7 +269,7 @@ def run_stages(
         missing = [i for i in stage.inputs if i not in keys]
         if missing:
             raise ConfigError(f"Stage {stage.name!r} reads {missing}, which do not run before it.")
-        folder = root / "stages" / stage.name
+        folder = _stage_folder(root, stage.name)
         _clean_debris(folder)
         bar.set_postfix_str(stage.name)
         start = time.perf_counter()
@@ -183,8 +284,9 @@ def run_stages(
             key = stage_key(stage, keys)
         keys[stage.name] = key
         final, work = folder / key, folder / f"{key}.partial"
-        if (final / _DONE).is_file():
-            outputs[stage.name] = _load_outputs(final)
+        finished = _load_finished(final, folder) if (final / _DONE).is_file() else None
+        if finished is not None:
+            outputs[stage.name] = finished
             cached = True
             logger.info("stage %s: cached (%s)", stage.name, key)
         else:
@@ -193,10 +295,12 @@ def run_stages(
                 logger.info("stage %s: %s (%s)", stage.name, "resuming" if resumed else "running", key)
                 produced = _run(stage, key, folder, keys, outputs, resources, progress)
             with atomic_dir(final) as tmp:
+                files = {}
                 for name, value in produced.items():
-                    save_value(tmp / name, value)
+                    path = save_value(tmp / safe_name("output", name), value)
+                    files[path.name] = file_digest(path)
                 write_json(tmp / _DONE, {"stage": stage.name, "key": key, "params": stage.params, "inputs": {i: keys[i] for i in stage.inputs},
-                                         "seconds": time.perf_counter() - start, "resumed": resumed})
+                                         "seconds": time.perf_counter() - start, "resumed": resumed, "files": files})
             shutil.rmtree(work, ignore_errors=True)
             outputs[stage.name] = _load_outputs(final)
             cached = False
@@ -209,20 +313,27 @@ def run_stages(
 
 
 def prune_stale(root: str | Path, records: Sequence[StageRecord]) -> list[Path]:
-    """Delete cached stage folders of ``root`` that the finished run in ``records`` did not use."""
+    """Delete cached stage folders of ``root`` that the finished run in ``records`` did not use.
+
+    Moved-aside damaged files (``.corrupt``) are kept, and nothing outside ``root/stages`` is touched.
+    """
     root = Path(root)
     keep = {(root / r.path).resolve() for r in records}
-    removed = []
+    removed: list[Path] = []
     stages_dir = root / "stages"
     if not stages_dir.is_dir():
         return removed
+
+    def removable(folder: Path) -> bool:
+        return folder.is_dir() and _ASIDE not in folder.relative_to(stages_dir).parts and within(stages_dir, folder)
+
     for done in list(stages_dir.rglob(_DONE)):
         folder = done.parent
-        if folder.resolve() not in keep:
+        if removable(folder) and folder.resolve() not in keep:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     for partial in list(stages_dir.rglob("*.partial")):
-        if partial.is_dir():
+        if removable(partial) and not partial.is_symlink():
             shutil.rmtree(partial, ignore_errors=True)
             removed.append(partial)
     return removed

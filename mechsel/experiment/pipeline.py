@@ -165,9 +165,11 @@ def run_experiment(config: ExperimentConfig, *, overwrite: bool = False, model: 
         model: an already loaded model to use instead of loading ``config.model`` (its name must
             still be ``config.model.name`` for the provenance to be honest).
     """
+    from mechsel.experiment.loading import validate_against_model
     from mechsel.models.loading import resolve_device
     from mechsel.models.precision import matmul_precision
 
+    config = validate_against_model(config)  # layer indices against the model's config, before anything loads
     out = Path(config.output_dir)
     with RunDirectory(out, config.identity(), config=to_dict(config), overwrite=overwrite, log_level=config.log_level) as run_dir:
         atomic_write_text(out / "config.yaml", dump_config(config))

@@ -7,18 +7,28 @@ data hashes, every stage's cache key and timing, the result tables, and the stat
 library versions raises :class:`~mechsel.errors.ProvenanceMismatchError` naming the differences,
 unless ``overwrite=True``, which removes the previous run's results, figures and manifest (stage
 caches are content-addressed and stay valid; unused ones are pruned when the run completes).
+
+**The lock.** ``.lock`` is held with ``fcntl.flock`` for the whole run and records the holder's
+host, pid, start time and command. Nothing in the directory is read for provenance, replaced or
+removed (``overwrite`` included) before the lock is taken, so a second run on a directory in use
+stops with an error naming the holder and changes nothing. The kernel releases the lock when its
+process dies; a leftover ``.lock`` of a dead process on this host is taken over with a warning,
+one recorded by another host is refused (this host cannot tell whether that run still lives).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import logging
 import os
 import platform
 import shutil
+import socket
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,12 +37,22 @@ from mechsel.errors import ConfigError, ProvenanceMismatchError
 from mechsel.experiment.store import write_json
 from mechsel.provenance import hash_json, library_versions
 
-__all__ = ["RunDirectory", "MANIFEST", "read_manifest"]
+__all__ = ["RunDirectory", "RunDirectoryBusyError", "MANIFEST", "read_manifest"]
 
 logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
-_OURS = {MANIFEST, "run.log", "config.yaml", "results", "figures", "stages", ".lock"}
+_LOCK = ".lock"
+_OURS = {MANIFEST, "run.log", "config.yaml", "results", "figures", "stages", _LOCK}
 _FORMAT = "mechsel.run"
+
+try:
+    import fcntl
+except ImportError:  # Windows: the lock file is created with O_EXCL instead (see RunDirectory._acquire)
+    fcntl = None  # type: ignore[assignment]
+
+
+class RunDirectoryBusyError(ConfigError):
+    """Another live mechsel process holds the output directory."""
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -41,6 +61,10 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not file.is_file():
         raise ConfigError(f"{path} holds no {MANIFEST}; pass the output directory of a mechsel run.")
     return json.loads(file.read_text())
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -68,6 +92,48 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _read_holder(lock: Path) -> dict[str, Any]:
+    """What a lock file records: ``{"host", "pid", ...}``; a bare pid (older mechsel) means this host."""
+    try:
+        text = lock.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return {}
+    if not text:
+        return {}
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        holder = {"pid": text}
+    if not isinstance(holder, dict):
+        holder = {"pid": holder}
+    try:
+        holder["pid"] = int(holder.get("pid") or 0)
+    except (TypeError, ValueError):
+        holder["pid"] = 0
+    holder.setdefault("host", socket.gethostname())
+    return holder
+
+
+def _describe(holder: Mapping[str, Any]) -> str:
+    if not holder.get("pid"):
+        return "a process that has not recorded itself yet"
+    out = f"host {holder['host']}, pid {holder['pid']}"
+    if holder.get("started"):
+        out += f", started {holder['started']}"
+    if holder.get("command"):
+        out += f", command {holder['command']!r}"
+    return out
+
+
+def _unwritable(path: Path, err: OSError) -> ConfigError:
+    where = Path(err.filename) if err.filename else path
+    return ConfigError(
+        f"Cannot write to the output directory {path}: {err.strerror or err} ({where}). A run creates its manifest, "
+        f"lock, log and stage caches there, so the directory (or, if it does not exist yet, its parent) must be "
+        f"writable. Make it writable (e.g. chmod u+w {where}) or choose another output directory (CLI: -o/--output)."
+    )
+
+
 class RunDirectory:
     """Owns one output directory for the duration of a run (use as a context manager).
 
@@ -88,25 +154,40 @@ class RunDirectory:
         self.log_level = log_level
         self.manifest: dict[str, Any] = {}
         self._handler: logging.Handler | None = None
+        self._lock_fd: int | None = None
 
     # ------------------------------------------------------------------ opening
-    def _check_existing(self) -> dict[str, Any] | None:
+    def _check_foreign(self) -> None:
+        """Refuse, before anything is written, a path that is not a directory or holds files that are not a run's."""
         if not self.path.exists():
-            return None
+            return
         if not self.path.is_dir():
             raise ConfigError(f"Output path {self.path} exists and is not a directory; choose another --output.")
-        entries = {p.name for p in self.path.iterdir()}
+        if (self.path / MANIFEST).is_file():
+            return
+        foreign = sorted({p.name for p in self.path.iterdir()} - _OURS)
+        if foreign:
+            raise ConfigError(
+                f"Output directory {self.path} already holds files that are not a mechsel run ({foreign[:5]}); "
+                f"choose a new or empty directory."
+            )
+
+    def _check_existing(self) -> dict[str, Any] | None:
+        """The previous manifest to resume, or ``None``; removes a run of other provenance if ``overwrite``.
+
+        Called only while holding the lock.
+        """
         manifest_file = self.path / MANIFEST
         if not manifest_file.is_file():
-            foreign = sorted(entries - _OURS)
-            if foreign:
-                raise ConfigError(
-                    f"Output directory {self.path} already holds files that are not a mechsel run ({foreign[:5]}); "
-                    f"choose a new or empty directory."
-                )
             return None
-        old = json.loads(manifest_file.read_text())
-        if old.get("format") != _FORMAT:
+        try:
+            old = json.loads(manifest_file.read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise ConfigError(
+                f"{manifest_file} is not readable JSON ({err}); it is damaged. Move the directory aside or choose "
+                f"another output directory."
+            ) from None
+        if not isinstance(old, dict) or old.get("format") != _FORMAT:
             raise ConfigError(f"{manifest_file} is not a mechsel run manifest; choose another output directory.")
         diffs = _differences(old.get("identity"), self.identity)
         versions = _differences(old.get("versions"), library_versions())
@@ -121,43 +202,139 @@ class RunDirectory:
         logger.warning("Overwriting the run in %s (other provenance: %s)", self.path, "; ".join(diffs + versions))
         for name in (MANIFEST, "results", "figures", "config.yaml"):
             target = self.path / name
-            if target.is_dir():
+            if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
-            elif target.exists():
+            elif target.exists() or target.is_symlink():
                 target.unlink()
         return None
 
-    def _lock(self) -> None:
-        lock = self.path / ".lock"
-        if lock.is_file():
+    # ------------------------------------------------------------------ the lock
+    def _acquire(self) -> None:
+        """Take ``.lock`` atomically or raise :class:`RunDirectoryBusyError` naming its holder.
+
+        With ``fcntl``: open the file, ``flock`` it without waiting, and check it is still the file at
+        ``.lock`` (a holder unlinks it while holding it, on exit). Without (Windows): create it with
+        ``O_EXCL``; a stale one is removed first, which two processes racing for the same stale lock
+        could both do.
+        """
+        lock = self.path / _LOCK
+        while True:
+            if fcntl is None:
+                try:
+                    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileExistsError:
+                    holder = self._wait_for_holder(lock)
+                    if not holder:
+                        raise self._busy(holder) from None
+                    self._refuse_unless_stale(holder)
+                    lock.unlink(missing_ok=True)
+                    continue
+                break
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                pid = int(lock.read_text().strip() or 0)
-            except ValueError:
-                pid = 0
-            if pid and pid != os.getpid() and _pid_alive(pid):
-                raise ConfigError(f"Another mechsel process (pid {pid}) is running in {self.path}; wait for it or stop it.")
-        lock.write_text(str(os.getpid()))
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                holder = self._wait_for_holder(lock)
+                if not holder and not lock.exists():  # released just now
+                    continue
+                raise self._busy(holder) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # not a file that its previous holder unlinked while we opened it
+                break
+            os.close(fd)
+        try:
+            self._refuse_unless_stale(_read_holder(lock))
+            record = {"host": socket.gethostname(), "pid": os.getpid(), "started": _now(), "command": " ".join(sys.argv)}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+
+    @staticmethod
+    def _wait_for_holder(lock: Path) -> dict[str, Any]:
+        """The holder's record; it writes it just after taking the lock, so give it a moment."""
+        for _ in range(20):
+            holder = _read_holder(lock)
+            if holder.get("pid"):
+                return holder
+            time.sleep(0.05)
+        return {}
+
+    def _busy(self, holder: Mapping[str, Any]) -> RunDirectoryBusyError:
+        return RunDirectoryBusyError(
+            f"Output directory {self.path} is in use by another mechsel run ({_describe(holder)}). Nothing in it "
+            f"was changed. Wait for that run to finish, stop it, or choose another output directory (CLI: -o)."
+        )
+
+    def _refuse_unless_stale(self, holder: Mapping[str, Any]) -> None:
+        """Raise if the recorded ``holder`` of a lock we could take may still run; log taking over a dead one."""
+        if not holder:
+            return
+        lock = self.path / _LOCK
+        if holder["host"] != socket.gethostname():
+            raise RunDirectoryBusyError(
+                f"Output directory {self.path} is locked by a mechsel run on another machine ({_describe(holder)}), "
+                f"which this host ({socket.gethostname()}) cannot check. If that run is no longer running, delete "
+                f"{lock} and start again; otherwise choose another output directory."
+            )
+        if holder["pid"] and holder["pid"] != os.getpid() and _pid_alive(holder["pid"]):
+            raise RunDirectoryBusyError(
+                f"Output directory {self.path} is locked by {_describe(holder)}, which is still alive (an older "
+                f"mechsel?). Wait for it or stop it; if pid {holder['pid']} is not a mechsel run, delete {lock}."
+            )
+        logger.warning("Taking over the stale lock of %s: %s no longer runs.", self.path, _describe(holder))
+
+    def _release(self) -> None:
+        fd = self._lock_fd
+        if fd is None:
+            return
+        self._lock_fd = None
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / _LOCK).unlink()  # while still holding it, so no one locks a file about to vanish
+        finally:
+            os.close(fd)
 
     def __enter__(self) -> RunDirectory:
-        old = self._check_existing()
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._lock()
-        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        self.manifest = old or {
-            "format": _FORMAT,
-            "version": 1,
-            "created": now,
-            "identity": self.identity,
-            "identity_hash": hash_json(self.identity),
-            "versions": library_versions(),
-            "stages": {},
-        }
-        self.manifest.update(
-            status="running", updated=now, config=self.config, python=sys.version.split()[0],
-            platform=platform.platform(), command=" ".join(sys.argv),
-        )
-        self.save()
-        self._start_log()
+        try:
+            self._check_foreign()
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._acquire()
+        except OSError as err:
+            if isinstance(err, PermissionError) or err.errno == errno.EROFS:
+                raise _unwritable(self.path, err) from None
+            raise
+        try:
+            old = self._check_existing()
+            now = _now()
+            self.manifest = old or {
+                "format": _FORMAT,
+                "version": 1,
+                "created": now,
+                "identity": self.identity,
+                "identity_hash": hash_json(self.identity),
+                "versions": library_versions(),
+                "stages": {},
+            }
+            self.manifest.update(
+                status="running", updated=now, config=self.config, python=sys.version.split()[0],
+                platform=platform.platform(), command=" ".join(sys.argv),
+            )
+            try:
+                self.save()
+                self._start_log()
+            except PermissionError as err:
+                raise _unwritable(self.path, err) from None
+        except BaseException:
+            self._release()
+            raise
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -169,8 +346,7 @@ class RunDirectory:
             self.save()
         finally:
             self._stop_log()
-            with contextlib.suppress(FileNotFoundError):
-                (self.path / ".lock").unlink()
+            self._release()
 
     # ------------------------------------------------------------------ logging
     def _start_log(self) -> None:
@@ -200,5 +376,5 @@ class RunDirectory:
 
     def save(self) -> None:
         """Write the manifest atomically."""
-        self.manifest["updated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self.manifest["updated"] = _now()
         write_json(self.path / MANIFEST, self.manifest)

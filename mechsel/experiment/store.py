@@ -8,12 +8,20 @@ value                  file         notes
 ``dict`` of arrays     ``.npz``     every value an ``ndarray``
 JSON-able value        ``.json``    dicts, lists, strings, numbers, ``None``
 =====================  ===========  ==========================================
+
+:func:`file_digest` (size and SHA-256) is what done-markers record, and :func:`check_file`
+compares a file against one, so a truncated or damaged file is found before it is read.
+:func:`load_value` raises :class:`~mechsel.errors.DataError` naming the file when it cannot be
+decoded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +31,7 @@ import pandas as pd
 from mechsel.errors import DataError
 from mechsel.paths import atomic_write_bytes, atomic_write_text
 
-__all__ = ["save_value", "load_value", "find_value", "EXTENSIONS"]
+__all__ = ["save_value", "load_value", "find_value", "file_digest", "check_file", "EXTENSIONS"]
 
 EXTENSIONS = (".parquet", ".npy", ".npz", ".json")
 
@@ -75,18 +83,58 @@ def find_value(stem: Path) -> Path | None:
 
 
 def load_value(path: Path) -> Any:
-    """Read a file written by :func:`save_value`."""
+    """Read a file written by :func:`save_value`.
+
+    Raises:
+        DataError: unknown extension, or a file that cannot be decoded (truncated or damaged).
+    """
     ext = path.suffix
+    if ext not in EXTENSIONS:
+        raise DataError(f"Unknown stored value type {path}; expected one of {EXTENSIONS}.")
+    try:
+        return _decode(path, ext)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise DataError(
+            f"{path} is damaged or truncated and cannot be read ({type(err).__name__}: {err}). Delete it "
+            f"(or move it aside) so that it is computed again."
+        ) from err
+
+
+def _decode(path: Path, ext: str) -> Any:
     if ext == ".parquet":
         return pd.read_parquet(path)
-    if ext == ".npy":
-        return np.load(path, allow_pickle=False)
-    if ext == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    if ext == ".json":
-        return json.loads(path.read_text(encoding="utf-8"))
-    raise DataError(f"Unknown stored value type {path}; expected one of {EXTENSIONS}.")
+    if ext in (".npy", ".npz"):
+        with open(path, "rb") as fh:  # our own handle: np.load leaves its own open when a file is damaged
+            if ext == ".npy":
+                return np.load(fh, allow_pickle=False)
+            with np.load(fh, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    """``{"size": bytes, "sha256": hex digest}`` of a file, as recorded in done-markers."""
+    sha = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(block)
+            size += len(block)
+    return {"size": size, "sha256": sha.hexdigest()}
+
+
+def check_file(path: Path, expected: Mapping[str, Any]) -> str | None:
+    """Why ``path`` does not match the digest ``expected`` (see :func:`file_digest`), or ``None`` if it does."""
+    if not path.is_file():
+        return "the file is missing"
+    size = path.stat().st_size
+    if size != expected.get("size"):
+        return f"size {size} bytes, recorded {expected.get('size')}"
+    if file_digest(path)["sha256"] != expected.get("sha256"):
+        return "its SHA-256 differs from the recorded one"
+    return None
 
 
 def write_json(path: Path, obj: Any) -> None:

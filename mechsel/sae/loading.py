@@ -24,6 +24,7 @@ itself (``metadata.mechsel``).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -68,13 +69,22 @@ def pretrained_sae_ids(release: str) -> list[str]:
 
     directory = get_pretrained_saes_directory()
     if release not in directory:
-        releases = sorted(directory)
-        raise ConfigError(
-            f"Unknown SAE release {release!r}.{_near(release, releases)} sae-lens knows {len(releases)} "
-            f"releases; list them with mechsel.sae.pretrained_releases() (or pretrained_releases(model='gpt2')), "
-            f"or load a local folder with load_sae(path=...)."
-        )
+        raise _unknown_release(release, sorted(directory))
     return list(directory[release].saes_map)
+
+
+def _unknown_release(release: str, releases: list[str], spec: str | None = None) -> ConfigError:
+    folder = f" If {spec!r} is meant as a local SAE folder: no such folder exists (checked from {os.getcwd()})." if spec else ""
+    return ConfigError(
+        f"Unknown SAE release {release!r}.{_near(release, releases)} sae-lens knows {len(releases)} "
+        f"releases; list them with mechsel.sae.pretrained_releases() (or pretrained_releases(model='gpt2')), "
+        f"or load a local folder with load_sae(path=...).{folder}"
+    )
+
+
+def _looks_like_path(release: str) -> bool:
+    """Whether a would-be release name is a path: a release name has no separators and no leading dot or tilde."""
+    return not release or release.startswith((".", "~")) or any(sep in release for sep in ("/", "\\", os.sep)) or Path(release).is_dir()
 
 
 def _near(name: str, options: list[str]) -> str:
@@ -109,7 +119,9 @@ def load_sae(
 
     Raises:
         ConfigError: neither or both of release/path given; unknown release or id (near matches listed).
-        DataError: the folder is missing or not in sae-lens format; the download failed.
+        DataError: the folder is missing (also when given where a release is expected, e.g. in
+            an experiment config) or not in sae-lens format; ``cfg.json`` or the weights are damaged
+            or truncated (the message names the file); the download failed.
     """
     from sae_lens import SAE
 
@@ -119,9 +131,8 @@ def load_sae(
             "or a local folder (load_sae(path='.../layer_6')), not both and not neither."
         )
     if path is not None:
-        folder = _check_folder(Path(path))
-        sae = SAE.load_from_disk(str(folder), device=str(device), dtype=dtype)
-        return sae.eval()
+        return _load_folder(_check_folder(Path(path)), device=str(device), dtype=dtype).eval()
+    _check_release(release, sae_id)  # type: ignore[arg-type]
     if sae_id is None:
         raise ConfigError(f"Pass sae_id= with release {release!r}; its ids include {pretrained_sae_ids(release)[:5]}.")
     ids = pretrained_sae_ids(release)  # type: ignore[arg-type]
@@ -139,6 +150,55 @@ def load_sae(
             f"sae.save_model(folder) via load_sae(path=folder), or train one with mechsel.sae.train_sae."
         ) from err
     return sae.eval()
+
+
+def _check_release(release: str, sae_id: str | None) -> None:
+    """Refuse an unknown release; one that is a path to a folder that does not exist says so."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    directory = get_pretrained_saes_directory()
+    if release in directory:
+        return
+    spec = f"{release}/{sae_id}" if sae_id else release
+    if _looks_like_path(release):
+        raise DataError(
+            f"The SAE folder {spec} does not exist (checked from {os.getcwd()}). Pass the folder that holds "
+            f"{' and '.join(SAE_FILES)}, written by sae.save_model(folder) or mechsel train-sae; a pretrained SAE "
+            f"is named '<release>/<sae_id>' instead, e.g. 'gpt2-small-res-jb/blocks.8.hook_resid_pre'."
+        )
+    raise _unknown_release(release, sorted(directory), spec)
+
+
+def _load_folder(folder: Path, *, device: str, dtype: str) -> Any:
+    """``SAE.load_from_disk`` with damaged files reported by name."""
+    from safetensors import SafetensorError
+    from sae_lens import SAE
+
+    cfg_file, weights_file = (folder / name for name in SAE_FILES)
+    resave = "Copy the SAE folder again from its source, or re-save the SAE with sae.save_model(folder)."
+    try:
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"{cfg_file} is not valid JSON ({err}); the file is damaged or truncated. {resave}") from None
+    if not isinstance(cfg, dict) or "d_in" not in cfg or "d_sae" not in cfg:
+        raise DataError(
+            f"{cfg_file} is not an SAE config: expected a JSON object with at least d_in and d_sae, got "
+            f"{str(cfg)[:120]!r}. {resave}"
+        )
+    try:
+        return SAE.load_from_disk(str(folder), device=device, dtype=dtype)
+    except SafetensorError as err:
+        raise DataError(f"{weights_file} cannot be read ({err}); the file is damaged or truncated. {resave}") from None
+    except RuntimeError as err:
+        raise DataError(
+            f"The weights in {weights_file} do not have the shapes {cfg_file} describes (d_in={cfg['d_in']}, "
+            f"d_sae={cfg['d_sae']}): {str(err).splitlines()[-1].strip()} The two files come from different SAEs. {resave}"
+        ) from None
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(
+            f"{cfg_file} does not describe an SAE that this sae-lens can load ({type(err).__name__}: {err}); it may "
+            f"be damaged or written by another sae-lens version. {resave}"
+        ) from None
 
 
 def _check_folder(folder: Path) -> Path:
@@ -268,14 +328,21 @@ def check_sae_matches(
     if sae_lay >= model.cfg.n_layers:
         raise ConfigError(f"The SAE reads {hook_name!r} but the model has only {model.cfg.n_layers} layers; it is for another model.")
     width = _hook_width(model, hook_name, sae_lay)
-    if sae.cfg.d_in != width:
-        raise ConfigError(
-            f"The SAE's d_in is {sae.cfg.d_in} but {hook_name!r} of this model has width {width}; "
-            f"the SAE was trained on another model (its metadata says model {sae.cfg.metadata.model_name!r})."
-        )
     info = model_info(model)
     sae_model = getattr(sae.cfg.metadata, "model_name", None)
-    if sae_model and _canonical(str(sae_model)) != _canonical(info.name):
+    other_model = bool(sae_model) and _canonical(str(sae_model)) != _canonical(info.name)
+    if sae.cfg.d_in != width:
+        why = (
+            f"The SAE records model {sae_model!r}: load that model (mechsel.load_model({sae_model!r})), or use an SAE "
+            f"trained on {info.name!r}."
+            if other_model
+            else f"Use an SAE trained on {hook_name!r} of {info.name!r}, whose d_in is {width}."
+        )
+        raise ConfigError(
+            f"The SAE's d_in is {sae.cfg.d_in} but {hook_name!r} of this model ({info.name!r}) has width {width}: "
+            f"expected d_in={width}, found d_in={sae.cfg.d_in}. {why}"
+        )
+    if other_model:
         raise ProvenanceMismatchError(
             f"The SAE was trained on model {sae_model!r}, but this model is {info.name!r}. Load the SAE's model, "
             f"e.g. mechsel.load_model({sae_model!r}), or use an SAE trained on {info.name!r}."

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -53,16 +54,36 @@ def local_split_files(task: str | TaskConfig, data_dir: str | os.PathLike[str] |
 
 
 def _read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines file: one JSON object per non-blank line, UTF-8 encoded."""
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(
+                    f"{path}:{lineno} is not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1}); "
+                    f"re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+                ) from None
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise DataError(f"{path}:{lineno} is not valid JSON ({err.msg}); fix or remove that line.") from None
+            if not isinstance(row, dict):
+                raise DataError(
+                    f"{path}:{lineno} holds a JSON {_json_kind(row)}, but every line must be one object of the "
+                    f"task's fields, e.g. {{\"sentence\": \"...\", \"label\": 0}}; fix or remove that line."
+                )
+            rows.append(row)
     return rows
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON name of a parsed value's type (array, string, number, ...)."""
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def _read_with_datasets(path: Path) -> list[dict[str, Any]]:
@@ -119,6 +140,8 @@ def load_rows(
 
 
 def _field(row: dict[str, Any], name: str, cfg: TaskConfig, where: str, what: str) -> Any:
+    if not isinstance(row, Mapping):
+        raise DataError(f"{where} is a {type(row).__name__}, not a mapping of fields; each row must map field names to values.")
     if name not in row:
         raise DataError(
             f"{where}: no field {name!r} (the task's {what}).{did_you_mean(name, list(row))} "
