@@ -245,12 +245,15 @@ def correlation_part(grid: pd.DataFrame, settings: VerdictSettings, basis: str =
         return PartVerdict("holds", (
             f"every cell's {settings.rho_adjust} interval of {basis} lies inside ±{b:.2f} (largest bound "
             f"{max(f['widest_abs_bound'] for f in families):.2f})"), families)
-    f = max(families, key=lambda f: f["max_abs_rho"])
+    per_family = "; ".join(
+        f"{f['family']}: max |{basis}| {f['max_abs_rho']:.2f} ({f['max_rho_cell']}), n = {f['n']}, detectable ≥ {f['detectable_rho']:.2f}"
+        for f in families
+    )
     return PartVerdict("inconclusive", (
-        f"no cell is shown above |{basis}| = {b:.2f}, but not every cell is shown below it: the largest, |{basis}| = "
-        f"{f['max_abs_rho']:.2f} ({f['max_rho_cell']}, {f['family']}), and intervals reach up to {f['widest_abs_bound']:.2f}; "
-        f"with {f['n']} candidates (effective) and {f['cells']} cells the design detects |{basis}| ≥ {f['detectable_rho']:.2f} at "
-        f"{settings.power:.0%} power"), families)
+        f"no cell is shown above |{basis}| = {b:.2f}, but not every cell is shown below it "
+        f"(intervals at {settings.rho_adjust} level reach up to {max(f['widest_abs_bound'] for f in families):.2f}); "
+        f"per family ({families[0]['cells']} cells each, n effective, |{basis}| the design detects above {b:.2f} at "
+        f"{settings.power:.0%} power): {per_family}"), families)
 
 
 def verdict(

@@ -17,8 +17,11 @@ __all__ = ["DEMO", "QUICK", "SAE_RUNS", "demo_config", "sae_changes"]
 
 CLASSIC_SEEDS = 8
 """Seeds of the secondary comparisons (classic selectors; AG News): enough to see large effects."""
+RETRIEVAL_SEEDS = 5
+"""Seeds of the retrieval runs: each query gets its own prompt, so no prefix is shared and a run
+costs several times a fixed set's (SST-2 only, to keep the demo inside its time)."""
 ANNOTATION_BUDGET = 16
-"""Labels B of the annotate-then-retrieve runs (the smallest pool is 40)."""
+"""Labels B of the annotate-then-retrieve runs (the selection pool is 48)."""
 
 _RUNS: list[dict[str, Any]] = [
     {"selector": "random"},
@@ -30,11 +33,13 @@ _RUNS: list[dict[str, Any]] = [
     {"selector": "neufs", "n_seeds": CLASSIC_SEEDS},
     # Similarity retrieval: over the whole labelled pool (B = pool), and annotate-then-retrieve
     # (B = 16 labels chosen by random / vote-k / IDEAL, then each query's k nearest of them).
-    {"selector": "knn", "label": "kate (whole pool)", "n_seeds": CLASSIC_SEEDS},
-    {"selector": "knn", "label": "random → kate", "annotated": "random", "annotation_budget": ANNOTATION_BUDGET, "n_seeds": CLASSIC_SEEDS},
+    {"selector": "knn", "label": "kate (whole pool)", "n_seeds": RETRIEVAL_SEEDS, "tasks": ["sst2"]},
+    {"selector": "knn", "label": "random → kate", "annotated": "random", "annotation_budget": ANNOTATION_BUDGET,
+     "n_seeds": RETRIEVAL_SEEDS, "tasks": ["sst2"]},
     {"selector": "knn", "label": "vote-k → kate", "annotated": "vote-k (fast)", "annotation_budget": ANNOTATION_BUDGET,
-     "n_seeds": CLASSIC_SEEDS},
-    {"selector": "knn", "label": "ideal → kate", "annotated": "ideal", "annotation_budget": ANNOTATION_BUDGET, "n_seeds": CLASSIC_SEEDS},
+     "n_seeds": RETRIEVAL_SEEDS, "tasks": ["sst2"]},
+    {"selector": "knn", "label": "ideal → kate", "annotated": "ideal", "annotation_budget": ANNOTATION_BUDGET,
+     "n_seeds": RETRIEVAL_SEEDS, "tasks": ["sst2"]},
 ]
 
 DEMO: dict[str, Any] = {
@@ -42,7 +47,7 @@ DEMO: dict[str, Any] = {
     "model": {"name": "google/gemma-3-270m", "weight_processing": "none", "dtype": "float32", "matmul_precision": "medium"},
     "tasks": [
         {"name": "sst2", "n_candidates": 200, "dev_size": 32, "test_size": 80, "selection_pool": 48},
-        {"name": "ag_news", "n_candidates": 48, "dev_size": 24, "test_size": 64, "selection_pool": 40, "n_seeds": 6},
+        {"name": "ag_news", "n_candidates": 48, "dev_size": 24, "test_size": 48, "selection_pool": 40, "n_seeds": 5},
     ],
     "collect": {"masks": ["full", "isolated"], "layers": "all", "positions": "all",
                 "statistics": ["mean", "variance", "skewness", "kurtosis", "max_abs"], "context_size": 4},
@@ -53,8 +58,9 @@ DEMO: dict[str, Any] = {
 """``mechsel demo``: powered where the question is decided, light elsewhere. SST-2 has 200
 candidates (ρ intervals about ±0.14) and 100 paired seeds of random against the activation
 selector (80 test queries each: the power comes from many cheap seeds, since the set-to-set
-spread is what limits it); the classic selectors run 8 seeds and AG News 6, so their lines
-are marked by their larger minimum detectable effects. Float32 matmuls at ``medium`` after the
+spread is what limits it); the classic selectors run 8 seeds, the retrieval runs 5 (SST-2 only:
+per-query prompts share no prefix) and AG News 5, so their lines carry larger minimum
+detectable effects. Float32 matmuls at ``medium`` after the
 float32-class check (see :mod:`mechsel.models.precision`). Timing: ``benchmarks/results/demo_timing.txt``."""
 
 QUICK: dict[str, Any] = copy.deepcopy(DEMO)
@@ -62,7 +68,7 @@ QUICK.update(
     name="demo-quick",
     tasks=[{"name": "sst2", "n_candidates": 16, "dev_size": 8, "test_size": 48, "selection_pool": 12}],
     collect={**DEMO["collect"], "masks": ["full", "isolated"]},
-    selection={"runs": [{k: v for k, v in r.items() if k != "n_seeds"} | ({"annotation_budget": 6} if "annotated" in r else {})
+    selection={"runs": [{k: v for k, v in r.items() if k not in ("n_seeds", "tasks")} | ({"annotation_budget": 6} if "annotated" in r else {})
                         for r in _RUNS], "budgets": [2, 4], "seeds": [0, 1, 2], "retrieval_baseline": "random → kate"},
     analysis={"n_boot": 500, "n_perm": 500},
     output_dir="results/demo-quick",

@@ -144,4 +144,4 @@ def test_demo_with_a_trained_sae_runs_the_sae_selectors(trained, tmp_path):
     grid = tables["grid"]
     assert set(grid[grid["family"] == "sae"]["layer"]) == {LAYER}
     assert not grid["statistic"].str.startswith("sae_top").any()  # latent indices are not correlated
-    assert "best SAE selector" in printed
+    assert "SAE selector [95% CI]" in printed and "never enter the moments" in printed

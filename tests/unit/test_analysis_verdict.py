@@ -85,7 +85,7 @@ def test_correlation_outcomes():
     assert strong.outcome == "does_not_hold" and strong.lines[0]["shown_above"] == ["layer 1 kurtosis (full)"]
     assert "layer 1 kurtosis (full)" in strong.text
     unsure = correlation_part(_grid([0.05, 0.3, -0.1], 48), s)
-    assert unsure.outcome == "inconclusive" and "detects |ρ| ≥" in unsure.text
+    assert unsure.outcome == "inconclusive" and "detectable ≥" in unsure.text and "task=sst2, family=moments: max |ρ| 0.30" in unsure.text
     assert unsure.lines[0]["detectable_rho"] > 0.33
 
 

@@ -93,11 +93,18 @@ def _sets(selections: pd.DataFrame, scores: pd.DataFrame, stats: pd.DataFrame, p
 
 
 def _sets_summary(sets: pd.DataFrame | None) -> dict[str, Any] | None:
+    """Per task: sets per budget, cells, significant cells and the strongest cell (by |ρ|)."""
     if sets is None or sets.empty or not np.isfinite(sets["rho"]).any():
         return None
-    top = sets.loc[sets["rho"].abs().idxmax()]
-    return {"sets": int(top["n"]), "cells": int(len(sets)), "significant": int(sets["significant"].sum()),
-            "max_abs_rho": float(abs(top["rho"])), "max_rho_cell": f"{describe_set_cell(top)}", "max_rho_q": float(top["q_value"])}
+    out = {}
+    for task, part in sets.groupby("task", sort=True):
+        part = part[np.isfinite(part["rho"])]
+        if part.empty:
+            continue
+        top = part.loc[part["rho"].abs().idxmax()]
+        out[str(task)] = {"sets": int(part["n"].max()), "cells": int(len(part)), "significant": int(part["significant"].sum()),
+                          "max_abs_rho": float(abs(top["rho"])), "max_rho_cell": describe_set_cell(top), "max_rho_q": float(top["q_value"])}
+    return out or None
 
 
 def describe_set_cell(row: pd.Series) -> str:
@@ -166,10 +173,10 @@ def analyse_stage(ctx: Any) -> dict[str, Any]:
         out["sets"] = sets
         result["sets"] = _sets_summary(sets)
         if result["sets"]:
-            r = result["sets"]
-            text += ["", f"Set level ({r['sets']} random sets per budget, {r['cells']} cells): the largest |ρ| between a set's "
-                         f"statistic and its test score is {r['max_abs_rho']:.2f} ({r['max_rho_cell']}, BH q = {r['max_rho_q']:.2g}); "
-                         f"{r['significant']} cell(s) significant."]
+            text += ["", "Set level (the baseline's random sets: Spearman ρ of a set's mean / max statistic with its test score):"]
+            text += [f"  {task}: {r['sets']} sets per budget, {r['cells']} cells, {r['significant']} significant after BH; "
+                     f"largest |ρ| {r['max_abs_rho']:.2f} ({r['max_rho_cell']}, q = {r['max_rho_q']:.2g})"
+                     for task, r in result["sets"].items()]
     if (comparison["family"] == "sae").any():
         out["summary_sae"] = summary_table(comparison, grid, family="sae", baseline=p["baseline"], grid_family="sae", cells=cells)
         sae_cells, sae_basis = _verdict_cells(grid, "sae", p["rho_basis"])
