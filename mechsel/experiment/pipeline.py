@@ -107,7 +107,7 @@ def build_stages(config: ExperimentConfig) -> list[Stage]:
         analyse_inputs += [data, f"collect/{name}", f"quality/{name}", f"select/{name}", f"evaluate/{name}"]
         cell_runs += [{"task": name, "label": r["label"], "mask": r["mask"], "layer": r["params"].get("layer"),
                        "statistic": r["params"].get("statistic")} for r in runs if r["family"] in ("activation", "sae")]
-    stages.append(Stage("analyse", analyse_stage, inputs=tuple(analyse_inputs), version=5, params={
+    stages.append(Stage("analyse", analyse_stage, inputs=tuple(analyse_inputs), version=6, params={
         "rho_test": a.rho_test, "rho_interval": a.rho_interval, "fdr_family": a.fdr_family, "n_boot": a.n_boot, "n_perm": a.n_perm,
         "level": a.level, "alpha": a.alpha, "seed": a.seed, "rho_threshold": a.rho_threshold, "rho_adjust": a.rho_adjust,
         "margin": a.margin, "power": a.power, "rho_basis": a.rho_basis, "baseline": s.baseline, "retrieval_baseline": s.retrieval_baseline, "model": config.model.name, "cell_runs": cell_runs}))

@@ -149,3 +149,15 @@ def test_exceeds_bound_p_hand_computed_and_holds_its_level():
     assert np.mean(np.array(ps) <= 0.05) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 600)
     with pytest.raises(ConfigError):
         exceeds_bound_p(0.5, 10, 1.2)
+
+
+def test_small_samples_get_the_exact_permutation_p_value():
+    """Below 10 pairs the t approximation is anti-conservative; the exact enumeration is used."""
+    x = np.array([0.3, 1.2, -0.5, 2.2, 0.9, 1.7, -1.1])
+    y = np.array([0.1, 0.8, 0.2, 1.9, -0.2, 1.1, -0.7])
+    rho = stats.spearmanr(x, y).statistic
+    perms = [stats.spearmanr(x, y[list(p)]).statistic for p in itertools.permutations(range(7))]
+    exact = np.mean(np.abs(perms) >= abs(rho) - 1e-12)
+    assert spearman_test(x, y).p_value == pytest.approx(exact)
+    assert spearman_p_value(1.0, 5) == pytest.approx(2 / 120)  # a perfect order of 5 is not p = 0
+    assert spearman_p_value(0.5, 10) == pytest.approx(2 * stats.t.sf(0.5 * np.sqrt(8 / 0.75), 8))  # from 10 pairs on: t
