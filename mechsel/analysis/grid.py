@@ -19,7 +19,7 @@ another's. ``fdr_family="global"`` puts every cell in one family. Each line name
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import numpy as np
@@ -30,7 +30,7 @@ from mechsel.analysis.multiple import benjamini_hochberg
 from mechsel.errors import ConfigError, DataError
 
 __all__ = ["CELL_KEYS", "FAMILY_KEYS", "FdrFamily", "correlation_grid", "join_quality", "cell_keys", "family_labels",
-           "bh_within_families"]
+           "bh_within_families", "cells_of"]
 
 CELL_KEYS: tuple[str, ...] = ("task", "family", "hook", "positions", "mask", "layer", "statistic")
 """Columns that identify a cell of the grid, in output order, when present in the statistics frame."""
@@ -85,21 +85,35 @@ def family_labels(grid: pd.DataFrame, fdr_family: FdrFamily = "task_family") -> 
     return grid[keys].astype(str).apply(lambda r: ", ".join(f"{k}={v}" for k, v in zip(keys, r)), axis=1).astype(object)
 
 
-def bh_within_families(grid: pd.DataFrame, p_column: str, family_column: str, alpha: float, suffix: str = "") -> pd.DataFrame:
-    """Add ``family_size``, ``q_value`` and ``significant`` (each with ``suffix``): Benjamini–Hochberg
-    on ``p_column`` within each value of ``family_column`` (in place; returns ``grid``)."""
-    size, qcol, sig = f"family_size{suffix}", f"q_value{suffix}" if suffix != "_partial" else "q_partial", f"significant{suffix}"
-    grid[size] = 0
-    grid[qcol] = np.nan
-    grid[sig] = False
+def bh_within_families(grid: pd.DataFrame, p_column: str, family_column: str, alpha: float, *,
+                       size_column: str = "family_size", q_column: str = "q_value",
+                       significant_column: str = "significant") -> pd.DataFrame:
+    """Add ``size_column``, ``q_column`` and ``significant_column``: Benjamini–Hochberg on
+    ``p_column`` within each value of ``family_column`` (in place; returns ``grid``)."""
+    grid[size_column] = 0
+    grid[q_column] = np.nan
+    grid[significant_column] = False
     for _, idx in grid.groupby(family_column, sort=False).groups.items():
         p = grid.loc[idx, p_column].to_numpy(dtype=float)
         q, rejected = benjamini_hochberg(p, alpha=alpha)
-        grid.loc[idx, qcol] = q
-        grid.loc[idx, sig] = rejected
-        grid.loc[idx, size] = int(np.isfinite(p).sum())
-    grid[sig] = grid[sig].astype(bool)
+        grid.loc[idx, q_column] = q
+        grid.loc[idx, significant_column] = rejected
+        grid.loc[idx, size_column] = int(np.isfinite(p).sum())
+    grid[significant_column] = grid[significant_column].astype(bool)
     return grid
+
+
+def cells_of(joined: pd.DataFrame, keys: Sequence[str]) -> Iterator[tuple[tuple, pd.DataFrame]]:
+    """Yield ``(key values, lines)`` per cell of ``joined``, refusing a cell with two values for one example."""
+    groups = joined.groupby(list(keys), sort=True, dropna=False) if keys else [((), joined)]
+    for key, cell in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        if cell["example_id"].duplicated().any():
+            raise DataError(
+                f"Cell {dict(zip(keys, key))} has several values for one example; add the column that "
+                f"tells them apart to `keys` (e.g. 'task' or 'positions')."
+            )
+        yield key, cell
 
 
 def correlation_grid(
@@ -137,14 +151,7 @@ def correlation_grid(
     keys = cell_keys(stats, keys)
     joined = join_quality(stats, quality)
     rows = []
-    groups = joined.groupby(keys, sort=True, dropna=False) if keys else [((), joined)]
-    for key, cell in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        if cell["example_id"].duplicated().any():
-            raise DataError(
-                f"Cell {dict(zip(keys, key))} has several values for one example; add the column that "
-                f"tells them apart to `keys` (e.g. 'task' or 'positions')."
-            )
+    for key, cell in cells_of(joined, keys):
         res = spearman_test(
             cell["value"].to_numpy(), cell["quality"].to_numpy(), p_method=p_method, ci_method=ci_method,
             n_boot=n_boot, n_perm=n_perm, level=level, seed=seed,

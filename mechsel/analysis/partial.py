@@ -44,7 +44,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from mechsel.analysis.correlation import SpearmanResult, fisher_interval, rowwise_pearson, spearman_p_value
-from mechsel.analysis.grid import FdrFamily, bh_within_families, cell_keys, family_labels, join_quality
+from mechsel.analysis.grid import FdrFamily, bh_within_families, cell_keys, cells_of, family_labels, join_quality
 from mechsel.errors import ConfigError, DataError
 
 __all__ = ["PartialSpearmanResult", "partial_spearman", "partial_correlation_grid", "PARTIAL_COLUMNS"]
@@ -242,14 +242,7 @@ def partial_correlation_grid(
     keys = cell_keys(stats, keys)
     joined, names = _covariate_lines(stats, quality, covariates, keys)
     rows = []
-    groups = joined.groupby(keys, sort=True, dropna=False) if keys else [((), joined)]
-    for key, cell in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        if cell["example_id"].duplicated().any():
-            raise DataError(
-                f"Cell {dict(zip(keys, key))} has several values for one example; add the column that "
-                f"tells them apart to `keys` (e.g. 'task' or 'positions')."
-            )
+    for key, cell in cells_of(joined, keys):
         res = partial_spearman(
             cell["value"].to_numpy(), cell["quality"].to_numpy(), cell[names], categorical=categorical, level=level
         )
@@ -260,5 +253,6 @@ def partial_correlation_grid(
         })
     grid = pd.DataFrame(rows)
     grid["fdr_family_partial"] = family_labels(grid, fdr_family)
-    bh_within_families(grid, "p_partial", "fdr_family_partial", alpha, suffix="_partial")
+    bh_within_families(grid, "p_partial", "fdr_family_partial", alpha, size_column="family_size_partial",
+                       q_column="q_partial", significant_column="significant_partial")
     return grid[keys + list(PARTIAL_COLUMNS)]
