@@ -20,13 +20,26 @@ def main(families: Sequence[str] | None, description: str | None, argv: Sequence
     from mechsel.experiment.figures import write_figures
 
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", nargs="?", default=str(DEFAULT_RUN_DIR),
-                        help=f"output directory of a finished run (default: {DEFAULT_RUN_DIR.relative_to(REPO)} of this repository)")
+    parser.add_argument(
+        "run_dir",
+        nargs="?",
+        default=str(DEFAULT_RUN_DIR),
+        help=f"output directory of a finished run (default: {DEFAULT_RUN_DIR.relative_to(REPO)} of this repository)",
+    )
     parser.add_argument("--out", "-o", default=str(DEFAULT_OUT), help="figure folder (default: figures/ at the repository root)")
-    parser.add_argument("--formats", nargs="*", default=["png", "svg"], choices=["png", "svg"],
-                        help="static formats besides HTML, written when a Chromium is available (none: HTML only)")
-    parser.add_argument("--plotlyjs", default="directory", choices=["directory", "embed", "cdn"],
-                        help="how the HTML files get plotly.js (see mechsel.plots.io.PlotlyJS)")
+    parser.add_argument(
+        "--formats",
+        nargs="*",
+        default=["png", "svg"],
+        choices=["png", "svg"],
+        help="static formats besides HTML, written when a Chromium is available (none: HTML only)",
+    )
+    parser.add_argument(
+        "--plotlyjs",
+        default="directory",
+        choices=["directory", "embed", "cdn"],
+        help="how the HTML files get plotly.js (see mechsel.plots.io.PlotlyJS)",
+    )
     args = parser.parse_args(argv)
     try:
         written = write_figures(args.run_dir, args.out, families=families, formats=args.formats, plotlyjs=args.plotlyjs)

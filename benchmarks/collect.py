@@ -118,9 +118,7 @@ def peak_extra_bytes(fn: Callable[[], object], device: str) -> int:
         fn()
     py_peak = tracemalloc.get_traced_memory()[1] - py_base
     tracemalloc.stop()
-    events = sorted(
-        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()
-    )
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns())
     live = np.cumsum([e.nbytes() for e in events]) if events else np.zeros(1)
     return int(max(0, live.max())) + py_peak
 

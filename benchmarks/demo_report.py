@@ -43,8 +43,10 @@ def main() -> None:
     mine = summary[summary["task"] == args.task]
     print(f"\n{args.task} comparison lines (activation vs random):")
     for _, r in mine.iterrows():
-        print(f"  k {int(r['budget'])}: {r['selector']}: diff {r['mean_diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}], "
-              f"sd of paired differences {r['sd_diff']:.3f} over {int(r['n_pairs'])} seeds, mde {r['mde']:.3f}")
+        print(
+            f"  k {int(r['budget'])}: {r['selector']}: diff {r['mean_diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}], "
+            f"sd of paired differences {r['sd_diff']:.3f} over {int(r['n_pairs'])} seeds, mde {r['mde']:.3f}"
+        )
     cells = grid[(grid["task"] == args.task) & (grid["family"] == "moments")]
     half = ((cells["ci_high"] - cells["ci_low"]) / 2).to_numpy(float)
     half_partial = ((cells["ci_high_partial"] - cells["ci_low_partial"]) / 2).to_numpy(float)

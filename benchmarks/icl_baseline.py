@@ -142,7 +142,9 @@ def main() -> None:
         demos = sample_demonstrations(pool, k, seed=seed) if k else []
         raw, cal = run_condition(runner, test, demos, k, seed)
         rows += [raw, cal]
-        log.info("k=%d seed=%d accuracy=%.3f calibrated=%.3f (%.0f s)", k, seed, raw["accuracy"], cal["accuracy"], time.perf_counter() - start)
+        log.info(
+            "k=%d seed=%d accuracy=%.3f calibrated=%.3f (%.0f s)", k, seed, raw["accuracy"], cal["accuracy"], time.perf_counter() - start
+        )
     task = get_task("sst2")
     meta = {
         "date": time.strftime("%Y-%m-%d"),

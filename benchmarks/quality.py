@@ -118,7 +118,9 @@ def main() -> None:
         "max_abs_logprob_diff": max_diff,
         "mean_quality": float(result.table()["quality"].mean()),
     }
-    print(f"model {model.cfg.model_name}; SST-2 {len(candidates)} candidates x {len(dev)} dev queries = {n_pairs} 1-shot prompts, batch {args.batch_size}")
+    print(
+        f"model {model.cfg.model_name}; SST-2 {len(candidates)} candidates x {len(dev)} dev queries = {n_pairs} 1-shot prompts, batch {args.batch_size}"
+    )
     for key, value in numbers.items():
         print(f"{key:<28}{value:.6g}" if isinstance(value, float) else f"{key:<28}{value}")
     print()
@@ -128,7 +130,9 @@ def main() -> None:
     print(f"RESULT quality_matrix_speedup {numbers['speedup']:.1f} target >= 10")
     print(f"RESULT quality_matrix_identical_predictions {same:.4f} target == 1.0")
     print(f"RESULT quality_matrix_max_abs_logprob_diff {max_diff:.2e} target <= 1e-4")
-    print(f"RESULT quality_matrix_speedup_over_naive_on_mechsel_layout {numbers['speedup_over_naive_on_laid_out_weights']:.1f} target (none; context)")
+    print(
+        f"RESULT quality_matrix_speedup_over_naive_on_mechsel_layout {numbers['speedup_over_naive_on_laid_out_weights']:.1f} target (none; context)"
+    )
 
 
 if __name__ == "__main__":

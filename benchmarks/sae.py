@@ -139,8 +139,11 @@ def main() -> None:
 
     t0 = time.perf_counter()
     model = load_model(device="cpu")
-    print(f"model {model.cfg.model_name}, {model.cfg.n_layers} layers, threads {torch.get_num_threads()}, "
-          f"loaded in {time.perf_counter() - t0:.1f}s", flush=True)
+    print(
+        f"model {model.cfg.model_name}, {model.cfg.n_layers} layers, threads {torch.get_num_threads()}, "
+        f"loaded in {time.perf_counter() - t0:.1f}s",
+        flush=True,
+    )
 
     results: list[str] = []
     if args.sae_path is None:
@@ -150,8 +153,10 @@ def main() -> None:
         act_tps = tokens / seconds["activations"] if seconds["activations"] > 0 else float("nan")
         total_tps = tokens / seconds["total"]
         print(f"saved SAE (sae-lens format): {result.path / f'layer_{layer}'}")
-        print(f"trained layer {layer}: {tokens} tokens in {seconds['total']:.0f}s "
-              f"(activations {seconds['activations']:.0f}s, SAE steps + eval + saving {seconds['training']:.0f}s)")
+        print(
+            f"trained layer {layer}: {tokens} tokens in {seconds['total']:.0f}s "
+            f"(activations {seconds['activations']:.0f}s, SAE steps + eval + saving {seconds['training']:.0f}s)"
+        )
         print(f"throughput: {total_tps:.0f} tokens/s overall, {act_tps:.0f} tokens/s activation generation")
         print("held-out metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
         projected = TARGET_TOKENS / total_tps / 60
@@ -195,8 +200,10 @@ def main() -> None:
 
     texts = sst2(args.n_overhead)
     ratio, med = overhead(model, sae, layer, texts, args.chunk, args.rounds)
-    print(f"overhead on {len(texts)} SST-2 sentences, layer {layer}: moments {med['moments']:.2f}s, "
-          f"moments+sae {med['moments+sae']:.2f}s (sum of per-chunk medians over {args.rounds} rounds)")
+    print(
+        f"overhead on {len(texts)} SST-2 sentences, layer {layer}: moments {med['moments']:.2f}s, "
+        f"moments+sae {med['moments+sae']:.2f}s (sum of per-chunk medians over {args.rounds} rounds)"
+    )
     results.insert(0, f"RESULT sae_overhead_ratio {ratio:.3f} target <= {TARGET_OVERHEAD}")
     print()
     for line in results:

@@ -65,16 +65,20 @@ def main() -> None:
     model = load_model(device="cpu")
     before_model = contiguous_copy(model)
     error = measure_matmul_error("medium")
-    print(f"matmul precision 'medium' on this CPU: relative error {error:.1e} (float32-class if <= {FLOAT32_CLASS_ERROR:.0e}; "
-          f"otherwise the 'medium' engine runs at 'highest')")
+    print(
+        f"matmul precision 'medium' on this CPU: relative error {error:.1e} (float32-class if <= {FLOAT32_CLASS_ERROR:.0e}; "
+        f"otherwise the 'medium' engine runs at 'highest')"
+    )
     engines = {
         "before": (before_model, ScoringConfig(batch_size=16, max_batch_tokens=None), "highest"),
         "layout": (model, ScoringConfig(), "highest"),
         "medium": (model, ScoringConfig(), "medium"),
     }
     totals = {name: 0.0 for name in engines}
-    print(f"{'workload':28s} {'prompts':>7s} {'before s':>9s} {'layout/before':>14s} {'medium/before':>14s} "
-          f"{'max|dlogp| layout':>18s} {'max|dlogp| medium':>18s} {'agree medium':>13s}")
+    print(
+        f"{'workload':28s} {'prompts':>7s} {'before s':>9s} {'layout/before':>14s} {'medium/before':>14s} "
+        f"{'max|dlogp| layout':>18s} {'max|dlogp| medium':>18s} {'agree medium':>13s}"
+    )
     for task in ("sst2", "ag_news"):
         for name, (demo_sets, queries) in workloads(task, args.queries, args.seed).items():
             seconds, logprobs = {}, {}
@@ -88,10 +92,15 @@ def main() -> None:
                 totals[engine] += seconds[engine]
             ref = logprobs["before"]
             agree = float((logprobs["medium"].argmax(1) == ref.argmax(1)).mean())
-            print(f"{name:28s} {len(queries):7d} {seconds['before']:9.1f} {seconds['layout'] / seconds['before']:14.3f} "
-                  f"{seconds['medium'] / seconds['before']:14.3f} {np.abs(logprobs['layout'] - ref).max():18.2e} "
-                  f"{np.abs(logprobs['medium'] - ref).max():18.2e} {agree:13.4f}", flush=True)
-    print(f"{'total':28s} {'':7s} {totals['before']:9.1f} {totals['layout'] / totals['before']:14.3f} {totals['medium'] / totals['before']:14.3f}")
+            print(
+                f"{name:28s} {len(queries):7d} {seconds['before']:9.1f} {seconds['layout'] / seconds['before']:14.3f} "
+                f"{seconds['medium'] / seconds['before']:14.3f} {np.abs(logprobs['layout'] - ref).max():18.2e} "
+                f"{np.abs(logprobs['medium'] - ref).max():18.2e} {agree:13.4f}",
+                flush=True,
+            )
+    print(
+        f"{'total':28s} {'':7s} {totals['before']:9.1f} {totals['layout'] / totals['before']:14.3f} {totals['medium'] / totals['before']:14.3f}"
+    )
     print(f"RESULT scoring_time_layout_over_before {totals['layout'] / totals['before']:.3f} target < 1")
     print(f"RESULT scoring_time_medium_over_before {totals['medium'] / totals['before']:.3f} target <= 0.5")
     print(f"RESULT scoring_speedup_total {totals['before'] / totals['medium']:.2f} target >= 2.1 (95-minute demo to 45)")

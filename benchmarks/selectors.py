@@ -153,7 +153,9 @@ def main() -> None:
     print(f"embeddings: {emb.shape} pool + {q_emb.shape} queries in {time.perf_counter() - t:.1f} s (cached after the first run)")
     rng = np.random.default_rng(0)
     syn = synthetic_inputs(len(texts), rng)
-    pool = Pool.from_texts(texts, embeddings=emb, label_probs=syn["label_probs"], statistics=syn["statistics"], neuron_sets=syn["neuron_sets"])
+    pool = Pool.from_texts(
+        texts, embeddings=emb, label_probs=syn["label_probs"], statistics=syn["statistics"], neuron_sets=syn["neuron_sets"]
+    )
     n = len(pool)
     nxn_mib = n * n * 4 / 2**20
     confidence_fn = lambda selected: syn["confidence"]  # noqa: E731

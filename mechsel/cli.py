@@ -36,20 +36,33 @@ logger = logging.getLogger("mechsel.cli")
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", "-o", help="output directory (default: the config's output_dir)")
     p.add_argument("--overwrite", action="store_true", help="replace a run of other provenance in the output directory")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set selection.seeds=[0,1,2] (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set selection.seeds=[0,1,2] (repeatable)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mechsel``."""
-    parser = argparse.ArgumentParser(prog="mechsel", description="Do a model's internals know which in-context demonstrations will help it?")
+    parser = argparse.ArgumentParser(
+        prog="mechsel", description="Do a model's internals know which in-context demonstrations will help it?"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="the study on the embedded model (SST-2 + AG News), end to end")
     p.add_argument("--quick", action="store_true", help="toy sizes (a few minutes)")
-    p.add_argument("--sae", action="append", default=[], metavar="PATH",
-                   help="an SAE folder in sae-lens format (e.g. from `mechsel train-sae`): adds SAE statistics and selectors (repeatable)")
+    p.add_argument(
+        "--sae",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="an SAE folder in sae-lens format (e.g. from `mechsel train-sae`): adds SAE statistics and selectors (repeatable)",
+    )
     _add_run_options(p)
 
     p = sub.add_parser("run", help="run (or resume) an experiment config")
@@ -77,8 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--statistics", nargs="+", default=["mean", "variance", "skewness", "kurtosis", "max_abs"])
 
     p = sub.add_parser("train-sae", help="train SAEs on the embedded model's hook_mlp_out (see mechsel.sae)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="an SAETrainConfig field, e.g. --set layers=[5] --set n_train_tokens=100000")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an SAETrainConfig field, e.g. --set layers=[5] --set n_train_tokens=100000",
+    )
     return parser
 
 
@@ -113,7 +132,6 @@ def _run(args: argparse.Namespace, config: ExperimentConfig) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from mechsel.experiment import demo_config, load_config
     from mechsel.experiment.config import to_dict
-
     from mechsel.experiment.demo import sae_changes
 
     changes = {"progress": not args.quiet, **({"output_dir": args.output} if args.output else {})}
@@ -180,8 +198,10 @@ def _cmd_collect(args: argparse.Namespace) -> int:
             print(f"\n[{i}] {text}")
             print(wide.loc[i].to_string())
     prov = result.provenance
-    print(f"\nmodel {prov.model_name} (weights {prov.weight_hash}, processing {prov.weight_processing}, {prov.dtype}); "
-          f"hook {prov.hook}; mask {prov.mask}; positions {prov.positions}; {prov.bos_policy}")
+    print(
+        f"\nmodel {prov.model_name} (weights {prov.weight_hash}, processing {prov.weight_processing}, {prov.dtype}); "
+        f"hook {prov.hook}; mask {prov.mask}; positions {prov.positions}; {prov.bos_policy}"
+    )
     return 0
 
 
@@ -195,7 +215,9 @@ def _check_collect_args(args: argparse.Namespace) -> None:
     valid = moment_statistic_names()
     for name in args.statistics:
         if name not in valid:
-            raise MechselError(f"--statistics: unknown statistic {name!r}.{did_you_mean(name, valid)} Valid statistics: {', '.join(valid)}.")
+            raise MechselError(
+                f"--statistics: unknown statistic {name!r}.{did_you_mean(name, valid)} Valid statistics: {', '.join(valid)}."
+            )
     model = args.model or EMBEDDED_MODEL
     n = model_n_layers(model) if args.layers else None
     bad = [layer for layer in args.layers or () if n is not None and not -n <= layer < n]
@@ -217,8 +239,14 @@ def _cmd_train_sae(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"demo": _cmd_demo, "run": _cmd_run, "figures": _cmd_figures, "config": _cmd_config, "collect": _cmd_collect,
-            "train-sae": _cmd_train_sae}
+COMMANDS = {
+    "demo": _cmd_demo,
+    "run": _cmd_run,
+    "figures": _cmd_figures,
+    "config": _cmd_config,
+    "collect": _cmd_collect,
+    "train-sae": _cmd_train_sae,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

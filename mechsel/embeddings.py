@@ -124,8 +124,7 @@ def embed_texts(
         model = SentenceTransformer(path, device=device)
     except OSError as err:
         raise ConfigError(
-            f"Could not load sentence model {model_name!r} ({err}). Offline, use the default {DEFAULT_SENTENCE_MODEL!r} "
-            f"or a local folder."
+            f"Could not load sentence model {model_name!r} ({err}). Offline, use the default {DEFAULT_SENTENCE_MODEL!r} or a local folder."
         ) from err
     arr = np.asarray(model.encode(texts, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True), dtype=np.float32)
     prov = Provenance(

@@ -112,9 +112,7 @@ class Provenance:
         return dataclasses.replace(self, **changes)
 
 
-def check_compatible(
-    a: Provenance, b: Provenance, fields: Iterable[str] = Provenance.STRICT_FIELDS, what: str = "results"
-) -> None:
+def check_compatible(a: Provenance, b: Provenance, fields: Iterable[str] = Provenance.STRICT_FIELDS, what: str = "results") -> None:
     """Raise :class:`ProvenanceMismatchError` naming every field in which ``a`` and ``b`` differ."""
     diffs = []
     for name in fields:
@@ -124,6 +122,5 @@ def check_compatible(
             diffs.append(f"{name}: {va!r} vs {vb!r}")
     if diffs:
         raise ProvenanceMismatchError(
-            f"Cannot combine {what} with different provenance ({'; '.join(diffs)}). "
-            f"Recompute one of them with the other's settings."
+            f"Cannot combine {what} with different provenance ({'; '.join(diffs)}). Recompute one of them with the other's settings."
         )

@@ -54,8 +54,7 @@ class Registry(Generic[T]):
             return self._items[name]
         except (KeyError, TypeError):
             raise ConfigError(
-                f"Unknown {self.kind} {name!r}.{did_you_mean(str(name), self.names())} "
-                f"Valid {self.kind}s: {', '.join(self.names())}."
+                f"Unknown {self.kind} {name!r}.{did_you_mean(str(name), self.names())} Valid {self.kind}s: {', '.join(self.names())}."
             ) from None
 
     def names(self) -> list[str]:

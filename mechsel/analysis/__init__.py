@@ -10,8 +10,8 @@ from mechsel.analysis.grid import correlation_grid, join_quality
 from mechsel.analysis.masking import masking_effect, paired_delta_rho
 from mechsel.analysis.multiple import benjamini_hochberg
 from mechsel.analysis.partial import PartialSpearmanResult, partial_correlation_grid, partial_spearman
-from mechsel.analysis.sets import pooled_set_correlation_grid, set_correlation_grid, set_features, set_scores
 from mechsel.analysis.power import paired_mde, paired_t_power
+from mechsel.analysis.sets import pooled_set_correlation_grid, set_correlation_grid, set_features, set_scores
 from mechsel.analysis.summary import PAPER_RHO_BOUND, describe_cell, format_summary, summary_table
 from mechsel.analysis.verdict import PartVerdict, Verdict, VerdictSettings, verdict
 

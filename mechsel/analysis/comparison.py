@@ -83,8 +83,15 @@ def paired_comparison(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     keep = np.isfinite(a) & np.isfinite(b)
     d = a[keep] - b[keep]
     n = int(d.size)
-    out = {"mean_diff": float(d.mean()) if n else float("nan"), "sd_diff": float("nan"), "cohen_dz": float("nan"),
-           "t_stat": float("nan"), "p_ttest": float("nan"), "p_wilcoxon": float("nan"), "n_pairs": n}
+    out = {
+        "mean_diff": float(d.mean()) if n else float("nan"),
+        "sd_diff": float("nan"),
+        "cohen_dz": float("nan"),
+        "t_stat": float("nan"),
+        "p_ttest": float("nan"),
+        "p_wilcoxon": float("nan"),
+        "n_pairs": n,
+    }
     if n < 2:
         return out
     sd = float(d.std(ddof=1))
@@ -155,6 +162,7 @@ def compare_selectors(
         key = key if isinstance(key, tuple) else (key,)
         rng = _metric_bounds(bounds, dict(zip(keys, key)).get("metric", group["metric"].iloc[0] if "metric" in group else None))
         width = None if rng is None else (-(rng[1] - rng[0]), rng[1] - rng[0])
+
         def base_of(name: str, sel: pd.DataFrame) -> str:
             if protocol_baselines and "protocol" in sel.columns:
                 return protocol_baselines.get(str(sel["protocol"].iloc[0]), baseline)
@@ -170,14 +178,36 @@ def compare_selectors(
                 )
             s = sel.set_index("seed")["score"]
             mean, sd, lo, hi = mean_ci(s.to_numpy(), level, rng)
-            row = {**dict(zip(keys, key)), "selector": name, "baseline": ref, "n_seeds": int(s.notna().sum()),
-                   "mean": mean, "sd": sd, "ci_low": lo, "ci_high": hi}
+            row = {
+                **dict(zip(keys, key)),
+                "selector": name,
+                "baseline": ref,
+                "n_seeds": int(s.notna().sum()),
+                "mean": mean,
+                "sd": sd,
+                "ci_low": lo,
+                "ci_high": hi,
+            }
             for col in ("protocol", "annotation_budget"):
                 if col in sel.columns:
                     row[col] = sel[col].iloc[0]
             if name == ref:
-                row.update({k: float("nan") for k in ("mean_diff", "diff_ci_low", "diff_ci_high", "sd_diff", "cohen_dz",
-                                                      "t_stat", "p_ttest", "p_wilcoxon", "mde")})
+                row.update(
+                    {
+                        k: float("nan")
+                        for k in (
+                            "mean_diff",
+                            "diff_ci_low",
+                            "diff_ci_high",
+                            "sd_diff",
+                            "cohen_dz",
+                            "t_stat",
+                            "p_ttest",
+                            "p_wilcoxon",
+                            "mde",
+                        )
+                    }
+                )
                 row["n_pairs"] = 0
             else:
                 common = s.index.intersection(base.index)
@@ -187,8 +217,24 @@ def compare_selectors(
                 row["mde"] = paired_mde(pair["sd_diff"], pair["n_pairs"], alpha=1.0 - level, power=power)
             row["better"] = bool(row["mean_diff"] > 0 and row["p_ttest"] < 1.0 - level) if name != ref else False
             rows.append(row)
-    stat_cols = ["n_seeds", "mean", "sd", "ci_low", "ci_high", "mean_diff", "diff_ci_low", "diff_ci_high", "sd_diff", "cohen_dz",
-                 "t_stat", "p_ttest", "p_wilcoxon", "n_pairs", "mde", "better"]
+    stat_cols = [
+        "n_seeds",
+        "mean",
+        "sd",
+        "ci_low",
+        "ci_high",
+        "mean_diff",
+        "diff_ci_low",
+        "diff_ci_high",
+        "sd_diff",
+        "cohen_dz",
+        "t_stat",
+        "p_ttest",
+        "p_wilcoxon",
+        "n_pairs",
+        "mde",
+        "better",
+    ]
     extra = [c for c in ("protocol", "annotation_budget") if c in scores.columns]
     out = pd.DataFrame(rows)[keys + ["selector"] + extra + ["baseline"] + stat_cols]
     if "family" in scores.columns:

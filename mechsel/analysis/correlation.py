@@ -43,8 +43,17 @@ from scipy.stats import rankdata
 from mechsel.errors import ConfigError, DataError
 
 __all__ = [
-    "PMethod", "CIMethod", "SpearmanResult", "spearman", "spearman_test", "spearman_p_value", "fisher_interval",
-    "fisher_se", "exceeds_bound_p", "bootstrap_indices", "rowwise_pearson",
+    "PMethod",
+    "CIMethod",
+    "SpearmanResult",
+    "spearman",
+    "spearman_test",
+    "spearman_p_value",
+    "fisher_interval",
+    "fisher_se",
+    "exceeds_bound_p",
+    "bootstrap_indices",
+    "rowwise_pearson",
 ]
 
 PMethod = Literal["t", "permutation"]
@@ -111,7 +120,7 @@ EXACT_MAX_N = 10
 """Below this many pairs, :func:`spearman_p_value` enumerates all orderings instead of using t."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _exact_null(n: int) -> np.ndarray:
     """Sorted |ρ| of every ordering of ``n`` untied ranks (``n!`` values)."""
     perms = np.array(list(itertools.permutations(range(n))), dtype=np.float64)

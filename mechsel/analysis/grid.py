@@ -29,8 +29,17 @@ from mechsel.analysis.correlation import CIMethod, PMethod, spearman_test
 from mechsel.analysis.multiple import benjamini_hochberg
 from mechsel.errors import ConfigError, DataError
 
-__all__ = ["CELL_KEYS", "FAMILY_KEYS", "FdrFamily", "correlation_grid", "join_quality", "cell_keys", "family_labels",
-           "bh_within_families", "cells_of"]
+__all__ = [
+    "CELL_KEYS",
+    "FAMILY_KEYS",
+    "FdrFamily",
+    "correlation_grid",
+    "join_quality",
+    "cell_keys",
+    "family_labels",
+    "bh_within_families",
+    "cells_of",
+]
 
 CELL_KEYS: tuple[str, ...] = ("task", "family", "hook", "positions", "mask", "layer", "statistic")
 """Columns that identify a cell of the grid, in output order, when present in the statistics frame."""
@@ -69,8 +78,7 @@ def join_quality(stats: pd.DataFrame, quality: pd.DataFrame) -> pd.DataFrame:
     joined = stats.merge(q, on=on, how="inner", validate="many_to_one")
     if joined.empty:
         raise DataError(
-            "No example_id of the statistics frame appears in the quality frame; were they computed "
-            "on the same candidate pool (same ids)?"
+            "No example_id of the statistics frame appears in the quality frame; were they computed on the same candidate pool (same ids)?"
         )
     return joined
 
@@ -85,9 +93,16 @@ def family_labels(grid: pd.DataFrame, fdr_family: FdrFamily = "task_family") -> 
     return grid[keys].astype(str).apply(lambda r: ", ".join(f"{k}={v}" for k, v in zip(keys, r)), axis=1).astype(object)
 
 
-def bh_within_families(grid: pd.DataFrame, p_column: str, family_column: str, alpha: float, *,
-                       size_column: str = "family_size", q_column: str = "q_value",
-                       significant_column: str = "significant") -> pd.DataFrame:
+def bh_within_families(
+    grid: pd.DataFrame,
+    p_column: str,
+    family_column: str,
+    alpha: float,
+    *,
+    size_column: str = "family_size",
+    q_column: str = "q_value",
+    significant_column: str = "significant",
+) -> pd.DataFrame:
     """Add ``size_column``, ``q_column`` and ``significant_column``: Benjamini–Hochberg on
     ``p_column`` within each value of ``family_column`` (in place; returns ``grid``)."""
     grid[size_column] = 0
@@ -153,8 +168,14 @@ def correlation_grid(
     rows = []
     for key, cell in cells_of(joined, keys):
         res = spearman_test(
-            cell["value"].to_numpy(), cell["quality"].to_numpy(), p_method=p_method, ci_method=ci_method,
-            n_boot=n_boot, n_perm=n_perm, level=level, seed=seed,
+            cell["value"].to_numpy(),
+            cell["quality"].to_numpy(),
+            p_method=p_method,
+            ci_method=ci_method,
+            n_boot=n_boot,
+            n_perm=n_perm,
+            level=level,
+            seed=seed,
         )
         rows.append({**dict(zip(keys, key)), **res.to_dict()})
     grid = pd.DataFrame(rows)

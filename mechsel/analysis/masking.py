@@ -91,7 +91,15 @@ def masking_effect(
             cell[full].to_numpy(), cell[isolated].to_numpy(), cell["quality"].to_numpy(), n_boot=n_boot, level=level, seed=seed
         )
         rows.append(
-            {**dict(zip(keys, key)), "n": n, f"rho_{full}": ra, f"rho_{isolated}": rb, "delta_rho": delta,
-             "ci_low": lo, "ci_high": hi, "excludes_zero": bool(np.isfinite(lo) and (lo > 0 or hi < 0))}
+            {
+                **dict(zip(keys, key)),
+                "n": n,
+                f"rho_{full}": ra,
+                f"rho_{isolated}": rb,
+                "delta_rho": delta,
+                "ci_low": lo,
+                "ci_high": hi,
+                "excludes_zero": bool(np.isfinite(lo) and (lo > 0 or hi < 0)),
+            }
         )
     return pd.DataFrame(rows)

@@ -50,8 +50,17 @@ from mechsel.errors import ConfigError, DataError
 __all__ = ["PartialSpearmanResult", "partial_spearman", "partial_correlation_grid", "PARTIAL_COLUMNS"]
 
 PARTIAL_COLUMNS: tuple[str, ...] = (
-    "covariates", "n_covariates", "n_partial", "rho_partial", "ci_low_partial", "ci_high_partial", "p_partial",
-    "fdr_family_partial", "family_size_partial", "q_partial", "significant_partial",
+    "covariates",
+    "n_covariates",
+    "n_partial",
+    "rho_partial",
+    "ci_low_partial",
+    "ci_high_partial",
+    "p_partial",
+    "fdr_family_partial",
+    "family_size_partial",
+    "q_partial",
+    "significant_partial",
 )
 """Columns of :func:`partial_correlation_grid` after the cell keys (suffixed so they merge beside the raw grid)."""
 
@@ -146,9 +155,7 @@ def partial_spearman(
     if not 0.0 < level < 1.0:
         raise ConfigError(f"Confidence level must lie in (0, 1), got {level}; e.g. 0.95.")
     if isinstance(categorical, str):
-        raise ConfigError(
-            f"categorical must be a sequence of column names, got the string {categorical!r}; write ({categorical!r},)."
-        )
+        raise ConfigError(f"categorical must be a sequence of column names, got the string {categorical!r}; write ({categorical!r},).")
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     if x.shape != y.shape:
@@ -243,16 +250,28 @@ def partial_correlation_grid(
     joined, names = _covariate_lines(stats, quality, covariates, keys)
     rows = []
     for key, cell in cells_of(joined, keys):
-        res = partial_spearman(
-            cell["value"].to_numpy(), cell["quality"].to_numpy(), cell[names], categorical=categorical, level=level
+        res = partial_spearman(cell["value"].to_numpy(), cell["quality"].to_numpy(), cell[names], categorical=categorical, level=level)
+        rows.append(
+            {
+                **dict(zip(keys, key)),
+                "covariates": ", ".join(map(str, names)),
+                "n_covariates": res.n_covariates,
+                "n_partial": res.n,
+                "rho_partial": res.rho,
+                "ci_low_partial": res.ci_low,
+                "ci_high_partial": res.ci_high,
+                "p_partial": res.p_value,
+            }
         )
-        rows.append({
-            **dict(zip(keys, key)), "covariates": ", ".join(map(str, names)), "n_covariates": res.n_covariates,
-            "n_partial": res.n, "rho_partial": res.rho, "ci_low_partial": res.ci_low, "ci_high_partial": res.ci_high,
-            "p_partial": res.p_value,
-        })
     grid = pd.DataFrame(rows)
     grid["fdr_family_partial"] = family_labels(grid, fdr_family)
-    bh_within_families(grid, "p_partial", "fdr_family_partial", alpha, size_column="family_size_partial",
-                       q_column="q_partial", significant_column="significant_partial")
+    bh_within_families(
+        grid,
+        "p_partial",
+        "fdr_family_partial",
+        alpha,
+        size_column="family_size_partial",
+        q_column="q_partial",
+        significant_column="significant_partial",
+    )
     return grid[keys + list(PARTIAL_COLUMNS)]

@@ -34,7 +34,13 @@ from mechsel.analysis.partial import partial_correlation_grid
 from mechsel.errors import ConfigError, DataError
 
 __all__ = [
-    "Aggregate", "AGGREGATES", "SET_KEYS", "set_features", "set_scores", "set_correlation_grid", "pooled_set_correlation_grid",
+    "Aggregate",
+    "AGGREGATES",
+    "SET_KEYS",
+    "set_features",
+    "set_scores",
+    "set_correlation_grid",
+    "pooled_set_correlation_grid",
 ]
 
 Aggregate = Literal["mean", "max"]
@@ -45,8 +51,14 @@ SET_KEYS: tuple[str, ...] = ("task", "selector", "budget", "seed")
 """Columns that identify one demonstration set (one line of the scores frame)."""
 
 _POOLED_NAMES = {
-    "n_partial": "n", "rho_partial": "rho", "ci_low_partial": "ci_low", "ci_high_partial": "ci_high", "p_partial": "p_value",
-    "fdr_family_partial": "fdr_family", "family_size_partial": "family_size", "q_partial": "q_value",
+    "n_partial": "n",
+    "rho_partial": "rho",
+    "ci_low_partial": "ci_low",
+    "ci_high_partial": "ci_high",
+    "p_partial": "p_value",
+    "fdr_family_partial": "fdr_family",
+    "family_size_partial": "family_size",
+    "q_partial": "q_value",
     "significant_partial": "significant",
 }
 
@@ -115,14 +127,10 @@ def set_features(
         )
     members = sel[[*SET_KEYS, "example_id"]].merge(stats[on + cells + ["value"]], on=on, how="inner")
     if members.empty:
-        raise DataError(
-            "No member of any set appears in the statistics frame; were both built on the same candidate pool (same ids)?"
-        )
+        raise DataError("No member of any set appears in the statistics frame; were both built on the same candidate pool (same ids)?")
     grouped = members.groupby([*SET_KEYS, *cells], sort=True, dropna=False)["value"]
     wide = grouped.agg(["mean", "max", "count"]).reset_index().rename(columns={"count": "n_members"})
-    long = wide.melt(
-        id_vars=[*SET_KEYS, *cells, "n_members"], value_vars=list(aggregates), var_name="aggregate", value_name="value"
-    )
+    long = wide.melt(id_vars=[*SET_KEYS, *cells, "n_members"], value_vars=list(aggregates), var_name="aggregate", value_name="value")
     long["set_id"] = _set_id(long)
     return long[[*SET_KEYS, "set_id", *cells, "aggregate", "value", "n_members"]].reset_index(drop=True)
 
@@ -209,7 +217,12 @@ def set_correlation_grid(
     """
     lines, quality, cells = _set_lines(selections, scores, stats, selector, metric, aggregates, keys)
     return correlation_grid(
-        lines, quality, keys=["task", "metric", "budget", *cells, "aggregate"], fdr_family=fdr_family, level=level, alpha=alpha,
+        lines,
+        quality,
+        keys=["task", "metric", "budget", *cells, "aggregate"],
+        fdr_family=fdr_family,
+        level=level,
+        alpha=alpha,
     )
 
 
@@ -237,8 +250,14 @@ def pooled_set_correlation_grid(
     """
     lines, quality, cells = _set_lines(selections, scores, stats, selector, metric, aggregates, keys)
     grid = partial_correlation_grid(
-        lines, quality, ["budget"], keys=["task", "metric", *cells, "aggregate"], categorical=("budget",),
-        fdr_family=fdr_family, level=level, alpha=alpha,
+        lines,
+        quality,
+        ["budget"],
+        keys=["task", "metric", *cells, "aggregate"],
+        categorical=("budget",),
+        fdr_family=fdr_family,
+        level=level,
+        alpha=alpha,
     )
     grid = grid.rename(columns=_POOLED_NAMES)
     grid["n_budgets"] = grid["n_covariates"] + (grid["n"] > 0)

@@ -27,8 +27,20 @@ PAPER_RHO_BOUND = 0.33
 CELL_COLUMNS: tuple[str, ...] = ("task", "selector", "layer", "statistic", "mask")
 """Columns of the ``cells`` frame that names the grid cell each selector read."""
 
-_COMPARISON_COLUMNS = ("mean", "ci_low", "ci_high", "mean_diff", "diff_ci_low", "diff_ci_high", "sd_diff", "n_pairs",
-                       "p_ttest", "p_wilcoxon", "cohen_dz", "mde")
+_COMPARISON_COLUMNS = (
+    "mean",
+    "ci_low",
+    "ci_high",
+    "mean_diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "sd_diff",
+    "n_pairs",
+    "p_ttest",
+    "p_wilcoxon",
+    "cohen_dz",
+    "mde",
+)
 
 
 def describe_cell(row: pd.Series | dict) -> str:
@@ -62,8 +74,9 @@ def _grid_lines(grid: pd.DataFrame, task: object, grid_family: str | None) -> pd
     return g[np.isfinite(g["rho"])]
 
 
-def _own_cell(grid: pd.DataFrame | None, cells: pd.DataFrame | None, task: object, selector: str,
-              grid_family: str | None) -> dict[str, object]:
+def _own_cell(
+    grid: pd.DataFrame | None, cells: pd.DataFrame | None, task: object, selector: str, grid_family: str | None
+) -> dict[str, object]:
     """The cell ``selector`` read on ``task`` and that cell's ρ and interval (empty when unknown)."""
     empty = {"cell": "", "cell_rho": np.nan, "cell_rho_low": np.nan, "cell_rho_high": np.nan}
     if cells is None:
@@ -76,8 +89,11 @@ def _own_cell(grid: pd.DataFrame | None, cells: pd.DataFrame | None, task: objec
     if grid is None or pd.isna(c.get("layer")):
         return out
     g = _grid_lines(grid, task, grid_family)
-    hit = g[(g["layer"] == c["layer"]) & (g["statistic"] == c["statistic"]) & (g["mask"] == c["mask"])] if "mask" in g.columns else g[
-        (g["layer"] == c["layer"]) & (g["statistic"] == c["statistic"])]
+    hit = (
+        g[(g["layer"] == c["layer"]) & (g["statistic"] == c["statistic"]) & (g["mask"] == c["mask"])]
+        if "mask" in g.columns
+        else g[(g["layer"] == c["layer"]) & (g["statistic"] == c["statistic"])]
+    )
     if len(hit) == 1:
         h = hit.iloc[0]
         out.update(cell_rho=h["rho"], cell_rho_low=h["ci_low"], cell_rho_high=h["ci_high"])
@@ -130,9 +146,15 @@ def summary_table(
             continue
         b = base.iloc[0]
         for _, sel in cand.sort_values("selector").iterrows():
-            row = {**where, "selector": sel["selector"], "random_mean": b["mean"], "random_ci_low": b["ci_low"],
-                   "random_ci_high": b["ci_high"], **{c: sel.get(c, np.nan) for c in _COMPARISON_COLUMNS},
-                   "n_competing": len(cand)}
+            row = {
+                **where,
+                "selector": sel["selector"],
+                "random_mean": b["mean"],
+                "random_ci_low": b["ci_low"],
+                "random_ci_high": b["ci_high"],
+                **{c: sel.get(c, np.nan) for c in _COMPARISON_COLUMNS},
+                "n_competing": len(cand),
+            }
             row.update(_own_cell(grid, cells, where.get("task"), str(sel["selector"]), grid_family))
             rows.append(row)
     table = pd.DataFrame(rows)
@@ -144,8 +166,14 @@ def summary_table(
                 extra.append({"max_abs_rho": np.nan, "max_rho": np.nan, "max_rho_cell": "", "max_rho_q": np.nan})
                 continue
             top = sub.loc[sub["rho"].abs().idxmax()]
-            extra.append({"max_abs_rho": abs(top["rho"]), "max_rho": top["rho"], "max_rho_cell": describe_cell(top),
-                          "max_rho_q": top.get("q_value", np.nan)})
+            extra.append(
+                {
+                    "max_abs_rho": abs(top["rho"]),
+                    "max_rho": top["rho"],
+                    "max_rho_cell": describe_cell(top),
+                    "max_rho_q": top.get("q_value", np.nan),
+                }
+            )
         table = pd.concat([table.reset_index(drop=True), pd.DataFrame(extra)], axis=1)
     return table
 
@@ -158,20 +186,35 @@ def format_summary(summary: pd.DataFrame, family: str = "activation") -> str:
     interval, ``mde`` the smallest difference the design detects at 80% power, ``ρ(cell)`` the
     correlation of the cell the selector itself read.
     """
-    columns = [("task", "<"), ("metric", "<"), ("k", ">"), ("random [95% CI]", "<"), (f"{family} selector [95% CI]", "<"),
-               ("diff [95% CI]", "<"), ("p(t)", ">"), ("mde", ">"), ("cell (its ρ)", "<")]
+    columns = [
+        ("task", "<"),
+        ("metric", "<"),
+        ("k", ">"),
+        ("random [95% CI]", "<"),
+        (f"{family} selector [95% CI]", "<"),
+        ("diff [95% CI]", "<"),
+        ("p(t)", ">"),
+        ("mde", ">"),
+        ("cell (its ρ)", "<"),
+    ]
     rows = []
     for _, r in summary.iterrows():
         cell = str(r.get("cell", "") or "—")
         if np.isfinite(r.get("cell_rho", np.nan)):
             cell += f" ({r['cell_rho']:+.2f})"
-        rows.append([
-            str(r.get("task", "")), str(r.get("metric", "")), str(int(r["budget"])),
-            f"{r['random_mean']:.3f} [{r['random_ci_low']:.3f}, {r['random_ci_high']:.3f}]",
-            f"{r['selector']} {r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
-            f"{r['mean_diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]", f"{r['p_ttest']:.3g}",
-            f"{r['mde']:.3f}", cell,
-        ])
+        rows.append(
+            [
+                str(r.get("task", "")),
+                str(r.get("metric", "")),
+                str(int(r["budget"])),
+                f"{r['random_mean']:.3f} [{r['random_ci_low']:.3f}, {r['random_ci_high']:.3f}]",
+                f"{r['selector']} {r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
+                f"{r['mean_diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]",
+                f"{r['p_ttest']:.3g}",
+                f"{r['mde']:.3f}",
+                cell,
+            ]
+        )
     return _aligned(columns, rows)
 
 
@@ -190,17 +233,36 @@ def format_comparison(comparison: pd.DataFrame) -> str:
     """Every selector of a :func:`~mechsel.analysis.compare_selectors` table as aligned text: its
     protocol and annotation budget B (labels used), mean [95% CI], and the paired difference from
     its own baseline with interval, p (unadjusted) and minimum detectable effect."""
-    columns = [("task", "<"), ("k", ">"), ("selector", "<"), ("protocol", "<"), ("B", ">"), ("mean [95% CI]", "<"),
-               ("vs", "<"), ("diff [95% CI]", "<"), ("p(t)", ">"), ("mde", ">"), ("seeds", ">")]
+    columns = [
+        ("task", "<"),
+        ("k", ">"),
+        ("selector", "<"),
+        ("protocol", "<"),
+        ("B", ">"),
+        ("mean [95% CI]", "<"),
+        ("vs", "<"),
+        ("diff [95% CI]", "<"),
+        ("p(t)", ">"),
+        ("mde", ">"),
+        ("seeds", ">"),
+    ]
     rows = []
     for _, r in comparison.iterrows():
         own = r["selector"] == r.get("baseline")
         b = r.get("annotation_budget", np.nan)
-        rows.append([
-            str(r.get("task", "")), str(int(r["budget"])), str(r["selector"]), str(r.get("protocol", "")),
-            "" if pd.isna(b) else str(int(b)), f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
-            "" if own else str(r.get("baseline", "")),
-            "" if own else f"{r['mean_diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]",
-            "" if own else f"{r['p_ttest']:.3g}", "" if own else f"{r['mde']:.3f}", str(int(r["n_seeds"])),
-        ])
+        rows.append(
+            [
+                str(r.get("task", "")),
+                str(int(r["budget"])),
+                str(r["selector"]),
+                str(r.get("protocol", "")),
+                "" if pd.isna(b) else str(int(b)),
+                f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
+                "" if own else str(r.get("baseline", "")),
+                "" if own else f"{r['mean_diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]",
+                "" if own else f"{r['p_ttest']:.3g}",
+                "" if own else f"{r['mde']:.3f}",
+                str(int(r["n_seeds"])),
+            ]
+        )
     return _aligned(columns, rows)

@@ -119,8 +119,13 @@ class Verdict:
         parts = {"gain": asdict(self.gain)}
         if self.correlation is not None:
             parts["correlation"] = asdict(self.correlation)
-        return {"outcome": self.outcome, "decided_by": self.decided_by, "text": self.text,
-                "settings": asdict(self.settings), "parts": _jsonable(parts)}
+        return {
+            "outcome": self.outcome,
+            "decided_by": self.decided_by,
+            "text": self.text,
+            "settings": asdict(self.settings),
+            "parts": _jsonable(parts),
+        }
 
 
 def _jsonable(obj: Any) -> Any:
@@ -165,33 +170,63 @@ def gain_part(summary: pd.DataFrame, settings: VerdictSettings, bounds: dict[str
         beats = bool(diff > 0 and np.isfinite(q[i]) and q[i] <= a)
         worse = bool(diff < 0 and np.isfinite(q[i]) and q[i] <= a)
         equivalent = bool(np.isfinite(lo) and -margin < lo and hi < margin)
-        lines.append({
-            "task": r.get("task"), "metric": r.get("metric"), "budget": r.get("budget"), "selector": r["selector"],
-            "cell": r.get("cell", ""), "diff": diff, "ci_low": r.get("diff_ci_low", np.nan), "ci_high": r.get("diff_ci_high", np.nan),
-            "tost_low": lo, "tost_high": hi, "p_ttest": r["p_ttest"], "q_bh": q[i], "mde": r["mde"], "margin": margin,
-            "n_seeds": n, "beats_random": beats, "worse_than_random": worse, "equivalent": equivalent,
-            "mde_exceeds_margin": bool(np.isfinite(r["mde"]) and r["mde"] > margin),
-            "outcome": "does_not_hold" if beats else "holds" if equivalent else "inconclusive",
-        })
+        lines.append(
+            {
+                "task": r.get("task"),
+                "metric": r.get("metric"),
+                "budget": r.get("budget"),
+                "selector": r["selector"],
+                "cell": r.get("cell", ""),
+                "diff": diff,
+                "ci_low": r.get("diff_ci_low", np.nan),
+                "ci_high": r.get("diff_ci_high", np.nan),
+                "tost_low": lo,
+                "tost_high": hi,
+                "p_ttest": r["p_ttest"],
+                "q_bh": q[i],
+                "mde": r["mde"],
+                "margin": margin,
+                "n_seeds": n,
+                "beats_random": beats,
+                "worse_than_random": worse,
+                "equivalent": equivalent,
+                "mde_exceeds_margin": bool(np.isfinite(r["mde"]) and r["mde"] > margin),
+                "outcome": "does_not_hold" if beats else "holds" if equivalent else "inconclusive",
+            }
+        )
     if any(x["beats_random"] for x in lines):
         best = max((x for x in lines if x["beats_random"]), key=lambda x: x["diff"])
-        return PartVerdict("does_not_hold", (
-            f"{best['selector']} beats random ({best['task']}, k {best['budget']}: {best['diff']:+.3f} "
-            f"[{best['ci_low']:+.3f}, {best['ci_high']:+.3f}], BH q = {best['q_bh']:.2g} over {len(lines)} lines)"), lines)
+        return PartVerdict(
+            "does_not_hold",
+            (
+                f"{best['selector']} beats random ({best['task']}, k {best['budget']}: {best['diff']:+.3f} "
+                f"[{best['ci_low']:+.3f}, {best['ci_high']:+.3f}], BH q = {best['q_bh']:.2g} over {len(lines)} lines)"
+            ),
+            lines,
+        )
     if all(x["equivalent"] for x in lines):
         widest = max(lines, key=lambda x: max(abs(x["tost_low"]), abs(x["tost_high"])))
-        return PartVerdict("holds", (
-            f"every competing selector is equivalent to random within ±{widest['margin']:.3g} (all {len(lines)} "
-            f"{100 * (1 - 2 * a):.0f}% intervals inside the margin; widest {widest['tost_low']:+.3f} to "
-            f"{widest['tost_high']:+.3f})"), lines)
+        return PartVerdict(
+            "holds",
+            (
+                f"every competing selector is equivalent to random within ±{widest['margin']:.3g} (all {len(lines)} "
+                f"{100 * (1 - 2 * a):.0f}% intervals inside the margin; widest {widest['tost_low']:+.3f} to "
+                f"{widest['tost_high']:+.3f})"
+            ),
+            lines,
+        )
     undecided = [x for x in lines if not x["equivalent"]]
     over = [x for x in undecided if x["mde_exceeds_margin"]]
-    text = (f"no selector is shown to beat random, but {len(undecided)} of {len(lines)} lines are not shown equivalent "
-            f"within ±{undecided[0]['margin']:.3g}")
+    text = (
+        f"no selector is shown to beat random, but {len(undecided)} of {len(lines)} lines are not shown equivalent "
+        f"within ±{undecided[0]['margin']:.3g}"
+    )
     if over:
         mdes = [x["mde"] for x in over]
-        text += (f"; the design could only detect gains of {min(mdes):.3f}–{max(mdes):.3f} at "
-                 f"{settings.power:.0%} power on {len(over)} of them, more than the margin — more seeds would decide")
+        text += (
+            f"; the design could only detect gains of {min(mdes):.3f}–{max(mdes):.3f} at "
+            f"{settings.power:.0%} power on {len(over)} of them, more than the margin — more seeds would decide"
+        )
     worse = [x for x in lines if x["worse_than_random"]]
     if worse:
         text += f"; {len(worse)} line(s) are reliably worse than random"
@@ -226,34 +261,58 @@ def correlation_part(grid: pd.DataFrame, settings: VerdictSettings, basis: str =
         z_needed = sps.norm.isf(a / m) + sps.norm.isf(1.0 - settings.power)
         detectable = float(np.tanh(np.arctanh(b) + z_needed * float(np.median(fisher_se(np.full(m, b), n)))))
         top_row = cells.iloc[top]
-        families.append({
-            "family": fam, "cells": m, "n": int(np.median(n)), "max_abs_rho": float(abs(rho[top])), "max_rho_cell": describe_cell(top_row),
-            "max_rho_q_above": float(q[top]), "cells_shown_above": int(shown.sum()),
-            "shown_above": [describe_cell(cells.iloc[i]) for i in np.flatnonzero(shown)],
-            "cells_shown_below": int(below.sum()), "interval_level": level,
-            "widest_abs_bound": float(np.max(np.maximum(np.abs(lo), np.abs(hi)))), "detectable_rho": detectable,
-            "outcome": "does_not_hold" if shown.any() else "holds" if below.all() else "inconclusive",
-        })
+        families.append(
+            {
+                "family": fam,
+                "cells": m,
+                "n": int(np.median(n)),
+                "max_abs_rho": float(abs(rho[top])),
+                "max_rho_cell": describe_cell(top_row),
+                "max_rho_q_above": float(q[top]),
+                "cells_shown_above": int(shown.sum()),
+                "shown_above": [describe_cell(cells.iloc[i]) for i in np.flatnonzero(shown)],
+                "cells_shown_below": int(below.sum()),
+                "interval_level": level,
+                "widest_abs_bound": float(np.max(np.maximum(np.abs(lo), np.abs(hi)))),
+                "detectable_rho": detectable,
+                "outcome": "does_not_hold" if shown.any() else "holds" if below.all() else "inconclusive",
+            }
+        )
     above = [f for f in families if f["cells_shown_above"]]
     if above:
         f = max(above, key=lambda f: f["max_abs_rho"])
-        return PartVerdict("does_not_hold", (
-            f"{sum(x['cells_shown_above'] for x in above)} cell(s) correlate with quality more strongly than |{basis}| = {b:.2f}, "
-            f"e.g. {f['max_rho_cell']} in {f['family']} (|{basis}| = {f['max_abs_rho']:.2f}, BH q of |{basis}| > {b:.2f}: "
-            f"{f['max_rho_q_above']:.2g} over {f['cells']} cells)"), families)
+        return PartVerdict(
+            "does_not_hold",
+            (
+                f"{sum(x['cells_shown_above'] for x in above)} cell(s) correlate with quality more strongly than |{basis}| = {b:.2f}, "
+                f"e.g. {f['max_rho_cell']} in {f['family']} (|{basis}| = {f['max_abs_rho']:.2f}, BH q of |{basis}| > {b:.2f}: "
+                f"{f['max_rho_q_above']:.2g} over {f['cells']} cells)"
+            ),
+            families,
+        )
     if all(f["outcome"] == "holds" for f in families):
-        return PartVerdict("holds", (
-            f"every cell's {settings.rho_adjust} interval of {basis} lies inside ±{b:.2f} (largest bound "
-            f"{max(f['widest_abs_bound'] for f in families):.2f})"), families)
+        return PartVerdict(
+            "holds",
+            (
+                f"every cell's {settings.rho_adjust} interval of {basis} lies inside ±{b:.2f} (largest bound "
+                f"{max(f['widest_abs_bound'] for f in families):.2f})"
+            ),
+            families,
+        )
     per_family = "; ".join(
         f"{f['family']}: max |{basis}| {f['max_abs_rho']:.2f} ({f['max_rho_cell']}), n = {f['n']}, detectable ≥ {f['detectable_rho']:.2f}"
         for f in families
     )
-    return PartVerdict("inconclusive", (
-        f"no cell is shown above |{basis}| = {b:.2f}, but not every cell is shown below it "
-        f"(intervals at {settings.rho_adjust} level reach up to {max(f['widest_abs_bound'] for f in families):.2f}); "
-        f"per family ({families[0]['cells']} cells each, n effective, |{basis}| the design detects above {b:.2f} at "
-        f"{settings.power:.0%} power): {per_family}"), families)
+    return PartVerdict(
+        "inconclusive",
+        (
+            f"no cell is shown above |{basis}| = {b:.2f}, but not every cell is shown below it "
+            f"(intervals at {settings.rho_adjust} level reach up to {max(f['widest_abs_bound'] for f in families):.2f}); "
+            f"per family ({families[0]['cells']} cells each, n effective, |{basis}| the design detects above {b:.2f} at "
+            f"{settings.power:.0%} power): {per_family}"
+        ),
+        families,
+    )
 
 
 def verdict(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Literal, Union, get_args
+from typing import Any, Literal, get_args
 
 from mechsel.errors import ConfigError, did_you_mean
 from mechsel.masks.strategies import MASKS, MaskName
@@ -17,7 +17,7 @@ PositionsName = Literal["all", "input", "last"]
 """``all``: the example's own text and label tokens; ``input``: its text tokens (no label);
 ``last``: the final token that ``all`` would select."""
 POSITIONS: tuple[str, ...] = get_args(PositionsName)
-StatisticSpec = Union[str, Reducer]
+StatisticSpec = str | Reducer
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,7 @@ class CollectConfig:
     def __post_init__(self) -> None:
         if self.mask not in MASKS:
             raise ConfigError(
-                f"Unknown mask {self.mask!r}.{did_you_mean(str(self.mask), MASKS.names())} "
-                f"Valid masks: {', '.join(MASKS.names())}."
+                f"Unknown mask {self.mask!r}.{did_you_mean(str(self.mask), MASKS.names())} Valid masks: {', '.join(MASKS.names())}."
             )
         if self.positions not in POSITIONS:
             raise ConfigError(
@@ -88,8 +87,7 @@ class CollectConfig:
         for s in stats:
             if not isinstance(s, str) and not isinstance(s, Reducer):
                 raise ConfigError(
-                    f"statistics entries must be names or Reducer instances (with family, statistic_names() "
-                    f"and reduce()), got {s!r}."
+                    f"statistics entries must be names or Reducer instances (with family, statistic_names() and reduce()), got {s!r}."
                 )
         object.__setattr__(self, "statistics", stats)
         for flag in ("include_bos", "include_template", "truncate", "progress"):

@@ -10,7 +10,7 @@ activations are summarised.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +19,8 @@ import torch
 
 from mechsel.collect.config import CollectConfig
 from mechsel.errors import ConfigError, DataError
-from mechsel.masks.segments import Segment, SegmentedPrompt, alone_prompt
 from mechsel.masks.hooks import local_window
+from mechsel.masks.segments import Segment, SegmentedPrompt, alone_prompt
 from mechsel.masks.strategies import alone_segments, get_mask
 from mechsel.provenance import hash_json, hash_texts
 
@@ -187,7 +187,7 @@ def _add_rows(plan: Plan, seq: PlannedSequence, prompt: SegmentedPrompt, rows: l
         if idx.size == 0:
             raise DataError(
                 f"Example {example_id!r} (input {prompt_id}) has no tokens for positions={cfg.positions!r} "
-                f"(roles in its segment: {sorted(set(prompt.roles[seg.start:seg.end]))}). Use positions='all', "
+                f"(roles in its segment: {sorted(set(prompt.roles[seg.start : seg.end]))}). Use positions='all', "
                 f"include_template=True, or give it text tokens."
             )
         seq.groups.append((len(plan.example_ids), idx))

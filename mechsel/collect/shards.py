@@ -118,4 +118,3 @@ def load_activations(
         torch.cat([p["row"] for p in parts]),
         torch.cat([p["position"] for p in parts]),
     )
-

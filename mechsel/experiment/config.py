@@ -236,8 +236,7 @@ class TaskSettings:
         unknown = [k for k in spec if k not in valid]
         if unknown:
             raise ConfigError(
-                f"tasks[{self.name}].define has unknown key(s) {unknown}.{did_you_mean(unknown[0], valid)} "
-                f"Valid keys: {', '.join(valid)}."
+                f"tasks[{self.name}].define has unknown key(s) {unknown}.{did_you_mean(unknown[0], valid)} Valid keys: {', '.join(valid)}."
             )
         for key in ("input_fields", "label_names", "verbalizers", "stop"):
             if isinstance(spec.get(key), list):
@@ -253,8 +252,14 @@ class TaskSettings:
         """The :class:`mechsel.tasks.SplitConfig` of this task's candidate / dev / test subsets."""
         from mechsel.tasks import SplitConfig
 
-        return SplitConfig(pool_size=self.n_candidates, dev_size=self.dev_size, test_size=self.test_size, seed=seed,
-                           stratify=self.stratify, min_words=self.min_words)
+        return SplitConfig(
+            pool_size=self.n_candidates,
+            dev_size=self.dev_size,
+            test_size=self.test_size,
+            seed=seed,
+            stratify=self.stratify,
+            min_words=self.min_words,
+        )
 
 
 @dataclass(frozen=True)
@@ -323,7 +328,9 @@ class SAESettings:
     def __post_init__(self) -> None:
         if not isinstance(self.saes, Mapping):
             raise ConfigError(f"sae.saes must map layer → SAE path or release/id, got {self.saes!r}.")
-        bad = [k for k in self.saes if isinstance(k, bool) or not isinstance(k, int) and not (isinstance(k, str) and k.lstrip("-").isdigit())]
+        bad = [
+            k for k in self.saes if isinstance(k, bool) or not isinstance(k, int) and not (isinstance(k, str) and k.lstrip("-").isdigit())
+        ]
         if bad:
             raise ConfigError(f"sae.saes keys must be layer indices, got {bad[0]!r}; e.g. saes: {{6: path/to/layer_6}}.")
         object.__setattr__(self, "saes", {int(k): str(v) for k, v in self.saes.items()})
@@ -460,8 +467,11 @@ class SelectionSettings:
                     f"selection.retrieval_baseline={rb.label!r} must retrieve from the baseline's labels: give it "
                     f"annotated: {self.baseline!r}."
                 )
-            short = [r.label for r in self.runs if r.annotated is not None and rb.n_seeds is not None
-                     and (r.n_seeds is None or r.n_seeds > rb.n_seeds)]
+            short = [
+                r.label
+                for r in self.runs
+                if r.annotated is not None and rb.n_seeds is not None and (r.n_seeds is None or r.n_seeds > rb.n_seeds)
+            ]
             if short:
                 raise ConfigError(
                     f"selection.retrieval_baseline={rb.label!r} runs {rb.n_seeds} seeds but {short} run more; every seed of "
@@ -469,9 +479,13 @@ class SelectionSettings:
                 )
         for r in self.runs:
             if r.n_seeds is not None and r.label == self.baseline and r.n_seeds < len(self.seeds):
-                raise ConfigError(f"selection.runs[{r.label}].n_seeds: the baseline runs every seed (it is paired with every other run); remove n_seeds.")
+                raise ConfigError(
+                    f"selection.runs[{r.label}].n_seeds: the baseline runs every seed (it is paired with every other run); remove n_seeds."
+                )
             if r.n_seeds is not None and r.n_seeds > len(self.seeds):
-                raise ConfigError(f"selection.runs[{r.label}].n_seeds={r.n_seeds} exceeds the {len(self.seeds)} selection.seeds; lower it or add seeds.")
+                raise ConfigError(
+                    f"selection.runs[{r.label}].n_seeds={r.n_seeds} exceeds the {len(self.seeds)} selection.seeds; lower it or add seeds."
+                )
             if r.annotated is not None and r.annotated not in labels:
                 raise ConfigError(f"selection.runs[{r.label}].annotated={r.annotated!r} is not a run label; runs: {labels}.")
 
@@ -482,7 +496,9 @@ class SelectionSettings:
     def seeds_for(self, task: TaskSettings) -> tuple[int, ...]:
         """The seeds ``task`` runs on (the first ``task.n_seeds`` of :attr:`seeds`)."""
         if task.n_seeds is not None and task.n_seeds > len(self.seeds):
-            raise ConfigError(f"tasks[{task.name}].n_seeds={task.n_seeds} exceeds the {len(self.seeds)} selection.seeds; lower it or add seeds.")
+            raise ConfigError(
+                f"tasks[{task.name}].n_seeds={task.n_seeds} exceeds the {len(self.seeds)} selection.seeds; lower it or add seeds."
+            )
         return tuple(self.seeds[: task.n_seeds])
 
     def runs_for(self, task: str) -> tuple[SelectorRun, ...]:
@@ -550,8 +566,9 @@ class AnalysisSettings:
 
     def verdict_settings(self) -> VerdictSettings:
         """The verdict's settings, read from these fields."""
-        return VerdictSettings(alpha=self.alpha, margin=self.margin, rho_bound=self.rho_threshold,
-                               rho_adjust=self.rho_adjust, power=self.power)
+        return VerdictSettings(
+            alpha=self.alpha, margin=self.margin, rho_bound=self.rho_threshold, rho_adjust=self.rho_adjust, power=self.power
+        )
 
 
 @dataclass(frozen=True)
@@ -653,12 +670,16 @@ class ExperimentConfig:
                 if self.collect.layers != "all" and layer != "all" and not _has_negative(self.collect.layers, wanted):
                     missing = [x for x in wanted if x not in self.collect.layers]
                     if missing:
-                        raise ConfigError(f"selection.runs[{r.label}] uses layer(s) {missing}, not in collect.layers {list(self.collect.layers)}.")
+                        raise ConfigError(
+                            f"selection.runs[{r.label}] uses layer(s) {missing}, not in collect.layers {list(self.collect.layers)}."
+                        )
             if r.family == "sae" and not self.sae.enabled:
                 raise ConfigError(f"selection.runs[{r.label}] is an SAE selector but no SAE is configured; set sae.saes: {{layer: path}}.")
             if r.annotated is not None:
                 if "retrieve" not in SELECTORS.get(r.selector).modes:
-                    raise ConfigError(f"selection.runs[{r.label}].annotated applies to retrieval selectors only ({r.selector!r} annotates).")
+                    raise ConfigError(
+                        f"selection.runs[{r.label}].annotated applies to retrieval selectors only ({r.selector!r} annotates)."
+                    )
                 if "annotate" not in SELECTORS.get(sel.run(r.annotated).selector).modes:
                     raise ConfigError(f"selection.runs[{r.label}].annotated must name an annotation run; {r.annotated!r} retrieves.")
         if not any(r.family == "activation" for r in sel.runs):
@@ -672,7 +693,9 @@ class ExperimentConfig:
                 raise ConfigError(f"selection.runs[{r.label}].tasks names {unknown}, which are not tasks of this config: {names}.")
         for t in self.tasks:
             if sel.baseline not in [r.label for r in sel.runs_for(t.name)]:
-                raise ConfigError(f"The baseline {sel.baseline!r} does not run on task {t.name!r}; every task needs it (remove its tasks: list).")
+                raise ConfigError(
+                    f"The baseline {sel.baseline!r} does not run on task {t.name!r}; every task needs it (remove its tasks: list)."
+                )
             if not any(r.family == "activation" for r in sel.runs_for(t.name)):
                 raise ConfigError(f"No activation-family selector runs on task {t.name!r}; the summary compares random with one.")
             kind = t.task_config().kind

@@ -34,12 +34,30 @@ _RUNS: list[dict[str, Any]] = [
     # Similarity retrieval: over the whole labelled pool (B = pool), and annotate-then-retrieve
     # (B = 16 labels chosen by random / vote-k / IDEAL, then each query's k nearest of them).
     {"selector": "knn", "label": "kate (whole pool)", "n_seeds": RETRIEVAL_SEEDS, "tasks": ["sst2"]},
-    {"selector": "knn", "label": "random → kate", "annotated": "random", "annotation_budget": ANNOTATION_BUDGET,
-     "n_seeds": RETRIEVAL_SEEDS, "tasks": ["sst2"]},
-    {"selector": "knn", "label": "vote-k → kate", "annotated": "vote-k (fast)", "annotation_budget": ANNOTATION_BUDGET,
-     "n_seeds": RETRIEVAL_SEEDS, "tasks": ["sst2"]},
-    {"selector": "knn", "label": "ideal → kate", "annotated": "ideal", "annotation_budget": ANNOTATION_BUDGET,
-     "n_seeds": RETRIEVAL_SEEDS, "tasks": ["sst2"]},
+    {
+        "selector": "knn",
+        "label": "random → kate",
+        "annotated": "random",
+        "annotation_budget": ANNOTATION_BUDGET,
+        "n_seeds": RETRIEVAL_SEEDS,
+        "tasks": ["sst2"],
+    },
+    {
+        "selector": "knn",
+        "label": "vote-k → kate",
+        "annotated": "vote-k (fast)",
+        "annotation_budget": ANNOTATION_BUDGET,
+        "n_seeds": RETRIEVAL_SEEDS,
+        "tasks": ["sst2"],
+    },
+    {
+        "selector": "knn",
+        "label": "ideal → kate",
+        "annotated": "ideal",
+        "annotation_budget": ANNOTATION_BUDGET,
+        "n_seeds": RETRIEVAL_SEEDS,
+        "tasks": ["sst2"],
+    },
 ]
 
 DEMO: dict[str, Any] = {
@@ -49,8 +67,13 @@ DEMO: dict[str, Any] = {
         {"name": "sst2", "n_candidates": 200, "dev_size": 32, "test_size": 80, "selection_pool": 48},
         {"name": "ag_news", "n_candidates": 48, "dev_size": 24, "test_size": 48, "selection_pool": 40, "n_seeds": 5},
     ],
-    "collect": {"masks": ["full", "isolated"], "layers": "all", "positions": "all",
-                "statistics": ["mean", "variance", "skewness", "kurtosis", "max_abs"], "context_size": 4},
+    "collect": {
+        "masks": ["full", "isolated"],
+        "layers": "all",
+        "positions": "all",
+        "statistics": ["mean", "variance", "skewness", "kurtosis", "max_abs"],
+        "context_size": 4,
+    },
     "selection": {"runs": _RUNS, "budgets": [4, 8], "seeds": list(range(100)), "retrieval_baseline": "random → kate"},
     "analysis": {"n_boot": 2000, "n_perm": 2000},
     "output_dir": "results/demo",
@@ -68,8 +91,15 @@ QUICK.update(
     name="demo-quick",
     tasks=[{"name": "sst2", "n_candidates": 16, "dev_size": 8, "test_size": 48, "selection_pool": 12}],
     collect={**DEMO["collect"], "masks": ["full", "isolated"]},
-    selection={"runs": [{k: v for k, v in r.items() if k not in ("n_seeds", "tasks")} | ({"annotation_budget": 6} if "annotated" in r else {})
-                        for r in _RUNS], "budgets": [2, 4], "seeds": [0, 1, 2], "retrieval_baseline": "random → kate"},
+    selection={
+        "runs": [
+            {k: v for k, v in r.items() if k not in ("n_seeds", "tasks")} | ({"annotation_budget": 6} if "annotated" in r else {})
+            for r in _RUNS
+        ],
+        "budgets": [2, 4],
+        "seeds": [0, 1, 2],
+        "retrieval_baseline": "random → kate",
+    },
     analysis={"n_boot": 500, "n_perm": 500},
     output_dir="results/demo-quick",
 )
@@ -79,7 +109,11 @@ QUICK.update(
 SAE_RUNS: list[dict[str, Any]] = [
     {"selector": "sae_coverage", "label": "sae coverage"},
     {"selector": "sae_diversity", "label": "sae diversity"},
-    {"selector": "sae_topk", "label": "sae top-k (explained variance)", "params": {"statistic": "sae_explained_variance", "nan_policy": "exclude"}},
+    {
+        "selector": "sae_topk",
+        "label": "sae top-k (explained variance)",
+        "params": {"statistic": "sae_explained_variance", "nan_policy": "exclude"},
+    },
 ]
 """Selector runs added by ``mechsel demo --sae PATH`` (one SAE; with several, ``sae_topk`` needs a layer)."""
 
@@ -110,7 +144,9 @@ def sae_changes(base: ExperimentConfig, paths: list[str]) -> dict[str, Any]:
         hook = meta.get("metadata", {}).get("hook_name") or meta.get("hook_name", "")
         match = re.fullmatch(r"blocks\.(\d+)\.hook_mlp_out", str(hook))
         if match is None:
-            raise ConfigError(f"--sae {raw}: its hook is {hook!r}, but the demo collects blocks.<layer>.hook_mlp_out; train one with `mechsel train-sae`.")
+            raise ConfigError(
+                f"--sae {raw}: its hook is {hook!r}, but the demo collects blocks.<layer>.hook_mlp_out; train one with `mechsel train-sae`."
+            )
         layer = int(match.group(1))
         if layer in saes:
             raise ConfigError(f"--sae: two SAEs for layer {layer} ({saes[layer]} and {raw}); pass one per layer.")

@@ -123,8 +123,15 @@ class StageRecord:
 
 def stage_key(stage: Stage, input_keys: Mapping[str, str], fingerprint: Any = None) -> str:
     """The cache key of ``stage`` given its inputs' keys (and a source stage's fingerprint)."""
-    return hash_json({"name": stage.name, "version": stage.version, "params": stage.params,
-                      "inputs": {name: input_keys[name] for name in stage.inputs}, "fingerprint": fingerprint})
+    return hash_json(
+        {
+            "name": stage.name,
+            "version": stage.version,
+            "params": stage.params,
+            "inputs": {name: input_keys[name] for name in stage.inputs},
+            "fingerprint": fingerprint,
+        }
+    )
 
 
 def _stage_folder(root: Path, name: str) -> Path:
@@ -299,8 +306,18 @@ def run_stages(
                 for name, value in produced.items():
                     path = save_value(tmp / safe_name("output", name), value)
                     files[path.name] = file_digest(path)
-                write_json(tmp / _DONE, {"stage": stage.name, "key": key, "params": stage.params, "inputs": {i: keys[i] for i in stage.inputs},
-                                         "seconds": time.perf_counter() - start, "resumed": resumed, "files": files})
+                write_json(
+                    tmp / _DONE,
+                    {
+                        "stage": stage.name,
+                        "key": key,
+                        "params": stage.params,
+                        "inputs": {i: keys[i] for i in stage.inputs},
+                        "seconds": time.perf_counter() - start,
+                        "resumed": resumed,
+                        "files": files,
+                    },
+                )
             shutil.rmtree(work, ignore_errors=True)
             outputs[stage.name] = _load_outputs(final)
             cached = False
@@ -337,4 +354,3 @@ def prune_stale(root: str | Path, records: Sequence[StageRecord]) -> list[Path]:
             shutil.rmtree(partial, ignore_errors=True)
             removed.append(partial)
     return removed
-

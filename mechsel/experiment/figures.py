@@ -15,8 +15,16 @@ import pandas as pd
 
 from mechsel.experiment.results import load_results
 
-__all__ = ["FIGURE_FAMILIES", "write_figures", "correlation_figures", "layer_figures", "selector_figures", "scatter_figures",
-           "sae_figures", "activation_figures"]
+__all__ = [
+    "FIGURE_FAMILIES",
+    "write_figures",
+    "correlation_figures",
+    "layer_figures",
+    "selector_figures",
+    "scatter_figures",
+    "sae_figures",
+    "activation_figures",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +38,11 @@ def correlation_figures(results: Mapping[str, Any]) -> dict[str, Any]:
     from mechsel.plots import rho_heatmap
 
     grid = results["grid"]
-    return {f"rho_heatmap_{task}_{fam}": rho_heatmap(grid, task=task, family=fam)
-            for task in _tasks(grid) for fam in sorted(grid[grid["task"] == task]["family"].unique())}
+    return {
+        f"rho_heatmap_{task}_{fam}": rho_heatmap(grid, task=task, family=fam)
+        for task in _tasks(grid)
+        for fam in sorted(grid[grid["task"] == task]["family"].unique())
+    }
 
 
 def layer_figures(results: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,8 +89,11 @@ def sae_figures(results: Mapping[str, Any]) -> dict[str, Any]:
     if "family" not in grid.columns or not (grid["family"] == "sae").any():
         return {}
     sae = grid[grid["family"] == "sae"]
-    return {f"sae_panel_{task}_{mask}": sae_panel(grid, task=task, mask=mask)
-            for task in _tasks(sae) for mask in sorted(sae[sae["task"] == task]["mask"].unique())}
+    return {
+        f"sae_panel_{task}_{mask}": sae_panel(grid, task=task, mask=mask)
+        for task in _tasks(sae)
+        for mask in sorted(sae[sae["task"] == task]["mask"].unique())
+    }
 
 
 def activation_figures(results: Mapping[str, Any]) -> dict[str, Any]:

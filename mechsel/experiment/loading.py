@@ -66,8 +66,7 @@ def from_dict(cls: type, data: Mapping[str, Any] | None, where: str = "") -> Any
     unknown = [k for k in data if k not in fields]
     if unknown:
         raise ConfigError(
-            f"Unknown key(s) {unknown} in {label}.{did_you_mean(str(unknown[0]), list(fields))} "
-            f"Valid keys: {', '.join(fields)}."
+            f"Unknown key(s) {unknown} in {label}.{did_you_mean(str(unknown[0]), list(fields))} Valid keys: {', '.join(fields)}."
         )
     kwargs = {}
     for key, value in data.items():
@@ -84,9 +83,7 @@ def from_dict(cls: type, data: Mapping[str, Any] | None, where: str = "") -> Any
                 f"write it as {path}: {{{keys[0]}: ...}}."
             )
         elif item is not None and not isinstance(value, (list, tuple)) and value is not None:
-            raise ConfigError(
-                f"{path} must be a list, e.g. {path}: {_example(fields[key], item)}; got {type(value).__name__} {value!r}."
-            )
+            raise ConfigError(f"{path} must be a list, e.g. {path}: {_example(fields[key], item)}; got {type(value).__name__} {value!r}.")
         elif item is not None and isinstance(value, (list, tuple)):
             if dataclasses.is_dataclass(item):
                 value = tuple(
@@ -109,8 +106,9 @@ def _example(f: dataclasses.Field, item: Any) -> str:
         return "[...]"
     if dataclasses.is_dataclass(item):  # the required keys of the default's first entry: [{name: sst2}]
         first = default[0]
-        required = [g.name for g in dataclasses.fields(first)
-                    if g.default is dataclasses.MISSING and g.default_factory is dataclasses.MISSING]
+        required = [
+            g.name for g in dataclasses.fields(first) if g.default is dataclasses.MISSING and g.default_factory is dataclasses.MISSING
+        ]
         default = ({k: getattr(first, k) for k in required},)
     return yaml.safe_dump(list(default), default_flow_style=True).strip()
 
@@ -176,9 +174,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     return out
 
 
-def load_config(
-    source: str | os.PathLike[str] | Mapping[str, Any], overrides: Sequence[str] = (), **changes: Any
-) -> ExperimentConfig:
+def load_config(source: str | os.PathLike[str] | Mapping[str, Any], overrides: Sequence[str] = (), **changes: Any) -> ExperimentConfig:
     """An :class:`ExperimentConfig` from a YAML file or a dict, with overrides applied.
 
     Args:
@@ -212,8 +208,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise ConfigError(
-            f"{path}:{line} is not UTF-8 (byte 0x{raw[err.start]:02x}); re-save the config as UTF-8 "
-            f"(e.g. iconv -f latin1 -t utf-8)."
+            f"{path}:{line} is not UTF-8 (byte 0x{raw[err.start]:02x}); re-save the config as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
         ) from None
     try:
         data = yaml.safe_load(text)
@@ -224,8 +219,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, Mapping):
-        found, fix = (("a list", "remove the leading '- ' of its entries") if isinstance(data, list)
-                      else (f"a single value ({data!r})", "write one 'key: value' per setting"))
+        found, fix = (
+            ("a list", "remove the leading '- ' of its entries")
+            if isinstance(data, list)
+            else (f"a single value ({data!r})", "write one 'key: value' per setting")
+        )
         raise ConfigError(
             f"{path}: the top level must be a mapping of settings (name:, model:, tasks:, selection:, ...), but it is "
             f"{found}; {fix}, as in configs/*.yaml."
@@ -299,7 +297,9 @@ def validate_against_model(config: ExperimentConfig) -> ExperimentConfig:
     if collect.layers != "all":
         layers = tuple(resolve(x, f"collect.layers[{i}]") for i, x in enumerate(collect.layers))
         if len(set(layers)) != len(layers):
-            raise ConfigError(f"collect.layers {list(collect.layers)} names the same layer twice once counted from 0 ({list(layers)}); list it once.")
+            raise ConfigError(
+                f"collect.layers {list(collect.layers)} names the same layer twice once counted from 0 ({list(layers)}); list it once."
+            )
         collect = dataclasses.replace(collect, layers=layers)
     runs = []
     for r in config.selection.runs:
@@ -316,7 +316,9 @@ def validate_against_model(config: ExperimentConfig) -> ExperimentConfig:
     if len(saes) != len(config.sae.saes):
         raise ConfigError(f"sae.saes names the same layer twice once counted from 0 ({sorted(config.sae.saes)}); give each layer one SAE.")
     changed = dataclasses.replace(
-        config, collect=collect, selection=dataclasses.replace(config.selection, runs=tuple(runs)),
+        config,
+        collect=collect,
+        selection=dataclasses.replace(config.selection, runs=tuple(runs)),
         sae=dataclasses.replace(config.sae, saes=saes),
     )
     return config if changed == config else changed

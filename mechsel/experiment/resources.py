@@ -49,15 +49,17 @@ class Resources:
             self._model = load_model(m.name, device=m.device, dtype=m.dtype, weight_processing=m.weight_processing)
         if not self._announced and self._on_model_loaded is not None:
             info = getattr(self._model, "mechsel_info", None)
-            self._on_model_loaded({
-                "name": getattr(info, "name", str(self.config.model.name)),
-                "weight_hash": getattr(info, "weight_hash", ""),
-                "weight_processing": getattr(info, "weight_processing", ""),
-                "dtype": getattr(info, "dtype", ""),
-                "source": getattr(info, "source", ""),
-                "device": str(self._model.cfg.device),
-                "n_layers": int(self._model.cfg.n_layers),
-            })
+            self._on_model_loaded(
+                {
+                    "name": getattr(info, "name", str(self.config.model.name)),
+                    "weight_hash": getattr(info, "weight_hash", ""),
+                    "weight_processing": getattr(info, "weight_processing", ""),
+                    "dtype": getattr(info, "dtype", ""),
+                    "source": getattr(info, "source", ""),
+                    "device": str(self._model.cfg.device),
+                    "n_layers": int(self._model.cfg.n_layers),
+                }
+            )
         self._announced = True
         return self._model
 
@@ -71,7 +73,7 @@ class Resources:
     def splits(self, name: str) -> Any:
         """The task's candidate / dev / test subsets (:class:`mechsel.tasks.TaskSplits`)."""
         if name not in self._splits:
-            from mechsel.tasks import SplitConfig, make_splits
+            from mechsel.tasks import make_splits
 
             t = self.task(name)
             split = t.split_config(self.config.split_seed)

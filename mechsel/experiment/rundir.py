@@ -29,7 +29,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +146,9 @@ class RunDirectory:
         log_level: level of ``run.log``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], identity: Any, *, config: Any = None, overwrite: bool = False, log_level: str = "INFO") -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], identity: Any, *, config: Any = None, overwrite: bool = False, log_level: str = "INFO"
+    ) -> None:
         self.path = Path(path)
         self.identity = identity
         self.config = config
@@ -184,8 +186,7 @@ class RunDirectory:
             old = json.loads(manifest_file.read_text(encoding="utf-8"))
         except ValueError as err:
             raise ConfigError(
-                f"{manifest_file} is not readable JSON ({err}); it is damaged. Move the directory aside or choose "
-                f"another output directory."
+                f"{manifest_file} is not readable JSON ({err}); it is damaged. Move the directory aside or choose another output directory."
             ) from None
         if not isinstance(old, dict) or old.get("format") != _FORMAT:
             raise ConfigError(f"{manifest_file} is not a mechsel run manifest; choose another output directory.")
@@ -324,8 +325,12 @@ class RunDirectory:
                 "stages": {},
             }
             self.manifest.update(
-                status="running", updated=now, config=self.config, python=sys.version.split()[0],
-                platform=platform.platform(), command=" ".join(sys.argv),
+                status="running",
+                updated=now,
+                config=self.config,
+                python=sys.version.split()[0],
+                platform=platform.platform(),
+                command=" ".join(sys.argv),
             )
             try:
                 self.save()

@@ -57,9 +57,7 @@ class EvalResult:
     """Model, BOS, padding, task, data and selection hashes."""
 
 
-def resolve_demo_sets(
-    queries: Sequence[Example], demos: DemoSpec, *, order: OrderPolicy = "given", seed: int = 0
-) -> list[list[Example]]:
+def resolve_demo_sets(queries: Sequence[Example], demos: DemoSpec, *, order: OrderPolicy = "given", seed: int = 0) -> list[list[Example]]:
     """One ordered demonstration list per query from any :data:`DemoSpec`."""
     if order in ("ascending", "descending"):
         raise ConfigError(f"order={order!r} needs per-demonstration scores; sort the demonstrations yourself and pass order='given'.")

@@ -96,7 +96,7 @@ def _decode_batch(
     generated: list[list[int]] = [[] for _ in rows]
     reason: list[StopReason | None] = [None] * batch
     texts = [""] * batch
-    for step in range(config.max_new_tokens):
+    for _ in range(config.max_new_tokens):
         resid = final_residual(model, tokens, mask, cache)
         next_ids = answer_logits(model, resid[:, -1, :]).argmax(dim=-1)
         for b, t in enumerate(next_ids.tolist()):

@@ -10,6 +10,7 @@ Porter stemming on (the E2E challenge's setting), reported in [0, 1].
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+
 import numpy as np
 
 from mechsel.errors import ConfigError, DataError

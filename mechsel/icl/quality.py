@@ -111,7 +111,9 @@ class _Checkpoint:
             fields = (*Provenance.STRICT_FIELDS, "data_hash", "task_hash", "candidates", "dev", "max_tokens", "overflow", "kind")
             check_compatible(Provenance.from_dict(old["provenance"]), prov, fields, what=f"the checkpoint in {self.root}")
             if old["block_size"] != block_size:
-                raise ProvenanceMismatchError(f"The checkpoint in {self.root} used block_size={old['block_size']}; pass that or use a new directory.")
+                raise ProvenanceMismatchError(
+                    f"The checkpoint in {self.root} used block_size={old['block_size']}; pass that or use a new directory."
+                )
         else:
             atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str))
 
@@ -200,9 +202,7 @@ def quality_matrix(
         if ckpt is not None:
             ckpt.save(start, {"out": out})
         outputs.append(out)
-    result = QualityResult(
-        candidate_ids=[c.id for c in candidates], dev_ids=[q.id for q in dev], metric=metric, provenance=prov
-    )
+    result = QualityResult(candidate_ids=[c.id for c in candidates], dev_ids=[q.id for q in dev], metric=metric, provenance=prov)
     stacked = np.concatenate(outputs, axis=0)
     if kind == "classification":
         result.label_logprobs = stacked.astype(np.float32)

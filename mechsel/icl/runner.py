@@ -157,7 +157,9 @@ class ICLRunner:
         """Greedy continuations of each query's prompt."""
         if self.task.kind != "generation":
             raise ConfigError(f"Task {self.task.name!r} is a classification task; use label_logprobs().")
-        return self._grouped(demo_sets, queries, lambda prompts: greedy_generate(self.model, prompts, self.generation, tokenizer=self.tokenizer))
+        return self._grouped(
+            demo_sets, queries, lambda prompts: greedy_generate(self.model, prompts, self.generation, tokenizer=self.tokenizer)
+        )
 
     def n_demos(self, demo_sets: Sequence[Sequence[Example]], queries: Sequence[Example]) -> list[int]:
         """How many demonstrations each query's prompt keeps after the overflow rule."""
@@ -166,7 +168,9 @@ class ICLRunner:
             for d, q in zip(demo_sets, queries)
         ]
 
-    def pair_scores(self, demo_sets: Sequence[Sequence[Example]], queries: Sequence[Example], metric: PairMetric | None = None) -> tuple[np.ndarray, np.ndarray | list[str]]:
+    def pair_scores(
+        self, demo_sets: Sequence[Sequence[Example]], queries: Sequence[Example], metric: PairMetric | None = None
+    ) -> tuple[np.ndarray, np.ndarray | list[str]]:
         """Per-query scores under ``metric`` and the raw outputs (label log-probs or texts)."""
         metric = metric or self.default_metric
         self.check_metric(metric)

@@ -91,7 +91,9 @@ def _check_labels(label_token_ids: Sequence[Sequence[int]], d_vocab: int) -> tup
         raise ConfigError(f"Every label needs at least one token id, got {labels}.")
     bad = [t for ids in labels for t in ids if not 0 <= t < d_vocab]
     if bad:
-        raise ConfigError(f"Label token id {bad[0]} is outside the model's vocabulary (0..{d_vocab - 1}); was it encoded by another tokenizer?")
+        raise ConfigError(
+            f"Label token id {bad[0]} is outside the model's vocabulary (0..{d_vocab - 1}); was it encoded by another tokenizer?"
+        )
     return labels
 
 
@@ -197,7 +199,9 @@ def token_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | Non
 
 
 @torch.inference_mode()
-def naive_label_logprobs(model: HookedTransformer, prompts: Sequence[PromptLike], label_token_ids: Sequence[Sequence[int]]) -> Float[Tensor, "n n_labels"]:
+def naive_label_logprobs(
+    model: HookedTransformer, prompts: Sequence[PromptLike], label_token_ids: Sequence[Sequence[int]]
+) -> Float[Tensor, "n n_labels"]:
     """Reference implementation: one plain forward pass with full logits per prompt (and per
     multi-token label), ``log_softmax`` over the vocabulary at every position, then read the
     label tokens. Slow by design; used to test and benchmark :class:`LabelScorer`."""

@@ -31,9 +31,7 @@ from mechsel.masks.strategies import MaskStrategy, batch_allowed, get_mask, posi
 __all__ = ["attention_mask_hooks", "override_positions", "strategy_hooks", "default_position_ids", "local_window"]
 
 
-def default_position_ids(
-    attention_mask: Int[Tensor, "batch pos"] | None, batch: int, length: int
-) -> Int[Tensor, "batch pos"]:
+def default_position_ids(attention_mask: Int[Tensor, "batch pos"] | None, batch: int, length: int) -> Int[Tensor, "batch pos"]:
     """The positions TransformerLens gives each token for this ``attention_mask`` (no KV cache)."""
     if attention_mask is None:
         return torch.arange(length).expand(batch, length)
@@ -41,9 +39,7 @@ def default_position_ids(
 
 
 @contextlib.contextmanager
-def attention_mask_hooks(
-    model: Any, allowed: Bool[Tensor, "batch pos pos"], layers: Sequence[int] | None = None
-) -> Iterator[None]:
+def attention_mask_hooks(model: Any, allowed: Bool[Tensor, "batch pos pos"], layers: Sequence[int] | None = None) -> Iterator[None]:
     """Forbid attention wherever ``allowed[b, q, k]`` is False, in ``layers`` (default: all)."""
     layers = range(model.cfg.n_layers) if layers is None else layers
     cache: dict[torch.device, Tensor] = {}

@@ -150,9 +150,7 @@ def allowed_matrix(prompt: SegmentedPrompt, strategy: str | MaskStrategy) -> Boo
     return causal & (same | bos_keys[None, :])
 
 
-def batch_allowed(
-    prompts: Sequence[SegmentedPrompt], strategy: str | MaskStrategy, length: int
-) -> Bool[Tensor, "batch pos pos"]:
+def batch_allowed(prompts: Sequence[SegmentedPrompt], strategy: str | MaskStrategy, length: int) -> Bool[Tensor, "batch pos pos"]:
     """Stack :func:`allowed_matrix` of right-padded prompts into ``[batch, length, length]``.
 
     Padding rows may attend causally to the padding before them (they must attend to something,

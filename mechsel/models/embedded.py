@@ -49,14 +49,13 @@ def embedded_hf_folder(cache: str | os.PathLike[str] | None = None) -> Path:
     start = time.perf_counter()
     logger.warning(
         "Converting the embedded Gemma 3 270M (GGUF Q4_K_M) to a Hugging Face folder at %s; "
-        "this happens once and takes about 2-4 minutes on 2 CPU cores.", target
+        "this happens once and takes about 2-4 minutes on 2 CPU cores.",
+        target,
     )
     with atomic_dir(target) as tmp:
         gguf_path = Path(gguf_pkg.assemble(tmp / "gguf" / gguf_pkg.MODEL_NAME))
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-        hf_model = AutoModelForCausalLM.from_pretrained(
-            str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
-        )
+        hf_model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
         # The weights are already dequantised to float32; drop the GGUF quantizer marker so that
         # transformers saves them as a plain checkpoint.
         hf_model.hf_quantizer = None

@@ -115,7 +115,12 @@ def matmul_precision(level: MatmulPrecision, device: str | torch.device = "cpu")
     if effective != level:
         logger.warning(
             "matmul precision %r computes float32 products on %s with relative error %.1e (> %.0e, not float32-accurate); "
-            "running at 'highest' instead, so results keep float32 accuracy (only slower).", level, device, error, FLOAT32_CLASS_ERROR)
+            "running at 'highest' instead, so results keep float32 accuracy (only slower).",
+            level,
+            device,
+            error,
+            FLOAT32_CLASS_ERROR,
+        )
     elif level != "highest":
         logger.info("matmul precision %r on %s: measured error %.1e, float32-accurate; using it.", level, device, error)
     previous = torch.get_float32_matmul_precision()

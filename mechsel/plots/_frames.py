@@ -22,7 +22,9 @@ def only(frame: pd.DataFrame, what: str, **filters: object) -> pd.DataFrame:
         if val is None:
             values = out[col].dropna().unique()
             if len(values) > 1:
-                raise DataError(f"The {what} frame holds several values of {col!r} ({sorted(map(str, values))}); pass {col}=... to pick one.")
+                raise DataError(
+                    f"The {what} frame holds several values of {col!r} ({sorted(map(str, values))}); pass {col}=... to pick one."
+                )
             continue
         out = out[out[col] == val]
         if out.empty:

@@ -34,11 +34,28 @@ def activation_distributions(samples: pd.DataFrame, *, task: str | None = None, 
         if part.empty:
             continue
         n_ex = part["example_id"].nunique() if "example_id" in part.columns else None
-        fig.add_trace(go.Violin(x=part["layer"].astype(str), y=part["value"], side=side, name=f"{group} examples" + (f" (n={n_ex})" if n_ex else ""),
-                                line_color=color, points=False, spanmode="hard", scalemode="width", meanline_visible=True))
+        fig.add_trace(
+            go.Violin(
+                x=part["layer"].astype(str),
+                y=part["value"],
+                side=side,
+                name=f"{group} examples" + (f" (n={n_ex})" if n_ex else ""),
+                line_color=color,
+                points=False,
+                spanmode="hard",
+                scalemode="width",
+                meanline_visible=True,
+            )
+        )
     tsk = task or (s["task"].iloc[0] if "task" in s.columns else None)
     msk = mask or (s["mask"].iloc[0] if "mask" in s.columns else None)
-    fig.update_layout(template=TEMPLATE, violinmode="overlay", violingap=0.1,
-                      title=f"hook_mlp_out values per layer, best vs worst demonstrations{suffix(task=tsk, mask=msk)}",
-                      xaxis_title="layer", yaxis_title="activation value", legend_title_text="by example quality")
+    fig.update_layout(
+        template=TEMPLATE,
+        violinmode="overlay",
+        violingap=0.1,
+        title=f"hook_mlp_out values per layer, best vs worst demonstrations{suffix(task=tsk, mask=msk)}",
+        xaxis_title="layer",
+        yaxis_title="activation value",
+        legend_title_text="by example quality",
+    )
     return fig

@@ -43,13 +43,22 @@ def selector_comparison(
         sig = np.nan_to_num(p, nan=1.0) < 0.05
         fig.add_trace(
             go.Bar(
-                x=x, y=mean, name=name, offsetgroup=name,
-                error_y={"type": "data", "symmetric": False, "array": sel["ci_high"].to_numpy(float) - mean,
-                         "arrayminus": mean - sel["ci_low"].to_numpy(float)},
+                x=x,
+                y=mean,
+                name=name,
+                offsetgroup=name,
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": sel["ci_high"].to_numpy(float) - mean,
+                    "arrayminus": mean - sel["ci_low"].to_numpy(float),
+                },
                 marker={"line": {"width": np.where(sig, 2.0, 0.0).tolist(), "color": "black"}},
                 customdata=np.stack([sel["ci_low"], sel["ci_high"], p, sel["n_seeds"]], axis=-1),
-                hovertemplate=(f"{name}<br>%{{x}}<br>mean %{{y:.3f}} [%{{customdata[0]:.3f}}, %{{customdata[1]:.3f}}]"
-                               "<br>paired t p = %{customdata[2]:.3g}<br>seeds %{customdata[3]}<extra></extra>"),
+                hovertemplate=(
+                    f"{name}<br>%{{x}}<br>mean %{{y:.3f}} [%{{customdata[0]:.3f}}, %{{customdata[1]:.3f}}]"
+                    "<br>paired t p = %{customdata[2]:.3g}<br>seeds %{customdata[3]}<extra></extra>"
+                ),
             )
         )
     if scores is not None:
@@ -58,12 +67,20 @@ def selector_comparison(
             pts = runs[runs["selector"] == name].sort_values(["budget", "seed"])
             if pts.empty:
                 continue
-            fig.add_trace(go.Scatter(
-                x=[f"k = {b}" for b in pts["budget"]], y=pts["score"].to_numpy(float), mode="markers",
-                name=f"{name} (seeds)", legendgroup=name, showlegend=False, offsetgroup=name,
-                marker={"color": "black", "size": 5, "opacity": 0.6},
-                customdata=pts["seed"].to_numpy(), hovertemplate=f"{name}<br>%{{x}}<br>seed %{{customdata}}: %{{y:.3f}}<extra></extra>",
-            ))
+            fig.add_trace(
+                go.Scatter(
+                    x=[f"k = {b}" for b in pts["budget"]],
+                    y=pts["score"].to_numpy(float),
+                    mode="markers",
+                    name=f"{name} (seeds)",
+                    legendgroup=name,
+                    showlegend=False,
+                    offsetgroup=name,
+                    marker={"color": "black", "size": 5, "opacity": 0.6},
+                    customdata=pts["seed"].to_numpy(),
+                    hovertemplate=f"{name}<br>%{{x}}<br>seed %{{customdata}}: %{{y:.3f}}<extra></extra>",
+                )
+            )
         fig.update_layout(scattermode="group")
     tsk = task or (c["task"].iloc[0] if "task" in c.columns else None)
     met = metric or (c["metric"].iloc[0] if "metric" in c.columns else "score")
@@ -74,8 +91,13 @@ def selector_comparison(
         highs.append(runs["score"].to_numpy(float))
     lo, hi = np.nanmin(np.concatenate(lows)), np.nanmax(np.concatenate(highs))
     pad = 0.1 * max(hi - lo, 1e-3)
-    fig.update_layout(template=TEMPLATE, barmode="group",
-                      title=f"Selectors vs {baseline}: mean test {met}, 95% CI and each seed{suffix(task=tsk)}",
-                      xaxis_title="budget (number of demonstrations)", yaxis_title=f"test {met}",
-                      yaxis_range=[lo - pad, hi + pad], legend_title_text="selector")
+    fig.update_layout(
+        template=TEMPLATE,
+        barmode="group",
+        title=f"Selectors vs {baseline}: mean test {met}, 95% CI and each seed{suffix(task=tsk)}",
+        xaxis_title="budget (number of demonstrations)",
+        yaxis_title=f"test {met}",
+        yaxis_range=[lo - pad, hi + pad],
+        legend_title_text="selector",
+    )
     return fig

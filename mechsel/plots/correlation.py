@@ -24,9 +24,19 @@ def _heatmap_trace(cell: pd.DataFrame, showscale: bool) -> go.Heatmap:
     if sig is not None:
         text = np.where(sig.fillna(False).to_numpy(dtype=bool), np.char.add(text.astype(str), "*"), text)
     return go.Heatmap(
-        z=pivot.to_numpy(dtype=float), x=list(pivot.columns), y=[str(v) for v in pivot.index], zmin=-1, zmax=1, zmid=0,
-        colorscale="RdBu", reversescale=True, text=text, texttemplate="%{text}", showscale=showscale,
-        colorbar={"title": {"text": "ρ"}}, hovertemplate="layer %{y}<br>%{x}<br>ρ = %{z:.3f}<extra></extra>",
+        z=pivot.to_numpy(dtype=float),
+        x=list(pivot.columns),
+        y=[str(v) for v in pivot.index],
+        zmin=-1,
+        zmax=1,
+        zmid=0,
+        colorscale="RdBu",
+        reversescale=True,
+        text=text,
+        texttemplate="%{text}",
+        showscale=showscale,
+        colorbar={"title": {"text": "ρ"}},
+        hovertemplate="layer %{y}<br>%{x}<br>ρ = %{z:.3f}<extra></extra>",
     )
 
 
@@ -37,16 +47,25 @@ def rho_heatmap(grid: pd.DataFrame, *, task: str | None = None, family: str | No
     """
     g = only(grid, "grid", task=task, family=family)
     masks = sorted(g["mask"].unique()) if "mask" in g.columns else [None]
-    fig = make_subplots(rows=1, cols=len(masks), subplot_titles=[f"mask: {m}" for m in masks] if masks[0] else None,
-                        shared_yaxes=True, horizontal_spacing=0.06)
+    fig = make_subplots(
+        rows=1,
+        cols=len(masks),
+        subplot_titles=[f"mask: {m}" for m in masks] if masks[0] else None,
+        shared_yaxes=True,
+        horizontal_spacing=0.06,
+    )
     for j, mask in enumerate(masks, start=1):
         cell = g if mask is None else g[g["mask"] == mask]
         fig.add_trace(_heatmap_trace(cell, showscale=j == len(masks)), row=1, col=j)
         fig.update_xaxes(title_text="statistic", row=1, col=j)
     fig.update_yaxes(title_text="layer", row=1, col=1)
     tsk = task or (g["task"].iloc[0] if "task" in g.columns else None)
-    fig.update_layout(template=TEMPLATE, title=f"Spearman ρ with example quality{suffix(task=tsk, family=family)} (* BH q ≤ 0.05)",
-                      height=max(350, 28 * g["layer"].nunique() + 150), width=max(500, 320 * len(masks)))
+    fig.update_layout(
+        template=TEMPLATE,
+        title=f"Spearman ρ with example quality{suffix(task=tsk, family=family)} (* BH q ≤ 0.05)",
+        height=max(350, 28 * g["layer"].nunique() + 150),
+        width=max(500, 320 * len(masks)),
+    )
     return fig
 
 
@@ -58,19 +77,30 @@ def abs_rho_by_layer(grid: pd.DataFrame, *, task: str | None = None, family: str
     for key, cell in g.groupby(group_cols, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         name = " / ".join(str(k) for k in key)
-        fig.add_trace(go.Scatter(x=cell["layer"], y=cell["rho"].abs(), mode="lines+markers", name=name,
-                                 line={"dash": "dot"} if len(key) > 1 and key[1] != "full" else None,
-                                 hovertemplate=f"{name}<br>layer %{{x}}<br>|ρ| = %{{y:.3f}}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=cell["layer"],
+                y=cell["rho"].abs(),
+                mode="lines+markers",
+                name=name,
+                line={"dash": "dot"} if len(key) > 1 and key[1] != "full" else None,
+                hovertemplate=f"{name}<br>layer %{{x}}<br>|ρ| = %{{y:.3f}}<extra></extra>",
+            )
+        )
     fig.add_hline(y=PAPER_RHO_BOUND, line_dash="dash", line_color="gray", annotation_text="paper's |ρ| ≈ 0.33")
     tsk = task or (g["task"].iloc[0] if "task" in g.columns else None)
-    fig.update_layout(template=TEMPLATE, title=f"|ρ| with example quality by layer{suffix(task=tsk, family=family)}",
-                      xaxis_title="layer", yaxis_title="|ρ|", yaxis_range=[0, 1], legend_title_text="statistic / mask")
+    fig.update_layout(
+        template=TEMPLATE,
+        title=f"|ρ| with example quality by layer{suffix(task=tsk, family=family)}",
+        xaxis_title="layer",
+        yaxis_title="|ρ|",
+        yaxis_range=[0, 1],
+        legend_title_text="statistic / mask",
+    )
     return fig
 
 
-def best_statistic_scatter(
-    stats: pd.DataFrame, quality: pd.DataFrame, cell: dict[str, object], *, rho: float | None = None
-) -> go.Figure:
+def best_statistic_scatter(stats: pd.DataFrame, quality: pd.DataFrame, cell: dict[str, object], *, rho: float | None = None) -> go.Figure:
     """Scatter of one grid cell's statistic against example quality with a least-squares trend line.
 
     Args:
@@ -90,14 +120,21 @@ def best_statistic_scatter(
     data = sel.merge(quality[on + ["quality"]], on=on).dropna(subset=["value", "quality"])
     x, y = data["value"].to_numpy(float), data["quality"].to_numpy(float)
     label = f"layer {cell.get('layer')} {cell.get('statistic')}" + (f" ({cell['mask']})" if "mask" in cell else "")
-    fig = go.Figure(go.Scatter(x=x, y=y, mode="markers", name="examples", text=data["example_id"].astype(str),
-                               marker={"size": 6, "opacity": 0.7},
-                               hovertemplate="%{text}<br>statistic %{x:.4g}<br>quality %{y:.3f}<extra></extra>"))
+    fig = go.Figure(
+        go.Scatter(
+            x=x,
+            y=y,
+            mode="markers",
+            name="examples",
+            text=data["example_id"].astype(str),
+            marker={"size": 6, "opacity": 0.7},
+            hovertemplate="%{text}<br>statistic %{x:.4g}<br>quality %{y:.3f}<extra></extra>",
+        )
+    )
     if len(x) >= 2 and np.ptp(x) > 0:
         slope, intercept = np.polyfit(x, y, 1)
         xs = np.array([x.min(), x.max()])
-        fig.add_trace(go.Scatter(x=xs, y=slope * xs + intercept, mode="lines", name="least-squares trend",
-                                 line={"color": "firebrick"}))
+        fig.add_trace(go.Scatter(x=xs, y=slope * xs + intercept, mode="lines", name="least-squares trend", line={"color": "firebrick"}))
     title = f"Example quality vs {label}" + (f" (Spearman ρ = {rho:+.2f})" if rho is not None else "")
     fig.update_layout(template=TEMPLATE, title=title, xaxis_title=label, yaxis_title="example quality (1-shot dev score)")
     return fig

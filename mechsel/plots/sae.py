@@ -24,8 +24,13 @@ def sae_panel(grid: pd.DataFrame, *, task: str | None = None, mask: str | None =
     sae = g[g["family"] == sae_family]
     if sae.empty:
         raise DataError(f"No {sae_family!r} statistics in the grid (families: {sorted(g['family'].unique())}).")
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.12,
-                        subplot_titles=["ρ of SAE latent statistics", "max |ρ| per layer"])
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.6, 0.4],
+        horizontal_spacing=0.12,
+        subplot_titles=["ρ of SAE latent statistics", "max |ρ| per layer"],
+    )
     fig.add_trace(_heatmap_trace(sae, showscale=True), row=1, col=1)
     for fam, cell in g.groupby("family", sort=True):
         best = cell.assign(a=cell["rho"].abs()).groupby("layer")["a"].max()
@@ -37,6 +42,10 @@ def sae_panel(grid: pd.DataFrame, *, task: str | None = None, mask: str | None =
     fig.update_yaxes(title_text="max |ρ|", range=[0, 1], row=1, col=2)
     tsk = task or (g["task"].iloc[0] if "task" in g.columns else None)
     msk = mask or (g["mask"].iloc[0] if "mask" in g.columns else None)
-    fig.update_layout(template=TEMPLATE, title=f"SAE latent statistics vs example quality{suffix(task=tsk, mask=msk)}",
-                      legend_title_text="statistic family", width=1000)
+    fig.update_layout(
+        template=TEMPLATE,
+        title=f"SAE latent statistics vs example quality{suffix(task=tsk, mask=msk)}",
+        legend_title_text="statistic family",
+        width=1000,
+    )
     return fig

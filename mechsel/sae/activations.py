@@ -51,9 +51,7 @@ def load_texts(datasets: Sequence[str], *, split: str = "train", data_dir: str |
             if not path.is_file():
                 raise DataError(f"No text file at {path} (from datasets entry {name!r}); give an existing .txt or .jsonl file.")
         else:
-            raise ConfigError(
-                f"Unknown text dataset {name!r}; choose from {sorted(TEXT_DATASETS)} or give a .txt / .jsonl[:field] file."
-            )
+            raise ConfigError(f"Unknown text dataset {name!r}; choose from {sorted(TEXT_DATASETS)} or give a .txt / .jsonl[:field] file.")
         texts.extend(_read_texts(path, field))
     if not texts:
         raise DataError(f"No texts found in {list(datasets)} ({split} split) under {root}.")
@@ -96,9 +94,7 @@ def encode_texts(model: Any, texts: Sequence[str], *, context_size: int) -> list
     return out
 
 
-def split_held_out(
-    encoded: list[list[int]], n_eval_tokens: int, seed: int
-) -> tuple[list[list[int]], list[list[int]]]:
+def split_held_out(encoded: list[list[int]], n_eval_tokens: int, seed: int) -> tuple[list[list[int]], list[list[int]]]:
     """Shuffle (seeded) and split off whole texts holding at least ``n_eval_tokens`` non-BOS tokens.
 
     Returns ``(train, held_out)``.

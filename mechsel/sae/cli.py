@@ -49,7 +49,9 @@ _HELP = {
 
 def build_parser(prog: str = "mechsel train-sae") -> argparse.ArgumentParser:
     """The argument parser of ``train-sae`` (one option per :class:`SAETrainConfig` field)."""
-    parser = argparse.ArgumentParser(prog=prog, description="Train SAEs on a model's block-hook activations (sae-lens format, saved with provenance).")
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Train SAEs on a model's block-hook activations (sae-lens format, saved with provenance)."
+    )
     parser.add_argument("--model", default=None, help="TransformerLens model name (default: the embedded Gemma 3 270M)")
     parser.add_argument("--weight-processing", default="none", choices=["none", "default"], help="how to load the model's weights")
     parser.add_argument("--model-device", default=None, help="device for the model (default: CUDA if available, else CPU)")

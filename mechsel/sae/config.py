@@ -106,8 +106,17 @@ class SAETrainConfig:
         object.__setattr__(self, "layers", tuple(sorted(layers)))
         if self.architecture not in get_args(Architecture):
             raise ConfigError(f"architecture must be one of {get_args(Architecture)}, got {self.architecture!r}.")
-        for name in ("d_sae", "k", "n_train_tokens", "n_eval_tokens", "batch_size", "buffer_tokens",
-                     "dead_feature_window", "model_batch_tokens", "context_size"):
+        for name in (
+            "d_sae",
+            "k",
+            "n_train_tokens",
+            "n_eval_tokens",
+            "batch_size",
+            "buffer_tokens",
+            "dead_feature_window",
+            "model_batch_tokens",
+            "context_size",
+        ):
             _positive_int(name, getattr(self, name))
         if self.lr_warm_up_steps < 0 or isinstance(self.lr_warm_up_steps, bool):
             raise ConfigError(f"lr_warm_up_steps must be >= 0, got {self.lr_warm_up_steps!r}.")

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from mechsel.errors import ConfigError, DataError, ProvenanceMismatchError, did_you_mean
+from mechsel.errors import ConfigError, DataError, ProvenanceMismatchError
 
 __all__ = [
     "load_sae",
@@ -171,8 +171,8 @@ def _check_release(release: str, sae_id: str | None) -> None:
 
 def _load_folder(folder: Path, *, device: str, dtype: str) -> Any:
     """``SAE.load_from_disk`` with damaged files reported by name."""
-    from safetensors import SafetensorError
     from sae_lens import SAE
+    from safetensors import SafetensorError
 
     cfg_file, weights_file = (folder / name for name in SAE_FILES)
     resave = "Copy the SAE folder again from its source, or re-save the SAE with sae.save_model(folder)."
@@ -182,8 +182,7 @@ def _load_folder(folder: Path, *, device: str, dtype: str) -> Any:
         raise DataError(f"{cfg_file} is not valid JSON ({err}); the file is damaged or truncated. {resave}") from None
     if not isinstance(cfg, dict) or "d_in" not in cfg or "d_sae" not in cfg:
         raise DataError(
-            f"{cfg_file} is not an SAE config: expected a JSON object with at least d_in and d_sae, got "
-            f"{str(cfg)[:120]!r}. {resave}"
+            f"{cfg_file} is not an SAE config: expected a JSON object with at least d_in and d_sae, got {str(cfg)[:120]!r}. {resave}"
         )
     try:
         return SAE.load_from_disk(str(folder), device=device, dtype=dtype)
@@ -211,8 +210,7 @@ def _check_folder(folder: Path) -> Path:
     if missing:
         layers = sorted(p.name for p in folder.glob("layer_*") if (p / SAE_FILES[0]).is_file())
         hint = (
-            f" It holds one SAE per layer ({', '.join(layers)}): pass one of them, or load all with "
-            f"mechsel.sae.load_saes({str(folder)!r})."
+            f" It holds one SAE per layer ({', '.join(layers)}): pass one of them, or load all with mechsel.sae.load_saes({str(folder)!r})."
             if layers
             else ""
         )

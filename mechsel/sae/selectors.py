@@ -130,7 +130,9 @@ class SAECoverageSelector(Selector):
         seed = self._seed_set(cfg, len(pool), rng)
         labels = np.asarray(pool.labels)[seed]
         if np.unique(labels).size < 2:
-            raise DataError(f"sae_coverage: the seed set's labels are all {labels[0]!r}; relevance needs at least two labels. Use a larger or stratified seed set.")
+            raise DataError(
+                f"sae_coverage: the seed set's labels are all {labels[0]!r}; relevance needs at least two labels. Use a larger or stratified seed set."
+            )
         relevance = task_relevance(profiles[seed], labels, cfg.min_examples)
         order = np.argsort(-relevance, kind="stable")[: cfg.n_relevant]
         order = order[relevance[order] > 0]
@@ -187,7 +189,9 @@ class SAETopKConfig(SelectorConfig):
         if (self.statistic is None) == (self.latent is None):
             raise ConfigError("sae_topk: pass exactly one of statistic='sae_l0' (or another SAE statistic) or latent=<index>.")
         if self.statistic is not None and not self.statistic.startswith("sae_"):
-            raise ConfigError(f"sae_topk ranks by SAE statistics (names starting with 'sae_'); for {self.statistic!r} use the 'activation' selector.")
+            raise ConfigError(
+                f"sae_topk ranks by SAE statistics (names starting with 'sae_'); for {self.statistic!r} use the 'activation' selector."
+            )
         if self.latent is not None and (isinstance(self.latent, bool) or not isinstance(self.latent, int) or self.latent < 0):
             raise ConfigError(f"sae_topk: latent must be a non-negative latent index, got {self.latent!r}.")
         if self.direction not in ("top", "bottom"):

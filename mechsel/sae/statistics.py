@@ -79,7 +79,9 @@ def _as_layer_dict(saes: Any) -> dict[int, Any]:
         raise ConfigError("Pass at least one SAE ({layer: sae}).")
     for layer, sae in out.items():
         if not hasattr(sae, "encode") or not hasattr(getattr(sae, "cfg", None), "d_sae"):
-            raise ConfigError(f"The SAE for layer {layer} is a {type(sae).__name__}, not a sae-lens SAE (load one with mechsel.sae.load_sae).")
+            raise ConfigError(
+                f"The SAE for layer {layer} is a {type(sae).__name__}, not a sae-lens SAE (load one with mechsel.sae.load_sae)."
+            )
     return out
 
 
@@ -98,11 +100,12 @@ class _PerLayerSAE:
         sae = self.saes.get(layer)
         if sae is None:
             raise ConfigError(
-                f"No SAE for layer {layer}; this reducer has SAEs for layers {list(self.layers)}. "
-                f"Collect with layers={list(self.layers)}."
+                f"No SAE for layer {layer}; this reducer has SAEs for layers {list(self.layers)}. Collect with layers={list(self.layers)}."
             )
         if acts.shape[-1] != sae.cfg.d_in:
-            raise ConfigError(f"Layer {layer} activations have width {acts.shape[-1]} but its SAE's d_in is {sae.cfg.d_in}; wrong hook or model.")
+            raise ConfigError(
+                f"Layer {layer} activations have width {acts.shape[-1]} but its SAE's d_in is {sae.cfg.d_in}; wrong hook or model."
+            )
         return sae, sae.encode(acts.to(sae.device))
 
     def provenance_info(self) -> dict[str, Any]:
@@ -183,7 +186,9 @@ class SAEStatistics(_PerLayerSAE):
         total = mass.sum(1)
         out["sae_mean_act"] = torch.where(n_active > 0, total / n_active.clamp(min=1), nan)
         peak = f.amax(1)
-        out["sae_max_act"] = torch.zeros(n_groups, dtype=torch.float64, device=f.device).scatter_reduce_(0, groups, peak, "amax", include_self=False)
+        out["sae_max_act"] = torch.zeros(n_groups, dtype=torch.float64, device=f.device).scatter_reduce_(
+            0, groups, peak, "amax", include_self=False
+        )
         p = mass / total.clamp(min=torch.finfo(torch.float64).tiny)[:, None]
         out["sae_entropy"] = torch.where(total > 0, -torch.special.xlogy(p, p).sum(1), nan)
         out["sae_n_active"] = fired.sum(1).to(torch.float64)
@@ -353,7 +358,14 @@ def top_latents_frame(result: Any, layer: int | None = None) -> pd.DataFrame:
             act = result.array(f"sae_top{rank}_act", [lay])[:, 0]
             parts.append(
                 pd.DataFrame(
-                    {"row": np.arange(len(result)), "example_id": list(result.example_ids), "layer": lay, "rank": rank, "latent": lat, "activation": act}
+                    {
+                        "row": np.arange(len(result)),
+                        "example_id": list(result.example_ids),
+                        "layer": lay,
+                        "rank": rank,
+                        "latent": lat,
+                        "activation": act,
+                    }
                 )
             )
     frame = pd.concat(parts, ignore_index=True)

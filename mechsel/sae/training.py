@@ -85,9 +85,7 @@ def default_run_dir(model_name: str, config: SAETrainConfig) -> Path:
     return cache_dir() / "saes" / f"{slug}_{config.hook}_{size}_L{layers}_seed{config.seed}"
 
 
-def train_sae(
-    model: Any, config: SAETrainConfig | None = None, *, texts: Sequence[str] | None = None, **overrides: Any
-) -> SAETrainResult:
+def train_sae(model: Any, config: SAETrainConfig | None = None, *, texts: Sequence[str] | None = None, **overrides: Any) -> SAETrainResult:
     """Train one SAE per layer of ``config.layers`` on ``blocks.{L}.hook_{hook}`` (see the module docstring).
 
     Args:
@@ -129,12 +127,16 @@ def train_sae(
             f"texts (more datasets), or lower n_train_tokens / buffer_tokens."
         )
     timer = {"activations": 0.0}
-    eval_acts = _concat(_timed(iter_activations(model, eval_seqs, list(hook_names.values()), batch_tokens=config.model_batch_tokens), timer))
+    eval_acts = _concat(
+        _timed(iter_activations(model, eval_seqs, list(hook_names.values()), batch_tokens=config.model_batch_tokens), timer)
+    )
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         saes = {layer: _make_sae(config, eval_acts[hook_names[layer]].shape[1], device) for layer in config.layers}
-        stream = iter_activations(model, train_seqs, list(hook_names.values()), batch_tokens=config.model_batch_tokens, progress=config.progress)
+        stream = iter_activations(
+            model, train_seqs, list(hook_names.values()), batch_tokens=config.model_batch_tokens, progress=config.progress
+        )
         trained, scales, means, history = _fit(config, saes, hook_names, _timed(stream, timer), device)
 
     data = {
@@ -156,7 +158,9 @@ def _resolve_config(config: SAETrainConfig | None, overrides: dict[str, Any]) ->
     if unknown:
         from mechsel.errors import did_you_mean
 
-        raise ConfigError(f"Unknown SAE training option(s) {unknown}.{did_you_mean(unknown[0], sorted(valid))} Valid: {', '.join(sorted(valid))}.")
+        raise ConfigError(
+            f"Unknown SAE training option(s) {unknown}.{did_you_mean(unknown[0], sorted(valid))} Valid: {', '.join(sorted(valid))}."
+        )
     return dataclasses.replace(config, **overrides) if overrides else config
 
 
@@ -185,7 +189,13 @@ def _make_sae(config: SAETrainConfig, d_in: int, device: str) -> Any:
 
     from mechsel.sae.sparse_topk import SparseTopKTrainingSAE
 
-    common = {"d_in": d_in, "d_sae": config.d_sae, "device": device, "dtype": "float32", "normalize_activations": "expected_average_only_in"}
+    common = {
+        "d_in": d_in,
+        "d_sae": config.d_sae,
+        "device": device,
+        "dtype": "float32",
+        "normalize_activations": "expected_average_only_in",
+    }
     if config.architecture == "topk":
         return SparseTopKTrainingSAE(TopKTrainingSAEConfig(k=config.k, aux_loss_coefficient=config.aux_loss_coefficient, **common))
     warm = max(1, config.n_steps // 20)
@@ -255,7 +265,9 @@ def _recording_step(sub: Any, log: list[dict[str, float]], every: int) -> Any:
                 err = (out.sae_out.to(torch.float64) - x).pow(2).sum()
                 var = (x - x.mean(0)).pow(2).sum()
                 l0 = out.feature_acts.bool().float().sum().item() / x.shape[0]
-            log.append({"step": float(n), "mse_loss": out.losses["mse_loss"].item(), "explained_variance": 1 - (err / var).item(), "l0": l0})
+            log.append(
+                {"step": float(n), "mse_loss": out.losses["mse_loss"].item(), "explained_variance": 1 - (err / var).item(), "l0": l0}
+            )
             logger.info("SAE step %d: %s", n, log[-1])
         return out
 
@@ -263,9 +275,19 @@ def _recording_step(sub: Any, log: list[dict[str, float]], every: int) -> Any:
 
 
 def _save_and_evaluate(
-    model: Any, info: Any, config: SAETrainConfig, saes: dict[int, Any], hook_names: dict[int, str],
-    eval_acts: dict[str, torch.Tensor], scales: dict[int, float], means: dict[int, torch.Tensor],
-    history: dict[int, list[dict[str, float]]], data: dict[str, Any], target: Path, timer: dict[str, float], start: float,
+    model: Any,
+    info: Any,
+    config: SAETrainConfig,
+    saes: dict[int, Any],
+    hook_names: dict[int, str],
+    eval_acts: dict[str, torch.Tensor],
+    scales: dict[int, float],
+    means: dict[int, torch.Tensor],
+    history: dict[int, list[dict[str, float]]],
+    data: dict[str, Any],
+    target: Path,
+    timer: dict[str, float],
+    start: float,
 ) -> SAETrainResult:
     from sae_lens import SAE
 

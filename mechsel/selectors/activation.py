@@ -162,9 +162,7 @@ class ActivationSelector(Selector):
         return picked, score[picked], {"n_excluded_nan": int((~ok).sum()), "columns": [[str(c[0]), c[1]] for c in used]}
 
 
-def choose_statistic(
-    statistics: pd.DataFrame, quality: np.ndarray, *, candidates: Sequence[str] | None = None
-) -> dict[str, Any]:
+def choose_statistic(statistics: pd.DataFrame, quality: np.ndarray, *, candidates: Sequence[str] | None = None) -> dict[str, Any]:
     """Pick the ``(layer, statistic, direction)`` whose values best rank dev-set demonstration quality.
 
     Args:

@@ -107,8 +107,7 @@ class Pool:
                 raise DataError(f"statistics must be a pandas DataFrame, got {type(self.statistics).__name__}.")
             if len(self.statistics) != n:
                 raise DataError(
-                    f"statistics has {len(self.statistics)} rows but the pool has {n} examples; "
-                    f"pass one row per example, in pool order."
+                    f"statistics has {len(self.statistics)} rows but the pool has {n} examples; pass one row per example, in pool order."
                 )
         if self.neuron_sets is not None:
             set_("neuron_sets", tuple(frozenset(s) for s in self.neuron_sets))
@@ -245,7 +244,7 @@ SelectionResult = tuple[Any, Any, dict[str, Any]]
 """What ``Selector._select`` returns: indices, scores, and extra provenance."""
 
 
-class Selector(ABC):
+class Selector(ABC):  # noqa: B024 (abstract by convention: subclasses implement _select or _retrieve)
     """Base class: validates inputs and invariants and packages results as :class:`Selection`.
 
     Subclasses set ``Config``, ``modes`` (``{"annotate"}``, ``{"retrieve"}`` or both) and
@@ -266,8 +265,7 @@ class Selector(ABC):
             if unknown:
                 hint = did_you_mean(unknown[0], valid)
                 raise ConfigError(
-                    f"Unknown parameter(s) {unknown} for selector {self.name!r}.{hint} "
-                    f"Valid parameters: {', '.join(valid) or '(none)'}."
+                    f"Unknown parameter(s) {unknown} for selector {self.name!r}.{hint} Valid parameters: {', '.join(valid) or '(none)'}."
                 )
             try:
                 config = self.Config(**params)
@@ -334,9 +332,7 @@ class Selector(ABC):
             out.append(self._package(pool, indices, scores, {"query": qi, **extra}, seed, base))
         return out
 
-    def _retrieve(
-        self, pool: Pool, annotated: np.ndarray, queries: Queries, k: int, seed: int
-    ) -> list[SelectionResult]:
+    def _retrieve(self, pool: Pool, annotated: np.ndarray, queries: Queries, k: int, seed: int) -> list[SelectionResult]:
         raise NotImplementedError
 
     # ----------------------------------------------------------------- helpers
@@ -353,9 +349,7 @@ class Selector(ABC):
     def _base_provenance(pool: Pool) -> dict[str, Any]:
         return {"pool_data_hash": pool.data_hash(), "pool_size": len(pool), "pool": dict(pool.provenance), "versions": library_versions()}
 
-    def _package(
-        self, pool: Pool, indices: list[int], scores: Any, extra: dict[str, Any], seed: int, base: dict[str, Any]
-    ) -> Selection:
+    def _package(self, pool: Pool, indices: list[int], scores: Any, extra: dict[str, Any], seed: int, base: dict[str, Any]) -> Selection:
         scores = tuple(float(s) for s in scores)
         if len(scores) != len(indices):
             raise AssertionError(f"Selector {self.name!r} returned {len(scores)} scores for {len(indices)} picks.")

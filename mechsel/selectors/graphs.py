@@ -33,9 +33,7 @@ def unit_rows(embeddings: Float[np.ndarray, "n d"], *, center: bool) -> Float[np
     return x
 
 
-def knn(
-    unit: Float[np.ndarray, "n d"], k: int, *, block: int | None = None
-) -> tuple[Int[np.ndarray, "n k"], Float[np.ndarray, "n k"]]:
+def knn(unit: Float[np.ndarray, "n d"], k: int, *, block: int | None = None) -> tuple[Int[np.ndarray, "n k"], Float[np.ndarray, "n k"]]:
     """The ``k`` most cosine-similar *other* rows of every row of ``unit`` (unit-norm rows).
 
     Returns ``(neighbours, similarities)``, each ``[n, k]``, sorted by decreasing similarity

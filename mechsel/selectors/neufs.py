@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -88,7 +88,9 @@ def neuron_sets(
         logger.warning("NeuFS top_n=%d keeps most of the %d neurons per layer; neuron sets will barely differ.", top_n, d_mlp)
     answers = torch.tensor([int(t) for t in answer_token_ids], dtype=torch.long)
     if answers.numel() < 1 or answers.min() < 0 or answers.max() >= model.cfg.d_vocab:
-        raise DataError(f"answer_token_ids must be valid token ids of this model (vocab {model.cfg.d_vocab}), got {list(answer_token_ids)}.")
+        raise DataError(
+            f"answer_token_ids must be valid token ids of this model (vocab {model.cfg.d_vocab}), got {list(answer_token_ids)}."
+        )
     if not prompts:
         raise DataError("neuron_sets needs at least one prompt.")
     device = next(model.parameters()).device
@@ -187,7 +189,7 @@ def jaccard_kmedoids(
         nearest = np.minimum(nearest, sets.distances(all_rows, np.array([m]))[:, 0])
     med = np.array(medoids)
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 (read after the loop)
         dist = sets.distances(all_rows, med)
         dist[med, np.arange(k)] = -1.0
         assign = dist.argmin(axis=1)

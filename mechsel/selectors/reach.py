@@ -129,7 +129,9 @@ class ReachIndex:
                 flags[r] |= np.unpackbits(row.view(np.uint8), bitorder="little")[: self.n].astype(bool)
             else:
                 flags[r, self._list(r, v)] = True
-            bits[r] = np.packbits(np.concatenate([flags[r], np.zeros(self.words * 64 - self.n, dtype=bool)]), bitorder="little").view(np.uint64)
+            bits[r] = np.packbits(np.concatenate([flags[r], np.zeros(self.words * 64 - self.n, dtype=bool)]), bitorder="little").view(
+                np.uint64
+            )
 
     def spread(self, seeds: list[int]) -> float:
         """Mean number of nodes reached from ``seeds`` over the runs."""

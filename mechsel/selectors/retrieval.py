@@ -92,7 +92,9 @@ class _BudgetRetriever(Selector):
 
     def _query_texts(self, queries: Queries) -> list[str | None]:
         if queries.texts is None and self.config.max_tokens is not None:  # type: ignore[attr-defined]
-            raise DataError(f"{self.name!r} with max_tokens needs the query texts to count their tokens; pass Queries(texts=..., embeddings=...).")
+            raise DataError(
+                f"{self.name!r} with max_tokens needs the query texts to count their tokens; pass Queries(texts=..., embeddings=...)."
+            )
         return list(queries.texts) if queries.texts is not None else [None] * len(queries)
 
 

@@ -160,9 +160,7 @@ class VoteGraph:
         j = int(near[np.argmin(self.tie_rank[near])])
         return j, float(s[j])
 
-    def greedy(
-        self, m: int, candidates: np.ndarray | None = None, *, update_discount: bool = True
-    ) -> tuple[list[int], list[float]]:
+    def greedy(self, m: int, candidates: np.ndarray | None = None, *, update_discount: bool = True) -> tuple[list[int], list[float]]:
         """Pick ``m`` examples by argmax score (restricted to ``candidates`` if given)."""
         picked, scores = [], []
         for _ in range(m):
@@ -226,8 +224,10 @@ def n_neighbors_for(n: int, cfg: FastVoteKConfig) -> int:
         if (n, cfg.n_neighbors, kk) not in _WARNED:  # once per process and setting, not once per seed
             _WARNED.add((n, cfg.n_neighbors, kk))
             logger.warning(
-                "vote-k: a pool of %d examples is too small for n_neighbors=%d (the reference code uses 150 on "
-                "~3,000 examples); %s.", n, cfg.n_neighbors, why,
+                "vote-k: a pool of %d examples is too small for n_neighbors=%d (the reference code uses 150 on ~3,000 examples); %s.",
+                n,
+                cfg.n_neighbors,
+                why,
             )
     elif kk < cfg.n_neighbors:
         logger.info("vote-k: pool of %d examples, using %d neighbours instead of %d", n, kk, cfg.n_neighbors)

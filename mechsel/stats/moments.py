@@ -59,8 +59,7 @@ def _check_names(requested: Sequence[str] | None, valid: tuple[str, ...], family
     for name in names:
         if name not in valid:
             raise ConfigError(
-                f"The {family!r} family has no statistic {name!r}.{did_you_mean(name, valid)} "
-                f"It computes: {', '.join(valid)}."
+                f"The {family!r} family has no statistic {name!r}.{did_you_mean(name, valid)} It computes: {', '.join(valid)}."
             )
     if not names:
         raise ConfigError(f"Ask the {family!r} family for at least one of: {', '.join(valid)}.")

@@ -140,7 +140,9 @@ class StatsResult:
         for other in results[1:]:
             first.check_compatible(other)
             if other.layers != first.layers:
-                raise ProvenanceMismatchError(f"Cannot concat results with different layers ({list(first.layers)} vs {list(other.layers)}).")
+                raise ProvenanceMismatchError(
+                    f"Cannot concat results with different layers ({list(first.layers)} vs {list(other.layers)})."
+                )
             if other.statistics != first.statistics:
                 raise ProvenanceMismatchError(
                     f"Cannot concat results with different statistics ({first.statistics} vs {other.statistics}); "
@@ -228,7 +230,9 @@ class StatsResult:
             raise DataError(f"{path} is not a saved StatsResult (needs manifest.json and stats.parquet); save one with result.save(path).")
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("format") != _FORMAT or manifest.get("version") != _VERSION:
-            raise DataError(f"{path}: unsupported format {manifest.get('format')!r} v{manifest.get('version')}; recompute it with this mechsel.")
+            raise DataError(
+                f"{path}: unsupported format {manifest.get('format')!r} v{manifest.get('version')}; recompute it with this mechsel."
+            )
         frame = pd.read_parquet(parquet_path)
         n, layers, stats = manifest["n_rows"], tuple(manifest["layers"]), manifest["statistics"]
         if len(frame) != n * len(layers) * len(stats):

@@ -53,7 +53,9 @@ def template_fields(template: str) -> list[str]:
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as err:
-        raise ConfigError(f"Template {template!r} is not a valid format string ({err}). Escape literal braces as '{{{{' and '}}}}'.") from None
+        raise ConfigError(
+            f"Template {template!r} is not a valid format string ({err}). Escape literal braces as '{{{{' and '}}}}'."
+        ) from None
     return [name for _, name, _, _ in parsed if name is not None]
 
 

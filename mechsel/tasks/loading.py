@@ -74,7 +74,7 @@ def _read_json_lines(path: Path) -> list[dict[str, Any]]:
             if not isinstance(row, dict):
                 raise DataError(
                     f"{path}:{lineno} holds a JSON {_json_kind(row)}, but every line must be one object of the "
-                    f"task's fields, e.g. {{\"sentence\": \"...\", \"label\": 0}}; fix or remove that line."
+                    f'task\'s fields, e.g. {{"sentence": "...", "label": 0}}; fix or remove that line.'
                 )
             rows.append(row)
     return rows
@@ -129,10 +129,7 @@ def load_rows(
         return _read_hub(cfg, split)
     files = local_split_files(cfg, data_dir)
     if split not in files:
-        raise DataError(
-            f"Task {cfg.name!r} has no local split {split!r}.{did_you_mean(split, list(files))} "
-            f"Available: {sorted(files)}."
-        )
+        raise DataError(f"Task {cfg.name!r} has no local split {split!r}.{did_you_mean(split, list(files))} Available: {sorted(files)}.")
     path = files[split]
     if not path.is_file():
         raise DataError(f"Split {split!r} of task {cfg.name!r} should be at {path}, which does not exist.")
@@ -197,7 +194,9 @@ def rows_to_examples(task: str | TaskConfig, rows: list[dict[str, Any]], split: 
         ex_id = _field(row, cfg.id_field, cfg, where(i), "id_field") if cfg.id_field else i
         out.append(Example(id=ex_id, inputs=inputs, label=label, split=split))
     if cfg.id_field and len({e.id for e in out}) != len(out):
-        raise DataError(f"Task {cfg.name!r}, split {split!r}: id field {cfg.id_field!r} has duplicate values; set id_field=None to use row numbers.")
+        raise DataError(
+            f"Task {cfg.name!r}, split {split!r}: id field {cfg.id_field!r} has duplicate values; set id_field=None to use row numbers."
+        )
     return out
 
 

@@ -64,7 +64,9 @@ class PromptEncoder:
         self._pieces: dict[tuple, tuple[Piece, ...]] = {}
         self.separator_ids = self.encode(self.task.separator)
         if not self.separator_ids:
-            raise ConfigError(f"Task {self.task.name!r}: the separator {self.task.separator!r} encodes to no tokens; use a visible separator such as '\\n\\n'.")
+            raise ConfigError(
+                f"Task {self.task.name!r}: the separator {self.task.separator!r} encodes to no tokens; use a visible separator such as '\\n\\n'."
+            )
 
     def encode(self, text: str) -> tuple[int, ...]:
         """Token ids of ``text`` on its own (memoised)."""
@@ -120,7 +122,9 @@ class PromptEncoder:
         """Number of tokens of ``example``'s segment."""
         return sum(len(ids) for ids, _ in self.pieces(example, answer=answer))
 
-    def fit(self, demos: Sequence[Example], query: Example, *, max_tokens: int | None, overflow: Overflow = "drop_front", reserve: int = 0) -> list[Example]:
+    def fit(
+        self, demos: Sequence[Example], query: Example, *, max_tokens: int | None, overflow: Overflow = "drop_front", reserve: int = 0
+    ) -> list[Example]:
         """The demonstrations that fit with ``query`` in ``max_tokens`` (see the module docstring)."""
         if overflow not in OVERFLOWS:
             raise ConfigError(f"overflow must be one of {OVERFLOWS}, got {overflow!r}.")
@@ -151,7 +155,9 @@ class PromptEncoder:
                 f"Not even one demonstration fits with query {query.id!r} in max_tokens={max_tokens} "
                 f"(the shortest needs {min(lengths)} tokens, {max_tokens - base} are free). Raise max_tokens."
             )
-        logger.info("Dropped %d of %d demonstrations (from the front) to fit query %r in %d tokens.", start, len(demos), query.id, max_tokens)
+        logger.info(
+            "Dropped %d of %d demonstrations (from the front) to fit query %r in %d tokens.", start, len(demos), query.id, max_tokens
+        )
         return demos[start:]
 
     def build(
@@ -200,7 +206,9 @@ def order_demonstrations(
     if policy == "random":
         return [demos[i] for i in np.random.default_rng(seed).permutation(len(demos))]
     if scores is None or len(scores) != len(demos):
-        raise ConfigError(f"Order policy {policy!r} needs one score per demonstration (got {None if scores is None else len(scores)} for {len(demos)}).")
+        raise ConfigError(
+            f"Order policy {policy!r} needs one score per demonstration (got {None if scores is None else len(scores)} for {len(demos)})."
+        )
     order = np.argsort(np.asarray(scores, dtype=float), kind="stable")
     return [demos[i] for i in (order if policy == "ascending" else order[::-1])]
 

@@ -134,9 +134,7 @@ def _feasible(counts: Sequence[int], t: int, targets: Sequence[int], total: int)
     return True
 
 
-def stratified_label_order(
-    targets: Sequence[int], n: int, rng: np.random.Generator, supply: Sequence[int] | None = None
-) -> list[int]:
+def stratified_label_order(targets: Sequence[int], n: int, rng: np.random.Generator, supply: Sequence[int] | None = None) -> list[int]:
     """A random sequence of ``n`` labels whose every prefix of length ``t`` holds each label ``l``
     within one of ``t * targets[l] / sum(targets)`` times (see the module docstring).
 
@@ -175,7 +173,9 @@ def _take(name: str, wanted: int | None, available: int, cfg: TaskConfig, split:
     after = "after the other subsets" + (" and the min_words filter" if filtered else "")
     if wanted is None:
         if available < 1:
-            raise DataError(f"Task {cfg.name!r}: no examples of split {split!r} are left for the {name} {after}; lower the other subset sizes.")
+            raise DataError(
+                f"Task {cfg.name!r}: no examples of split {split!r} are left for the {name} {after}; lower the other subset sizes."
+            )
         return available
     if wanted > available:
         raise DataError(

@@ -45,9 +45,15 @@ def overrides(tmp_path_factory, shared_data_dir) -> list[str]:
         "tasks.0.define.input_fields=[review_text]",
         "tasks.0.define.label_field=verdict",
         'tasks.0.define.template="Movie review: {review_text}\\nWas it good or bad? Answer:"',
-        "tasks.0.n_candidates=8", "tasks.0.dev_size=4", "tasks.0.test_size=16", "tasks.0.selection_pool=6",
-        "selection.budgets=[2]", "selection.seeds=[0, 1]",
-        "analysis.n_boot=100", "analysis.n_perm=100", "analysis.samples_per_example=200",
+        "tasks.0.n_candidates=8",
+        "tasks.0.dev_size=4",
+        "tasks.0.test_size=16",
+        "tasks.0.selection_pool=6",
+        "selection.budgets=[2]",
+        "selection.seeds=[0, 1]",
+        "analysis.n_boot=100",
+        "analysis.n_perm=100",
+        "analysis.samples_per_example=200",
         "plots.formats=[]",
     ]
 
@@ -114,9 +120,17 @@ def test_quick_demo_from_the_cli_runs_every_selector_family(tmp_path):
     """``mechsel demo --quick`` (shrunk further by ``--set``) on the embedded model: every selector
     family runs, and what it prints is the saved summary and verdict."""
     out = tmp_path / "quick"
-    tiny = ["tasks.0.n_candidates=8", "tasks.0.dev_size=4", "tasks.0.test_size=12", "tasks.0.selection_pool=6",
-            "selection.budgets=[2]", "analysis.n_boot=100", "analysis.n_perm=100", "analysis.samples_per_example=200",
-            "plots.formats=[]"]
+    tiny = [
+        "tasks.0.n_candidates=8",
+        "tasks.0.dev_size=4",
+        "tasks.0.test_size=12",
+        "tasks.0.selection_pool=6",
+        "selection.budgets=[2]",
+        "analysis.n_boot=100",
+        "analysis.n_perm=100",
+        "analysis.samples_per_example=200",
+        "plots.formats=[]",
+    ]
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         status = main(["demo", "--quick", "--output", str(out), "--quiet"] + [a for o in tiny for a in ("--set", o)])

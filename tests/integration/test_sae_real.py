@@ -129,13 +129,24 @@ def test_demo_with_a_trained_sae_runs_the_sae_selectors(trained, tmp_path):
     from mechsel.experiment import load_results
 
     out = tmp_path / "quick-sae"
-    tiny = ["tasks.0.n_candidates=8", "tasks.0.dev_size=4", "tasks.0.test_size=12", "tasks.0.selection_pool=6",
-            "selection.budgets=[2]", "selection.seeds=[0,1]", "analysis.n_boot=100", "analysis.n_perm=100",
-            "analysis.samples_per_example=200", "plots.formats=[]"]
+    tiny = [
+        "tasks.0.n_candidates=8",
+        "tasks.0.dev_size=4",
+        "tasks.0.test_size=12",
+        "tasks.0.selection_pool=6",
+        "selection.budgets=[2]",
+        "selection.seeds=[0,1]",
+        "analysis.n_boot=100",
+        "analysis.n_perm=100",
+        "analysis.samples_per_example=200",
+        "plots.formats=[]",
+    ]
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        status = main(["demo", "--quick", "--quiet", "--output", str(out), "--sae", str(trained.path / f"layer_{LAYER}")]
-                      + [a for o in tiny for a in ("--set", o)])
+        status = main(
+            ["demo", "--quick", "--quiet", "--output", str(out), "--sae", str(trained.path / f"layer_{LAYER}")]
+            + [a for o in tiny for a in ("--set", o)]
+        )
     printed = buffer.getvalue()
     assert status == 0, printed
     tables = load_results(out)

@@ -50,7 +50,12 @@ def test_neufs_on_the_embedded_model(embedded_model):
     tok = embedded_model.tokenizer
     reviews = ["a gorgeous, heartfelt film", "a tedious mess", "funny and sharp", "i wanted my money back", "fine, i guess"]
     prompts = [
-        PromptBuilder(tok, bos_token_id=tok.bos_token_id).segment("query", i).add("Review: ", "template").add(r, "text").add("\nSentiment:", "template").build()
+        PromptBuilder(tok, bos_token_id=tok.bos_token_id)
+        .segment("query", i)
+        .add("Review: ", "template")
+        .add(r, "text")
+        .add("\nSentiment:", "template")
+        .build()
         for i, r in enumerate(reviews)
     ]
     answers = [tok.encode(" positive", add_special_tokens=False)[0], tok.encode(" negative", add_special_tokens=False)[0]]

@@ -24,10 +24,21 @@ SCRIPTS = {
     "activation_distributions.py": "activations_",
 }
 TINY = [  # the shipped config at toy sizes; nothing about the task itself changes
-    "model.name=tiny-random", "tasks.0.n_candidates=8", "tasks.0.dev_size=2", "tasks.0.test_size=4", "tasks.0.selection_pool=6",
-    "collect.context_size=2", "collect.statistics=[mean,kurtosis]", "selection.budgets=[1]", "selection.seeds=[0,1]",
+    "model.name=tiny-random",
+    "tasks.0.n_candidates=8",
+    "tasks.0.dev_size=2",
+    "tasks.0.test_size=4",
+    "tasks.0.selection_pool=6",
+    "collect.context_size=2",
+    "collect.statistics=[mean,kurtosis]",
+    "selection.budgets=[1]",
+    "selection.seeds=[0,1]",
     "selection.runs=[{selector: random}, {selector: activation, choose_statistic: true}, {selector: bm25}, {selector: margin}]",
-    "analysis.n_boot=20", "analysis.n_perm=20", "analysis.n_extreme=2", "analysis.samples_per_example=10", "plots.formats=[]",
+    "analysis.n_boot=20",
+    "analysis.n_perm=20",
+    "analysis.n_extreme=2",
+    "analysis.samples_per_example=10",
+    "plots.formats=[]",
     "progress=false",
 ]
 

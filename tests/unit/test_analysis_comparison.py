@@ -39,12 +39,25 @@ def _scores(gain=0.0, seeds=8, seed=0):
     rows = []
     for budget in (4, 8):
         base = 0.7 + 0.05 * rng.normal(size=seeds)
-        for sel, fam, delta in (("random", "baseline", 0.0), ("act_kurt", "activation", gain), ("act_mean", "activation", -0.01),
-                                ("knn", "classic", 0.05)):
+        for sel, fam, delta in (
+            ("random", "baseline", 0.0),
+            ("act_kurt", "activation", gain),
+            ("act_mean", "activation", -0.01),
+            ("knn", "classic", 0.05),
+        ):
             noise = 0.0 if sel == "random" else 0.01 * rng.normal(size=seeds)
             for s in range(seeds):
-                rows.append({"task": "sst2", "metric": "accuracy", "budget": budget, "seed": s, "selector": sel,
-                             "family": fam, "score": base[s] + delta + (noise[s] if sel != "random" else 0.0)})
+                rows.append(
+                    {
+                        "task": "sst2",
+                        "metric": "accuracy",
+                        "budget": budget,
+                        "seed": s,
+                        "selector": sel,
+                        "family": fam,
+                        "score": base[s] + delta + (noise[s] if sel != "random" else 0.0),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -80,8 +93,15 @@ def test_bounded_intervals_stay_in_range_and_keep_the_t_interval_inside():
     assert hi_t > 1.0
     _, _, lo, hi = mean_ci(v, bounds=(0.0, 1.0))
     assert (lo, hi) == pytest.approx((max(lo_t, 0.0), 1.0))
-    scores = pd.DataFrame({"selector": ["random"] * 5 + ["act"] * 5, "budget": 4, "seed": list(range(5)) * 2,
-                           "metric": "accuracy", "score": np.r_[v, v[::-1]]})
+    scores = pd.DataFrame(
+        {
+            "selector": ["random"] * 5 + ["act"] * 5,
+            "budget": 4,
+            "seed": list(range(5)) * 2,
+            "metric": "accuracy",
+            "score": np.r_[v, v[::-1]],
+        }
+    )
     comp = compare_selectors(scores, bounds={"accuracy": (0.0, 1.0)})
     assert (comp["ci_high"] <= 1.0).all() and (comp["ci_low"] >= 0.0).all()
     act = comp[comp["selector"] == "act"].iloc[0]
@@ -91,15 +111,28 @@ def test_bounded_intervals_stay_in_range_and_keep_the_t_interval_inside():
 
 
 def _grid(rho, n=48, task="sst2"):
-    return pd.DataFrame({"task": task, "family": "moments", "mask": "full", "layer": [0, 1], "statistic": ["mean", "kurtosis"],
-                         "rho": [0.05, rho], "n": n, "ci_low": np.nan, "ci_high": np.nan, "q_value": 0.5,
-                         "fdr_family": f"task={task}, family=moments"})
+    return pd.DataFrame(
+        {
+            "task": task,
+            "family": "moments",
+            "mask": "full",
+            "layer": [0, 1],
+            "statistic": ["mean", "kurtosis"],
+            "rho": [0.05, rho],
+            "n": n,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "q_value": 0.5,
+            "fdr_family": f"task={task}, family=moments",
+        }
+    )
 
 
 def test_summary_lists_every_competing_selector_with_its_own_cell():
     comp = compare_selectors(_scores(gain=0.0), bounds={"accuracy": (0.0, 1.0)})
-    cells = pd.DataFrame({"task": ["sst2", "sst2"], "selector": ["act_kurt", "act_mean"], "layer": [1, 0],
-                          "statistic": ["kurtosis", "mean"], "mask": "full"})
+    cells = pd.DataFrame(
+        {"task": ["sst2", "sst2"], "selector": ["act_kurt", "act_mean"], "layer": [1, 0], "statistic": ["kurtosis", "mean"], "mask": "full"}
+    )
     table = summary_table(comp, _grid(-0.21), cells=cells)
     assert len(table) == 4 and set(table["selector"]) == {"act_kurt", "act_mean"}  # knn is not an activation selector
     assert (table["n_competing"] == 2).all()

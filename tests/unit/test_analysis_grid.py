@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-
-from mechsel.analysis import benjamini_hochberg, correlation_grid, masking_effect
 from scipy.stats import rankdata
 
+from mechsel.analysis import benjamini_hochberg, correlation_grid, masking_effect
 from mechsel.analysis.correlation import bootstrap_indices, rowwise_pearson, spearman_p_value
 from mechsel.errors import ConfigError, DataError
 
@@ -107,8 +106,11 @@ def _planted_grid(rng, n=48, cells=360, planted=(0.76, 0.68), task="sst2", famil
             v = r * quality + np.sqrt(1 - r * r) * rng.normal(size=n)
         else:
             v = rng.normal(size=n)
-        rows.append(pd.DataFrame({"example_id": ids, "task": task, "family": family, "mask": "full",
-                                  "layer": c // 5, "statistic": f"s{c % 5}", "value": v}))
+        rows.append(
+            pd.DataFrame(
+                {"example_id": ids, "task": task, "family": family, "mask": "full", "layer": c // 5, "statistic": f"s{c % 5}", "value": v}
+            )
+        )
     return pd.concat(rows, ignore_index=True), pd.DataFrame({"example_id": ids, "task": task, "quality": quality})
 
 

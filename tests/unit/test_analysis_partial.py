@@ -165,10 +165,19 @@ def _grid_frames(n=60, seed=0):
             for stat in ("mean", "kurtosis"):
                 real = (family == "moments") * (layer == 1) * (stat == "kurtosis")
                 v = n_tokens / 10 + 2 * real * (quality - n_tokens / 10) + rng.normal(size=n)
-                rows.append(pd.DataFrame({
-                    "example_id": ids, "family": family, "mask": "full", "layer": layer, "statistic": stat, "value": v,
-                    "n_tokens": n_tokens + (family == "sae"),  # per-line token counts, as the collect stage writes them
-                }))
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            "example_id": ids,
+                            "family": family,
+                            "mask": "full",
+                            "layer": layer,
+                            "statistic": stat,
+                            "value": v,
+                            "n_tokens": n_tokens + (family == "sae"),  # per-line token counts, as the collect stage writes them
+                        }
+                    )
+                )
     stats_frame = pd.concat(rows, ignore_index=True)
     qframe = pd.DataFrame({"example_id": ids, "quality": quality})
     cov = pd.DataFrame({"example_id": ids[::-1], "n_tokens": n_tokens[::-1], "label": label[::-1]})
@@ -193,8 +202,10 @@ def test_partial_grid_matches_partial_spearman_and_bh_within_families():
         np.testing.assert_allclose(fam["q_partial"], benjamini_hochberg(fam["p_partial"].to_numpy())[0])
     real = (grid["family"] == "moments") & (grid["layer"] == 1) & (grid["statistic"] == "kurtosis")
     assert grid.loc[real, "significant_partial"].all() and (grid.loc[real, "rho_partial"] > 0.8).all()
-    raw = s.merge(q, on="example_id").groupby(["family", "layer", "statistic"]).apply(
-        lambda c: stats.spearmanr(c["value"], c["quality"]).statistic, include_groups=False
+    raw = (
+        s.merge(q, on="example_id")
+        .groupby(["family", "layer", "statistic"])
+        .apply(lambda c: stats.spearmanr(c["value"], c["quality"]).statistic, include_groups=False)
     )
     assert (raw > 0.6).all()  # every cell is confounded by length before the adjustment
     assert (grid.loc[~real, "rho_partial"].abs() < 0.35).all()
@@ -227,7 +238,7 @@ def test_partial_grid_errors_teach():
     with pytest.raises(DataError, match="example_id"):
         partial_correlation_grid(s, q, cov.drop(columns="example_id"))
     with pytest.raises(DataError, match="No .* appears in the covariates frame"):
-        partial_correlation_grid(s, q, cov.assign(example_id="other"  + cov["example_id"]))
+        partial_correlation_grid(s, q, cov.assign(example_id="other" + cov["example_id"]))
     with pytest.raises(ConfigError, match="No covariates"):
         partial_correlation_grid(s, q, [])
     with pytest.raises(ConfigError, match="cell keys"):

@@ -15,16 +15,27 @@ from mechsel.errors import ConfigError, DataError
 
 def _tiny():
     """Two random sets of two members, one retrieval line and one other selector to be ignored."""
-    selections = pd.DataFrame({
-        "task": "sst2",
-        "selector": ["random", "random", "random", "random", "random", "votek"],
-        "budget": 2, "seed": [0, 0, 1, 1, 2, 0], "query": [-1, -1, -1, -1, 3, -1], "rank": [0, 1, 0, 1, 0, 0],
-        "example_id": ["a", "b", "b", "c", "a", "c"],
-    })
-    stats_frame = pd.DataFrame({
-        "example_id": ["a", "b", "c", "a", "b", "c"], "family": "moments", "mask": "full", "layer": 0,
-        "statistic": ["kurtosis"] * 3 + ["mean"] * 3, "value": [1.0, 4.0, 2.0, np.nan, 5.0, -1.0],
-    })
+    selections = pd.DataFrame(
+        {
+            "task": "sst2",
+            "selector": ["random", "random", "random", "random", "random", "votek"],
+            "budget": 2,
+            "seed": [0, 0, 1, 1, 2, 0],
+            "query": [-1, -1, -1, -1, 3, -1],
+            "rank": [0, 1, 0, 1, 0, 0],
+            "example_id": ["a", "b", "b", "c", "a", "c"],
+        }
+    )
+    stats_frame = pd.DataFrame(
+        {
+            "example_id": ["a", "b", "c", "a", "b", "c"],
+            "family": "moments",
+            "mask": "full",
+            "layer": 0,
+            "statistic": ["kurtosis"] * 3 + ["mean"] * 3,
+            "value": [1.0, 4.0, 2.0, np.nan, 5.0, -1.0],
+        }
+    )
     return selections, stats_frame
 
 
@@ -32,14 +43,29 @@ def test_set_features_by_hand():
     sel, st = _tiny()
     feats = set_features(sel, st).set_index(["seed", "statistic", "aggregate"])
     assert list(set_features(sel, st).columns) == [
-        "task", "selector", "budget", "seed", "set_id", "family", "mask", "layer", "statistic", "aggregate", "value", "n_members",
+        "task",
+        "selector",
+        "budget",
+        "seed",
+        "set_id",
+        "family",
+        "mask",
+        "layer",
+        "statistic",
+        "aggregate",
+        "value",
+        "n_members",
     ]
     assert len(feats) == 8  # 2 fixed random sets × 2 cells × 2 aggregates
     expect = {  # set 0 = {a, b}, set 1 = {b, c}; a's mean is NaN and ignored
-        (0, "kurtosis", "mean"): (2.5, 2), (0, "kurtosis", "max"): (4.0, 2),
-        (0, "mean", "mean"): (5.0, 1), (0, "mean", "max"): (5.0, 1),
-        (1, "kurtosis", "mean"): (3.0, 2), (1, "kurtosis", "max"): (4.0, 2),
-        (1, "mean", "mean"): (2.0, 2), (1, "mean", "max"): (5.0, 2),
+        (0, "kurtosis", "mean"): (2.5, 2),
+        (0, "kurtosis", "max"): (4.0, 2),
+        (0, "mean", "mean"): (5.0, 1),
+        (0, "mean", "max"): (5.0, 1),
+        (1, "kurtosis", "mean"): (3.0, 2),
+        (1, "kurtosis", "max"): (4.0, 2),
+        (1, "mean", "mean"): (2.0, 2),
+        (1, "mean", "max"): (5.0, 2),
     }
     for key, (value, n_members) in expect.items():
         assert feats.loc[key, "value"] == value and feats.loc[key, "n_members"] == n_members
@@ -55,8 +81,10 @@ def _planted(n_sets=60, budgets=(4,), seed=0, effect=True, pool=100, k_slope=0.0
     layers, statistics = (0, 1, 2), ("mean", "kurtosis", "skew")
     values = {(layer, s): rng.normal(size=pool) for layer in layers for s in statistics}
     stats_frame = pd.concat(
-        [pd.DataFrame({"example_id": ids, "family": "moments", "mask": "full", "layer": layer, "statistic": s, "value": v})
-         for (layer, s), v in values.items()],
+        [
+            pd.DataFrame({"example_id": ids, "family": "moments", "mask": "full", "layer": layer, "statistic": s, "value": v})
+            for (layer, s), v in values.items()
+        ],
         ignore_index=True,
     )
     sel_rows, score_rows = [], []
@@ -64,12 +92,13 @@ def _planted(n_sets=60, budgets=(4,), seed=0, effect=True, pool=100, k_slope=0.0
     for k in budgets:
         for s in range(n_sets):
             members = rng.choice(ids, size=k, replace=False)
-            sel_rows.append(pd.DataFrame({"task": "sst2", "selector": "random", "budget": k, "seed": s, "query": -1,
-                                          "rank": np.arange(k), "example_id": members}))
-            score = 0.5 + k_slope * k + (0.05 * driver[members].mean() if effect else 0.0) + rng.normal(scale=0.02)
-            score_rows.append(
-                {"task": "sst2", "selector": "random", "budget": k, "seed": s, "metric": "accuracy", "score": score}
+            sel_rows.append(
+                pd.DataFrame(
+                    {"task": "sst2", "selector": "random", "budget": k, "seed": s, "query": -1, "rank": np.arange(k), "example_id": members}
+                )
             )
+            score = 0.5 + k_slope * k + (0.05 * driver[members].mean() if effect else 0.0) + rng.normal(scale=0.02)
+            score_rows.append({"task": "sst2", "selector": "random", "budget": k, "seed": s, "metric": "accuracy", "score": score})
     return pd.concat(sel_rows, ignore_index=True), pd.DataFrame(score_rows), stats_frame
 
 
@@ -81,9 +110,7 @@ def test_set_grid_matches_scipy_and_finds_planted_effect():
     feats = set_features(sel, st)
     score = set_scores(sc).set_index("set_id")["score"]
     for _, row in grid.iterrows():
-        f = feats[
-            (feats["layer"] == row["layer"]) & (feats["statistic"] == row["statistic"]) & (feats["aggregate"] == row["aggregate"])
-        ]
+        f = feats[(feats["layer"] == row["layer"]) & (feats["statistic"] == row["statistic"]) & (feats["aggregate"] == row["aggregate"])]
         ref = stats.spearmanr(f["value"], score.loc[f["set_id"]].to_numpy())
         assert row["rho"] == pytest.approx(ref.statistic, abs=1e-12)
         assert row["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)

@@ -22,17 +22,45 @@ def _summary(gain=0.0, noise=0.005, seeds=20, seed=0, budgets=(4, 8)):
         base = 0.6 + 0.08 * rng.normal(size=seeds)
         act = base + gain + noise * rng.normal(size=seeds)
         for s in range(seeds):
-            rows.append({"task": "sst2", "metric": "accuracy", "budget": budget, "seed": s, "selector": "random",
-                         "family": "baseline", "score": base[s]})
-            rows.append({"task": "sst2", "metric": "accuracy", "budget": budget, "seed": s, "selector": "act",
-                         "family": "activation", "score": act[s]})
+            rows.append(
+                {
+                    "task": "sst2",
+                    "metric": "accuracy",
+                    "budget": budget,
+                    "seed": s,
+                    "selector": "random",
+                    "family": "baseline",
+                    "score": base[s],
+                }
+            )
+            rows.append(
+                {
+                    "task": "sst2",
+                    "metric": "accuracy",
+                    "budget": budget,
+                    "seed": s,
+                    "selector": "act",
+                    "family": "activation",
+                    "score": act[s],
+                }
+            )
     return summary_table(compare_selectors(pd.DataFrame(rows), bounds=RANGES))
 
 
 def _grid(rhos, n):
     rhos = np.asarray(rhos, dtype=float)
-    return pd.DataFrame({"task": "sst2", "family": "moments", "mask": "full", "layer": np.arange(len(rhos)),
-                         "statistic": "kurtosis", "rho": rhos, "n": n, "fdr_family": "task=sst2, family=moments"})
+    return pd.DataFrame(
+        {
+            "task": "sst2",
+            "family": "moments",
+            "mask": "full",
+            "layer": np.arange(len(rhos)),
+            "statistic": "kurtosis",
+            "rho": rhos,
+            "n": n,
+            "fdr_family": "task=sst2, family=moments",
+        }
+    )
 
 
 def test_gain_holds_only_when_every_interval_is_inside_the_margin():
@@ -67,7 +95,7 @@ def test_equivalence_decision_matches_a_hand_computed_tost():
         r = summary.iloc[0]
         se = r["sd_diff"] / np.sqrt(r["n_pairs"])
         df = r["n_pairs"] - 1
-        p_low = stats.t.sf((r["mean_diff"] + 0.03) / se, df)   # H0: diff ≤ −margin
+        p_low = stats.t.sf((r["mean_diff"] + 0.03) / se, df)  # H0: diff ≤ −margin
         p_high = stats.t.cdf((r["mean_diff"] - 0.03) / se, df)  # H0: diff ≥ +margin
         assert line["equivalent"] == bool(max(p_low, p_high) < 0.05), trial
 

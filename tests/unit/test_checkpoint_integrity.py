@@ -20,11 +20,13 @@ FAIL_AT: list[int] = []
 def _square(ctx):
     out = []
     for i in range(ctx.params["n"]):
+
         def step(i=i):
             CALLS.append(f"square{i}")
             if FAIL_AT and FAIL_AT[0] == i:
                 raise KeyboardInterrupt
             return {"i": np.array([i]), "v": np.random.default_rng([ctx.params["seed"], i]).normal(size=3)}
+
         out.append(ctx.checkpoint(f"step{i}", step))
     return {"table": pd.DataFrame({"i": [int(o["i"][0]) for o in out], "v": [float(o["v"].sum()) for o in out]})}
 

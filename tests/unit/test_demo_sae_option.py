@@ -26,8 +26,8 @@ def test_sae_folder_adds_statistics_and_selector_runs(tmp_path):
     assert dict(config.sae.saes) == {9: str(folder.resolve())}
     labels = [r.label for r in config.selection.runs]
     assert labels[: len(base.selection.runs)] == [r.label for r in base.selection.runs]
-    assert labels[len(base.selection.runs):] == [r["label"] for r in SAE_RUNS]
-    added = config.selection.runs[len(base.selection.runs):]
+    assert labels[len(base.selection.runs) :] == [r["label"] for r in SAE_RUNS]
+    added = config.selection.runs[len(base.selection.runs) :]
     assert {r.family for r in added} == {"sae"}
     coverage = next(r for r in added if r.selector == "sae_coverage")
     assert coverage.params["n_seed"] == min(t.selection_pool for t in base.tasks)  # fits the quick pool of 12
@@ -38,7 +38,7 @@ def test_two_saes_pin_the_topk_layer(tmp_path):
     paths = [str(sae_folder(tmp_path, f"layer_{L}", f"blocks.{L}.hook_mlp_out")) for L in (12, 4)]
     changes = sae_changes(base, paths)
     assert sorted(changes["sae"]["saes"]) == [4, 12]
-    added = changes["selection"]["runs"][len(base.selection.runs):]
+    added = changes["selection"]["runs"][len(base.selection.runs) :]
     assert all(r["params"]["layer"] == 4 for r in added)
 
 

@@ -22,8 +22,10 @@ from mechsel.experiment.rundir import RunDirectory
 from mechsel.models.embedded import _FOLDER_NAME, EMBEDDED_MODEL
 
 MINIMAL = {"selection": {"runs": [{"selector": "random"}, {"selector": "activation", "choose_statistic": True}], "budgets": [2]}}
-RUNS_AT = lambda layer: {"runs": [{"selector": "random"}, {"selector": "activation", "params": {"statistic": "mean", "layer": layer}}],  # noqa: E731
-                         "budgets": [2]}
+
+
+def RUNS_AT(layer):
+    return {"runs": [{"selector": "random"}, {"selector": "activation", "params": {"statistic": "mean", "layer": layer}}], "budgets": [2]}
 
 
 @pytest.fixture
@@ -39,6 +41,7 @@ def embedded_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def no_run(monkeypatch):
     """Fail the test if the CLI gets as far as running the experiment (which loads the model)."""
+
     def run_experiment(*args, **kwargs):
         raise AssertionError("run_experiment was called: the error came too late")
 
@@ -66,16 +69,23 @@ def one_error_line(capsys) -> str:
 
 # ---------------------------------------------------------------- the config file itself
 
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"- selection:\n    budgets: [2]\n", r"bad\.yaml: the top level must be a mapping of settings .* but it is a list; remove the leading '- ' of its entries"),
+        (
+            b"- selection:\n    budgets: [2]\n",
+            r"bad\.yaml: the top level must be a mapping of settings .* but it is a list; remove the leading '- ' of its entries",
+        ),
         (b"42\n", r"bad\.yaml: the top level must be a mapping .* a single value \(42\); write one 'key: value' per setting"),
         (b"just some words\n", r"the top level must be a mapping .* a single value \('just some words'\)"),
         (b"name: caf\xe9\n", r"bad\.yaml:1 is not UTF-8 \(byte 0xe9\); re-save the config as UTF-8"),
         (b"name: x\nanalysis:\n  n_boot: 10\n# \x93quoted\x94\n", r"bad\.yaml:4 is not UTF-8 \(byte 0x93\)"),
-        (b"name: x\nselection:\n  seeds: [0, 1\n", r"bad\.yaml:4:1 is not valid YAML \(while parsing a flow sequence started at line 3: expected ',' or '\]', "
-                                                    r"but got '<stream end>'\); fix that line"),
+        (
+            b"name: x\nselection:\n  seeds: [0, 1\n",
+            r"bad\.yaml:4:1 is not valid YAML \(while parsing a flow sequence started at line 3: expected ',' or '\]', "
+            r"but got '<stream end>'\); fix that line",
+        ),
     ],
 )
 def test_unreadable_config_files_give_one_line(tmp_path, capsys, no_run, content, message):
@@ -114,6 +124,7 @@ def test_sections_and_lists_of_the_wrong_shape(data, message):
 
 
 # ---------------------------------------------------------------- seeds and budgets
+
 
 @pytest.mark.parametrize(
     ("override", "message"),
@@ -155,8 +166,9 @@ def test_split_seed_from_the_command_line_is_one_line(capsys):
 
 
 def test_valid_seeds_and_budgets_load_as_tuples():
-    cfg = load_config(MINIMAL, ["selection.seeds=[0, 7]", "quality.gain_seeds=[3]", "split_seed=5", "analysis.seed=0",
-                                "selection.budgets=[1, 2]"])
+    cfg = load_config(
+        MINIMAL, ["selection.seeds=[0, 7]", "quality.gain_seeds=[3]", "split_seed=5", "analysis.seed=0", "selection.budgets=[1, 2]"]
+    )
     assert cfg.selection.seeds == (0, 7) and cfg.quality.gain_seeds == (3,) and cfg.selection.budgets == (1, 2)
     assert cfg.split_seed == 5 and cfg.analysis.seed == 0
 
@@ -168,6 +180,7 @@ def test_settings_built_in_python_are_checked_too():
 
 
 # ---------------------------------------------------------------- statistics and layers
+
 
 @pytest.mark.parametrize(
     ("statistics", "message"),
@@ -202,8 +215,11 @@ def test_embedded_depth_before_its_first_conversion(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"collect": {"layers": [99]}}, r"collect.layers\[0\]: layer 99 is out of range for 'google/gemma-3-270m', which has 18 layers: "
-                                        r"use 0..17 \(or -18..-1 counting from the end\), or 'all'"),
+        (
+            {"collect": {"layers": [99]}},
+            r"collect.layers\[0\]: layer 99 is out of range for 'google/gemma-3-270m', which has 18 layers: "
+            r"use 0..17 \(or -18..-1 counting from the end\), or 'all'",
+        ),
         ({"collect": {"layers": [0, 18]}}, r"collect.layers\[1\]: layer 18 is out of range"),
         ({"collect": {"layers": [-19]}}, r"collect.layers\[0\]: layer -19 is out of range"),
         ({"collect": {"layers": [-1, 17]}}, r"collect.layers \[-1, 17\] names the same layer twice once counted from 0 \(\[17, 17\]\)"),
@@ -266,8 +282,10 @@ def test_collect_command_checks_before_loading(capsys, monkeypatch, embedded_cac
 
 # ---------------------------------------------------------------- one line, not two
 
+
 def test_an_error_inside_a_run_is_reported_once(tmp_path, capsys, monkeypatch, embedded_cache):
     """The run directory logs the failure for run.log; the console shows only the CLI's line."""
+
     def failing_run(config, overwrite=False):
         with RunDirectory(config.output_dir, config.identity(), config={}, overwrite=overwrite):
             raise ConfigError("Task 'sst2' has no folder /nowhere/sst2; point MECHSEL_DATA_DIR at the data.")

@@ -46,8 +46,14 @@ def test_non_utf8_lines_name_the_file_line_and_byte(tmp_path, content, line, byt
 
 @pytest.mark.parametrize(
     ("row", "kind"),
-    [(b"[1, 2]", "array"), (b'"just text"', "string"), (b"3.5", "number"), (b"null", "null"), (b"true", "boolean"),
-     (b'[{"review": "x", "stars": "good"}]', "array")],
+    [
+        (b"[1, 2]", "array"),
+        (b'"just text"', "string"),
+        (b"3.5", "number"),
+        (b"null", "null"),
+        (b"true", "boolean"),
+        (b'[{"review": "x", "stars": "good"}]', "array"),
+    ],
 )
 def test_rows_that_are_not_objects_name_the_file_and_line(tmp_path, row, kind):
     cfg = _task(tmp_path, GOOD + b"\n" + row + b"\n")  # the blank line still counts

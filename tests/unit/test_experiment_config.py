@@ -26,7 +26,9 @@ def test_defaults_and_yaml_round_trip(tmp_path):
 
 
 def test_unknown_keys_name_the_key_and_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"Unknown key\(s\) \['sede'\] in selection.*Did you mean 'seeds'.*Valid keys: runs, budgets, seeds"):
+    with pytest.raises(
+        ConfigError, match=r"Unknown key\(s\) \['sede'\] in selection.*Did you mean 'seeds'.*Valid keys: runs, budgets, seeds"
+    ):
         load_config({**MINIMAL, "selection": {**MINIMAL["selection"], "sede": [1]}})
     with pytest.raises(ConfigError, match=r"Unknown key\(s\) \['modle'\] in ExperimentConfig.*'model'"):
         load_config({**MINIMAL, "modle": {}})
@@ -42,21 +44,57 @@ def test_unknown_keys_name_the_key_and_the_valid_ones():
         ({"selection": {**MINIMAL["selection"], "budgets": [100]}}, r"Budget k=100 exceeds the selection pool"),
         ({"tasks": [{"name": "sst2", "n_candidates": 10, "selection_pool": 20}]}, r"selection_pool=20 exceeds n_candidates=10"),
         ({"selection": {"runs": [{"selector": "random"}]}}, r"no activation-family selector"),
-        ({"selection": {"runs": [{"selector": "random"}, {"selector": "activation", "params": {"statistic": "kurtosis"}}],
-                        "budgets": [2]}, "collect": {"statistics": ["mean"]}}, r"ranks by 'kurtosis'.*collect.statistics"),
-        ({"selection": {"runs": [{"selector": "random"}, {"selector": "activation", "choose_statistic": True, "mask": "alone"}],
-                        "budgets": [2]}}, r"mask 'alone'.*collect.masks"),
-        ({"tasks": [{"name": "e2e_nlg"}], "selection": {"runs": [{"selector": "random"}, {"selector": "margin"},
-                                                                  {"selector": "activation", "choose_statistic": True}], "budgets": [2]}},
-         r"generation task.*\['margin'\]"),
+        (
+            {
+                "selection": {
+                    "runs": [{"selector": "random"}, {"selector": "activation", "params": {"statistic": "kurtosis"}}],
+                    "budgets": [2],
+                },
+                "collect": {"statistics": ["mean"]},
+            },
+            r"ranks by 'kurtosis'.*collect.statistics",
+        ),
+        (
+            {
+                "selection": {
+                    "runs": [{"selector": "random"}, {"selector": "activation", "choose_statistic": True, "mask": "alone"}],
+                    "budgets": [2],
+                }
+            },
+            r"mask 'alone'.*collect.masks",
+        ),
+        (
+            {
+                "tasks": [{"name": "e2e_nlg"}],
+                "selection": {
+                    "runs": [{"selector": "random"}, {"selector": "margin"}, {"selector": "activation", "choose_statistic": True}],
+                    "budgets": [2],
+                },
+            },
+            r"generation task.*\['margin'\]",
+        ),
         ({"tasks": [{"name": "sst2", "metric": "bleu"}]}, r"metric='bleu' does not apply to a classification task"),
-        ({"selection": {"runs": [{"selector": "randm"}, {"selector": "activation", "choose_statistic": True}], "baseline": "randm",
-                        "budgets": [2]}}, r"Unknown selector 'randm'.*Did you mean 'random'"),
+        (
+            {
+                "selection": {
+                    "runs": [{"selector": "randm"}, {"selector": "activation", "choose_statistic": True}],
+                    "baseline": "randm",
+                    "budgets": [2],
+                }
+            },
+            r"Unknown selector 'randm'.*Did you mean 'random'",
+        ),
         ({"selection": {**MINIMAL["selection"], "baseline": "kate"}}, r"baseline='kate' is not a run label"),
         ({"selection": {**MINIMAL["selection"], "seeds": [1, 1]}}, r"must not repeat"),
         ({"collect": {"masks": ["full", "diagonal"]}}, r"collect.masks\[\] must be one of"),
-        ({"selection": {"runs": [{"selector": "random"}, {"selector": "activation", "choose_statistic": True,
-                                                          "params": {"statistic": "mean"}}]}}, r"choose_statistic picks statistic"),
+        (
+            {
+                "selection": {
+                    "runs": [{"selector": "random"}, {"selector": "activation", "choose_statistic": True, "params": {"statistic": "mean"}}]
+                }
+            },
+            r"choose_statistic picks statistic",
+        ),
     ],
 )
 def test_contradictions_are_rejected(change, message):
@@ -65,8 +103,16 @@ def test_contradictions_are_rejected(change, message):
 
 
 def test_overrides(tmp_path):
-    cfg = load_config(MINIMAL, ["selection.seeds=[0, 1]", "tasks.0.test_size=50", "analysis.n_boot=10",
-                                "selection.runs.1.params.nan_policy=exclude", "output_dir=/tmp/x"])
+    cfg = load_config(
+        MINIMAL,
+        [
+            "selection.seeds=[0, 1]",
+            "tasks.0.test_size=50",
+            "analysis.n_boot=10",
+            "selection.runs.1.params.nan_policy=exclude",
+            "output_dir=/tmp/x",
+        ],
+    )
     assert cfg.selection.seeds == (0, 1) and cfg.tasks[0].test_size == 50 and cfg.analysis.n_boot == 10
     assert cfg.selection.runs[1].params == {"nan_policy": "exclude"} and cfg.output_dir == "/tmp/x"
     with pytest.raises(ConfigError, match=r"unknown key 'n_bot' in analysis.*Did you mean 'n_boot'"):

@@ -24,12 +24,14 @@ FAIL_AT: list[int] = []  # a step index at which the fake stage is "interrupted"
 def _square(ctx):
     out = []
     for i in range(ctx.params["n"]):
+
         def step(i=i):
             CALLS.append(f"square{i}")
             if FAIL_AT and FAIL_AT[0] == i:
                 raise KeyboardInterrupt  # a Ctrl-C in the middle of the stage
             rng = np.random.default_rng([ctx.params["seed"], i])  # seeded per step, not from a shared stream
             return {"i": np.array([i]), "v": rng.normal(size=3)}
+
         out.append(ctx.checkpoint(f"step{i}", step))
     frame = pd.DataFrame({"i": [int(o["i"][0]) for o in out], "v": [float(o["v"].sum()) for o in out]})
     return {"table": frame, "meta": {"n": ctx.params["n"]}}
@@ -41,8 +43,7 @@ def _total(ctx):
 
 
 def _stages(n=5, seed=0):
-    return [Stage("square", _square, params={"n": n, "seed": seed}),
-            Stage("total", _total, inputs=("square",), params={"x": 1})]
+    return [Stage("square", _square, params={"n": n, "seed": seed}), Stage("total", _total, inputs=("square",), params={"x": 1})]
 
 
 @pytest.fixture(autouse=True)

@@ -26,21 +26,46 @@ def _write_task(folder: Path) -> dict:
         with open(folder / f"{split}.jsonl", "w") as fh:
             for _ in range(n):
                 fh.write(json.dumps({"review": " ".join(rng.choice(WORDS, size=3)), "stars": ["bad", "good"][int(rng.integers(2))]}) + "\n")
-    return {"files": {"train": str(folder / "train.jsonl"), "test": str(folder / "test.jsonl")}, "input_fields": ["review"],
-            "label_field": "stars", "label_names": ["bad", "good"], "verbalizers": ["B", "G"], "template": "R: {review}\nA:",
-            "pool_split": "train", "test_split": "test"}
+    return {
+        "files": {"train": str(folder / "train.jsonl"), "test": str(folder / "test.jsonl")},
+        "input_fields": ["review"],
+        "label_field": "stars",
+        "label_names": ["bad", "good"],
+        "verbalizers": ["B", "G"],
+        "template": "R: {review}\nA:",
+        "pool_split": "train",
+        "test_split": "test",
+    }
 
 
 def _config(root: Path, out: str, **changes) -> dict:
     cfg = {
         "model": {"name": "tiny-random"},
-        "tasks": [{"name": "reviews", "define": _write_task(root / "data"), "n_candidates": 12, "dev_size": 3, "test_size": 6,
-                   "selection_pool": 9}],
+        "tasks": [
+            {
+                "name": "reviews",
+                "define": _write_task(root / "data"),
+                "n_candidates": 12,
+                "dev_size": 3,
+                "test_size": 6,
+                "selection_pool": 9,
+            }
+        ],
         "collect": {"masks": ["full", "isolated"], "statistics": ["mean", "kurtosis"], "context_size": 3, "chunk_size": 2, "batch_size": 4},
-        "selection": {"runs": [{"selector": "random"}, {"selector": "activation", "choose_statistic": True}, {"selector": "bm25"},
-                               {"selector": "margin"}], "budgets": [2], "seeds": [0, 1, 2]},
+        "selection": {
+            "runs": [
+                {"selector": "random"},
+                {"selector": "activation", "choose_statistic": True},
+                {"selector": "bm25"},
+                {"selector": "margin"},
+            ],
+            "budgets": [2],
+            "seeds": [0, 1, 2],
+        },
         "analysis": {"n_boot": 30, "n_perm": 30, "n_extreme": 2, "samples_per_example": 20},
-        "plots": {"formats": []}, "progress": False, "output_dir": str(root / out),
+        "plots": {"formats": []},
+        "progress": False,
+        "output_dir": str(root / out),
     }
     cfg.update(changes)
     return cfg
@@ -67,7 +92,11 @@ def test_end_to_end_tables_verdict_and_figures(reference):
     assert len(t["grid"]) == 2 * 2 * 2 and {"rho", "q_value"} <= set(t["grid"].columns)
     assert len(t["masking"]) == 4 and len(t["summary"]) == 1
     assert result.verdict["outcome"] in {"holds", "does_not_hold", "inconclusive"} and "paper's finding" in result.verdict["text"]
-    assert {"rho_partial", "q_partial", "n_covariates"} <= set(t["grid"].columns) and "partial ρ" in result.verdict["text"] and "n_tokens, label, slot" in result.verdict["table"]
+    assert (
+        {"rho_partial", "q_partial", "n_covariates"} <= set(t["grid"].columns)
+        and "partial ρ" in result.verdict["text"]
+        and "n_tokens, label, slot" in result.verdict["table"]
+    )
     assert {"n_tokens", "slot"} <= set(t["statistics"].columns)
     assert {"gain", "correlation"} == set(result.verdict["parts"]) and all("mde" in x for x in result.verdict["parts"]["gain"]["lines"])
     retrieval = t["selections"][t["selections"]["selector"] == "bm25"]
@@ -77,8 +106,13 @@ def test_end_to_end_tables_verdict_and_figures(reference):
     assert manifest["model"]["matmul_precision"] == {"requested": "highest", "effective": "highest", "error": 0.0, "device": "cpu"}
     assert set(manifest["stages"]) >= {"collect/reviews", "quality/reviews", "select/reviews", "evaluate/reviews", "analyse"}
     names = {p.name for p in result.figures}
-    assert {"rho_heatmap_reviews_moments.html", "selectors_reviews.html", "abs_rho_by_layer_reviews.html",
-            "best_statistic_reviews.html", "activations_reviews.html"} <= names
+    assert {
+        "rho_heatmap_reviews_moments.html",
+        "selectors_reviews.html",
+        "abs_rho_by_layer_reviews.html",
+        "best_statistic_reviews.html",
+        "activations_reviews.html",
+    } <= names
     saved = load_results(result.output_dir)
     pd.testing.assert_frame_equal(saved["summary"], t["summary"])
     assert (result.output_dir / "results" / "README.md").read_text().count("parquet") >= 8
@@ -145,12 +179,16 @@ def test_protocols_label_their_annotation_budget_and_retrieve_among_the_annotate
     """``annotate_then_retrieve``: random labels B = 5 examples, each query then gets its k most
     BM25-similar among those 5; fixed sets use B = k,
     retrieval over the whole pool B = the pool size; the protocol's own baseline is paired."""
-    runs = [{"selector": "random"}, {"selector": "bm25", "label": "random → bm25", "annotated": "random", "annotation_budget": 5},
-            {"selector": "bm25", "label": "pool bm25"},
-            {"selector": "bm25", "label": "activation → bm25", "annotated": "activation", "annotation_budget": 5, "n_seeds": 2},
-            {"selector": "activation", "choose_statistic": True}]
-    cfg = _config(tmp_path, "protocols", selection={"runs": runs, "budgets": [2], "seeds": [0, 1, 2],
-                                                    "retrieval_baseline": "random → bm25"})
+    runs = [
+        {"selector": "random"},
+        {"selector": "bm25", "label": "random → bm25", "annotated": "random", "annotation_budget": 5},
+        {"selector": "bm25", "label": "pool bm25"},
+        {"selector": "bm25", "label": "activation → bm25", "annotated": "activation", "annotation_budget": 5, "n_seeds": 2},
+        {"selector": "activation", "choose_statistic": True},
+    ]
+    cfg = _config(
+        tmp_path, "protocols", selection={"runs": runs, "budgets": [2], "seeds": [0, 1, 2], "retrieval_baseline": "random → bm25"}
+    )
     result = run_experiment(load_config(cfg), model=model)
     scores = result.tables["scores"].set_index("selector")
     assert scores.loc["random", "protocol"].eq("fixed").all() and scores.loc["random", "annotation_budget"].eq(2).all()

@@ -73,7 +73,9 @@ def test_accuracy_and_macro_f1_against_sklearn():
         pred = np.where(rng.random(30) < 0.5, gold, rng.integers(0, 4, size=30))
         assert accuracy(pred, gold) == pytest.approx(np.mean(pred == gold))
         assert macro_f1(pred, gold) == pytest.approx(f1_score(gold, pred, average="macro"))
-        assert macro_f1(pred, gold, labels=[0, 1, 2, 3]) == pytest.approx(f1_score(gold, pred, labels=[0, 1, 2, 3], average="macro", zero_division=0))
+        assert macro_f1(pred, gold, labels=[0, 1, 2, 3]) == pytest.approx(
+            f1_score(gold, pred, labels=[0, 1, 2, 3], average="macro", zero_division=0)
+        )
     with pytest.raises(DataError, match="same length"):
         accuracy([0, 1], [0])
 

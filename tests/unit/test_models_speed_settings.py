@@ -45,8 +45,8 @@ def test_layout_leaves_attention_alone_when_heads_are_split():
 
 def test_product_error_separates_float32_from_bfloat16_rounding():
     assert product_error(lambda a, b: a @ b) <= FLOAT32_CLASS_ERROR
-    bf16 = product_error(lambda a, b: (a.bfloat16().float() @ b.bfloat16().float()))
-    tf32_like = product_error(lambda a, b: (a.half().float() @ b.half().float()))
+    bf16 = product_error(lambda a, b: a.bfloat16().float() @ b.bfloat16().float())
+    tf32_like = product_error(lambda a, b: a.half().float() @ b.half().float())
     assert bf16 > 50 * FLOAT32_CLASS_ERROR and tf32_like > 10 * FLOAT32_CLASS_ERROR
 
 

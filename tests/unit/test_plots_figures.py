@@ -33,13 +33,30 @@ def frames():
         for mask in ("full", "isolated"):
             for layer in range(3):
                 for stat in stats:
-                    rows.append(pd.DataFrame({"task": "sst2", "family": fam, "example_id": ids, "layer": layer,
-                                              "statistic": stat, "mask": mask, "value": rng.normal(size=25) + 0.3 * quality}))
+                    rows.append(
+                        pd.DataFrame(
+                            {
+                                "task": "sst2",
+                                "family": fam,
+                                "example_id": ids,
+                                "layer": layer,
+                                "statistic": stat,
+                                "mask": mask,
+                                "value": rng.normal(size=25) + 0.3 * quality,
+                            }
+                        )
+                    )
     stats_frame = pd.concat(rows, ignore_index=True)
     qframe = pd.DataFrame({"task": "sst2", "example_id": ids, "quality": quality})
     grid = correlation_grid(stats_frame, qframe, n_boot=20, n_perm=20)
-    scores = pd.DataFrame([{"task": "sst2", "metric": "accuracy", "budget": k, "seed": s, "selector": sel,
-                            "score": 0.7 + 0.01 * rng.normal()} for k in (4, 8) for s in range(5) for sel in ("random", "activation", "knn")])
+    scores = pd.DataFrame(
+        [
+            {"task": "sst2", "metric": "accuracy", "budget": k, "seed": s, "selector": sel, "score": 0.7 + 0.01 * rng.normal()}
+            for k in (4, 8)
+            for s in range(5)
+            for sel in ("random", "activation", "knn")
+        ]
+    )
     return stats_frame, qframe, grid, compare_selectors(scores)
 
 
@@ -100,8 +117,14 @@ def test_sae_panel_structure(frames):
 
 def test_activation_distributions_structure():
     rng = np.random.default_rng(1)
-    samples = pd.DataFrame({"layer": np.repeat([0, 1, 2], 200), "group": np.tile(np.repeat(["best", "worst"], 100), 3),
-                            "example_id": 0, "value": rng.normal(size=600)})
+    samples = pd.DataFrame(
+        {
+            "layer": np.repeat([0, 1, 2], 200),
+            "group": np.tile(np.repeat(["best", "worst"], 100), 3),
+            "example_id": 0,
+            "value": rng.normal(size=600),
+        }
+    )
     fig = activation_distributions(samples)
     assert [type(t) for t in fig.data] == [go.Violin, go.Violin]
     assert [t.side for t in fig.data] == ["negative", "positive"]
@@ -138,9 +161,21 @@ def test_save_figure_static_with_patched_chromium(tmp_path, monkeypatch):
 
 def test_selector_comparison_draws_every_seed_and_bounded_intervals():
     rng = np.random.default_rng(2)
-    scores = pd.DataFrame([{"task": "sst2", "metric": "accuracy", "budget": k, "seed": s, "selector": sel,
-                            "score": float(np.clip(0.9 + 0.15 * rng.normal(), 0, 1))}
-                           for k in (4, 8) for s in range(5) for sel in ("random", "activation")])
+    scores = pd.DataFrame(
+        [
+            {
+                "task": "sst2",
+                "metric": "accuracy",
+                "budget": k,
+                "seed": s,
+                "selector": sel,
+                "score": float(np.clip(0.9 + 0.15 * rng.normal(), 0, 1)),
+            }
+            for k in (4, 8)
+            for s in range(5)
+            for sel in ("random", "activation")
+        ]
+    )
     comp = compare_selectors(scores, bounds={"accuracy": (0.0, 1.0)})
     fig = selector_comparison(comp, scores=scores)
     bars = [t for t in fig.data if isinstance(t, go.Bar)]

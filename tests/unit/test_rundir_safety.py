@@ -180,8 +180,14 @@ def test_safe_name_accepts_plain_names(name):
 
 @pytest.mark.parametrize(
     ("name", "problem", "suggestion"),
-    [("../evil", "starts with a dot", "evil"), ("a..b", "contains '..'", "a.b"), ("a/b", "contains '/'", "a_b"),
-     (".hidden", "starts with a dot", "hidden"), ("my task", "contains ' '", "my_task"), ("", "it is empty", "name")],
+    [
+        ("../evil", "starts with a dot", "evil"),
+        ("a..b", "contains '..'", "a.b"),
+        ("a/b", "contains '/'", "a_b"),
+        (".hidden", "starts with a dot", "hidden"),
+        ("my task", "contains ' '", "my_task"),
+        ("", "it is empty", "name"),
+    ],
 )
 def test_safe_name_refuses_and_teaches(name, problem, suggestion):
     with pytest.raises(ConfigError) as info:
@@ -205,8 +211,13 @@ def _outputs(ctx):
 
 @pytest.mark.parametrize(
     "stage",
-    [Stage("../../escaped", _writes), Stage("collect/../../../escaped", _writes), Stage("/escaped", _writes),
-     Stage("ok", _checkpoints, params={"name": "../../../../escaped"}), Stage("ok", _outputs, params={"name": "../../../escaped"})],
+    [
+        Stage("../../escaped", _writes),
+        Stage("collect/../../../escaped", _writes),
+        Stage("/escaped", _writes),
+        Stage("ok", _checkpoints, params={"name": "../../../../escaped"}),
+        Stage("ok", _outputs, params={"name": "../../../escaped"}),
+    ],
 )
 def test_stage_checkpoint_and_output_names_cannot_leave_the_run_folder(tmp_path, stage):
     with pytest.raises(ConfigError, match="cannot be used as a file name"):

@@ -58,7 +58,9 @@ def test_missing_local_folder_in_config_is_not_read_as_a_release(tmp_path, tiny,
         with pytest.raises(DataError, match=rf"The SAE folder {spec} does not exist \(checked from {tmp_path}\)"):
             load_configured_saes(tiny, {1: spec})
     # a name that could be a release or a relative folder: the release error also says the folder is missing
-    with pytest.raises(ConfigError, match=r"Unknown SAE release 'nowhere'.*'nowhere/layer_1' is meant as a local SAE folder: no such folder"):
+    with pytest.raises(
+        ConfigError, match=r"Unknown SAE release 'nowhere'.*'nowhere/layer_1' is meant as a local SAE folder: no such folder"
+    ):
         load_configured_saes(tiny, {1: "nowhere/layer_1"})
     _save_sae(tmp_path / "runs" / "layer_1")
     assert list(load_configured_saes(tiny, {1: "runs/layer_1"})) == [1]  # an existing folder still loads

@@ -64,8 +64,19 @@ def test_steps_cover_at_least_the_requested_tokens():
 
 
 def small(tmp_path, **kw):
-    base = dict(layers=(0, 1), d_sae=48, k=4, n_train_tokens=1024, n_eval_tokens=200, batch_size=128, buffer_tokens=512,
-                lr_warm_up_steps=2, dead_feature_window=3, output_dir=str(tmp_path / "run"), progress=False)
+    base = dict(
+        layers=(0, 1),
+        d_sae=48,
+        k=4,
+        n_train_tokens=1024,
+        n_eval_tokens=200,
+        batch_size=128,
+        buffer_tokens=512,
+        lr_warm_up_steps=2,
+        dead_feature_window=3,
+        output_dir=str(tmp_path / "run"),
+        progress=False,
+    )
     base.update(kw)
     return SAETrainConfig(**base)
 

@@ -44,9 +44,7 @@ def test_token_view_renders(tiny, sae):
 
 
 def test_density_figure_structure():
-    density = pd.DataFrame(
-        {"layer": [2] * 4 + [5] * 4, "latent": list(range(4)) * 2, "density": [0.0, 0.1, 0.5, 0.01, 0.2, 0.0, 0.0, 1.0]}
-    )
+    density = pd.DataFrame({"layer": [2] * 4 + [5] * 4, "latent": list(range(4)) * 2, "density": [0.0, 0.1, 0.5, 0.01, 0.2, 0.0, 0.0, 1.0]})
     fig = latent_density_figure(density)
     assert [t.name for t in fig.data] == ["layer 2 (1 of 4 never fire)", "layer 5 (2 of 4 never fire)"]
     np.testing.assert_allclose(sorted(fig.data[1].x), [np.log10(0.2), 0.0])

@@ -16,13 +16,17 @@ N = 40
 
 
 def _sets(rng: np.random.Generator, n: int) -> list[frozenset]:
-    return [frozenset((int(l), int(x)) for l in range(2) for x in rng.choice(30, size=int(rng.integers(3, 9)), replace=False)) for _ in range(n)]
+    return [
+        frozenset((int(l), int(x)) for l in range(2) for x in rng.choice(30, size=int(rng.integers(3, 9)), replace=False)) for _ in range(n)
+    ]
 
 
 @pytest.fixture
 def pool() -> Pool:
     rng = np.random.default_rng(1)
-    stats = pd.DataFrame(rng.normal(size=(N, 4)), columns=pd.MultiIndex.from_tuples([(0, "mean"), (1, "mean"), (0, "kurtosis"), (1, "kurtosis")]))
+    stats = pd.DataFrame(
+        rng.normal(size=(N, 4)), columns=pd.MultiIndex.from_tuples([(0, "mean"), (1, "mean"), (0, "kurtosis"), (1, "kurtosis")])
+    )
     return Pool.from_texts(
         [f"example number {i} about {'cats' if i % 2 else 'dogs'}" for i in range(N)],
         embeddings=rng.normal(size=(N, 8)).astype(np.float32),
@@ -55,8 +59,21 @@ def _build(name: str, pool: Pool):
 
 def test_registry_lists_every_selector():
     expected = {
-        "random", "activation", "knn", "bm25", "diversity", "kmeans", "facility_location", "sub_sa",
-        "fast_votek", "votek", "ideal", "least_confidence", "margin", "entropy", "neufs",
+        "random",
+        "activation",
+        "knn",
+        "bm25",
+        "diversity",
+        "kmeans",
+        "facility_location",
+        "sub_sa",
+        "fast_votek",
+        "votek",
+        "ideal",
+        "least_confidence",
+        "margin",
+        "entropy",
+        "neufs",
     }
     assert expected <= set(selector_names())
     assert SELECTORS.get("neufs") is NeuFSSelector

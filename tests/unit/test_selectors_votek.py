@@ -46,7 +46,9 @@ def _exact_scores(voters, selected: list[int], n: int, rho: int = 10, discounted
     for s in selected if discounted is None else discounted:
         for v in voters[s]:
             times[v] += 1
-    return {u: sum((Fraction(1, rho ** times[v]) for v in voters[u] if v not in selected), Fraction(0)) for u in range(n) if u not in selected}
+    return {
+        u: sum((Fraction(1, rho ** times[v]) for v in voters[u] if v not in selected), Fraction(0)) for u in range(n) if u not in selected
+    }
 
 
 def _assert_greedy(voters, picks, scores, n, candidates_per_step=None, frozen_after=None):

@@ -42,7 +42,18 @@ def test_save_load_round_trip(result, tmp_path):
     path = result.save(tmp_path / "res")
     manifest = json.loads((path / "manifest.json").read_text())
     prov = manifest["provenance"]
-    for key in ("model_name", "weight_hash", "weight_processing", "mask", "positions", "bos_policy", "padding_side", "dtype", "versions", "data_hash"):
+    for key in (
+        "model_name",
+        "weight_hash",
+        "weight_processing",
+        "mask",
+        "positions",
+        "bos_policy",
+        "padding_side",
+        "dtype",
+        "versions",
+        "data_hash",
+    ):
         assert prov[key], key
     loaded = StatsResult.load(path)
     assert loaded.provenance == result.provenance

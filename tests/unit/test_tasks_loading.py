@@ -104,7 +104,9 @@ def test_e2e_rows_sharing_a_meaning_representation_become_one_example(shared_dat
 
 def test_unknown_field_lists_the_row_fields(toy_dir):
     bad = dataclasses.replace(TOY, input_fields=("reveiw",), template="{reveiw}")
-    with pytest.raises(DataError, match=r"no field 'reveiw'.*Did you mean 'review'.*\['id', 'review', 'stars'\]; fix TaskConfig.input_fields"):
+    with pytest.raises(
+        DataError, match=r"no field 'reveiw'.*Did you mean 'review'.*\['id', 'review', 'stars'\]; fix TaskConfig.input_fields"
+    ):
         load_examples(bad, "train", data_dir=toy_dir)
 
 

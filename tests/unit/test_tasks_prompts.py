@@ -72,7 +72,10 @@ def test_two_input_fields_and_no_bos():
     q = Example(id=0, inputs={"sentence1": "It rains.", "sentence2": "It is wet."}, label=0)
     prompt = enc.build([q], q)
     assert not prompt.has_bos
-    assert tok.decode(prompt.tokens) == "It rains.\nQuestion: It is wet. True or False?\nAnswer: True\n\nIt rains.\nQuestion: It is wet. True or False?\nAnswer:"
+    assert (
+        tok.decode(prompt.tokens)
+        == "It rains.\nQuestion: It is wet. True or False?\nAnswer: True\n\nIt rains.\nQuestion: It is wet. True or False?\nAnswer:"
+    )
     roles = prompt.roles[prompt.segments[-1].start : prompt.segments[-1].end]
     assert roles.count("text") == len("It rains.") + len("It is wet.")
 

@@ -179,16 +179,22 @@ def test_min_words_filters_the_pool_only(tri_dir):
     assert any(len(e.inputs["q"].split()) < 4 for e in plain.pool)
     assert long.dev == plain.dev and long.test == plain.test  # drawn before the pool / from another split
     assert_within_one(long.pool, train)  # the pool split's shares, not the filtered ones
-    with pytest.raises(DataError, match="asked for 80 pool examples but split 'train' has only .* left after the other subsets and the min_words"):
+    with pytest.raises(
+        DataError, match="asked for 80 pool examples but split 'train' has only .* left after the other subsets and the min_words"
+    ):
         make_splits(TRI, SplitConfig(pool_size=80, dev_size=9, seed=0, min_words=4), data_dir=tri_dir)
     with pytest.raises(ConfigError, match="min_words must be an integer ≥ 1"):
         SplitConfig(min_words=0)
 
 
 def test_impossible_requests_raise_errors_that_teach(tri_dir):
-    with pytest.raises(DataError, match=r"draws its dev subset from split 'validaton' \(TaskConfig.dev_split\).*Available: \['test', 'train'\]"):
+    with pytest.raises(
+        DataError, match=r"draws its dev subset from split 'validaton' \(TaskConfig.dev_split\).*Available: \['test', 'train'\]"
+    ):
         make_splits(dataclasses.replace(TRI, dev_split="validaton"), SplitConfig(pool_size=10, dev_size=5, test_size=5), data_dir=tri_dir)
-    with pytest.raises(DataError, match=r"draws its dev and pool subsets from split 'trian' \(TaskConfig.pool_split\).*Did you mean 'train'"):
+    with pytest.raises(
+        DataError, match=r"draws its dev and pool subsets from split 'trian' \(TaskConfig.pool_split\).*Did you mean 'train'"
+    ):
         make_splits(dataclasses.replace(TRI, pool_split="trian"), SplitConfig(pool_size=10, dev_size=5, test_size=5), data_dir=tri_dir)
     with pytest.raises(DataError, match="asked for 61 test examples but split 'test' has only 60 left"):
         make_splits(TRI, SplitConfig(pool_size=10, dev_size=5, test_size=61), data_dir=tri_dir)
@@ -205,7 +211,9 @@ def test_impossible_requests_raise_errors_that_teach(tri_dir):
         try:
             s = make_splits(shared, config, data_dir=tri_dir)
         except DataError as err:
-            assert re.search(r"stratified test subset of 84 needs about 42.0 examples labelled 'a'.*only 4[13] are left.*stratify=False", str(err))
+            assert re.search(
+                r"stratified test subset of 84 needs about 42.0 examples labelled 'a'.*only 4[13] are left.*stratify=False", str(err)
+            )
             refused += 1
             assert len(make_splits(shared, dataclasses.replace(config, stratify=False), data_dir=tri_dir).test) == 84
         else:
@@ -229,7 +237,9 @@ def test_sst2_dev_from_validation_test_from_the_labelled_test(shared_data_dir):
         assert_within_one(subset, [r["label"] for r in source[split]])
     assert_disjoint(s)
     assert not {e.inputs["sentence"] for e in s.dev} & {e.inputs["sentence"] for e in (*s.pool, *s.test)}
-    words = {name: median(len(e.inputs["sentence"].split()) for e in sub) for name, sub in (("dev", s.dev), ("test", s.test), ("pool", s.pool))}
+    words = {
+        name: median(len(e.inputs["sentence"].split()) for e in sub) for name, sub in (("dev", s.dev), ("test", s.test), ("pool", s.pool))
+    }
     assert abs(words["dev"] - words["test"]) <= 2  # measured: dev 18.5, test 18
     assert words["pool"] < words["test"] / 2  # the candidates stay train phrases (measured median 7)
     assert "labelled SST test" in get_task("sst2").description
@@ -282,12 +292,24 @@ def test_data_stage_key_holds_the_new_settings():
 def test_task_settings_pass_every_split_setting():
     t = load_config({**MINIMAL, "tasks": [{"name": "sst2", "stratify": False, "min_words": 3, "n_candidates": 8}]}).tasks[0]
     assert t.split_config(7) == SplitConfig(pool_size=8, dev_size=32, test_size=300, seed=7, stratify=False, min_words=3)
-    for bad, match in (({"stratify": "yes"}, "stratify must be true or false"), ({"min_words": 0}, "min_words must be an integer ≥ 1"),
-                       ({"dev_split": ""}, "dev_split must be a split name")):
+    for bad, match in (
+        ({"stratify": "yes"}, "stratify must be true or false"),
+        ({"min_words": 0}, "min_words must be an integer ≥ 1"),
+        ({"dev_split": ""}, "dev_split must be a split name"),
+    ):
         with pytest.raises(ConfigError, match=match):
             load_config({**MINIMAL, "tasks": [{"name": "sst2", **bad}]})
-    clash = {"name": "x", "dev_split": "dev", "define": {"dev_split": "validation", "input_fields": ["q"], "template": "{q}",
-                                                       "label_names": ["a", "b"], "files": {"train": "t.jsonl"}}}
+    clash = {
+        "name": "x",
+        "dev_split": "dev",
+        "define": {
+            "dev_split": "validation",
+            "input_fields": ["q"],
+            "template": "{q}",
+            "label_names": ["a", "b"],
+            "files": {"train": "t.jsonl"},
+        },
+    }
     with pytest.raises(ConfigError, match="set it in one place"):
         load_config({**MINIMAL, "tasks": [clash]}).tasks[0].task_config()
 
@@ -295,7 +317,9 @@ def test_task_settings_pass_every_split_setting():
 def test_data_stage_refuses_subsets_drawn_with_other_settings(tri_dir):
     drawn = make_splits(TRI, SplitConfig(pool_size=10, dev_size=5, test_size=5, seed=0), data_dir=tri_dir)
     settings = SimpleNamespace(split_config=lambda seed: SplitConfig(pool_size=10, dev_size=5, test_size=5, seed=seed, stratify=False))
-    ctx = SimpleNamespace(params={"task": "tri", "seed": 0}, resources=SimpleNamespace(splits=lambda name: drawn, task=lambda name: settings))
+    ctx = SimpleNamespace(
+        params={"task": "tri", "seed": 0}, resources=SimpleNamespace(splits=lambda name: drawn, task=lambda name: settings)
+    )
     with pytest.raises(ConfigError, match=r"tasks\[tri\] asks for .*stratify=False.*TaskSettings.split_config"):
         data_stage(ctx)
     settings.split_config = lambda seed: drawn.config

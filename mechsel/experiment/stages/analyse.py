@@ -35,11 +35,19 @@ def selector_cells(runs: list[dict[str, Any]], selections: pd.DataFrame) -> pd.D
     """
     rows = []
     for r in runs:
-        row = {"task": r["task"], "selector": r["label"], "layer": _fixed(r.get("layer")),
-               "statistic": _fixed(r.get("statistic")), "mask": r["mask"]}
+        row = {
+            "task": r["task"],
+            "selector": r["label"],
+            "layer": _fixed(r.get("layer")),
+            "statistic": _fixed(r.get("statistic")),
+            "mask": r["mask"],
+        }
         sel = selections[(selections["task"] == r["task"]) & (selections["selector"] == r["label"])] if not selections.empty else selections
-        chosen = {json.dumps(json.loads(d)["chosen"], sort_keys=True) for d in sel.get("detail", pd.Series(dtype=object))
-                  if isinstance(d, str) and d and "chosen" in json.loads(d)}
+        chosen = {
+            json.dumps(json.loads(d)["chosen"], sort_keys=True)
+            for d in sel.get("detail", pd.Series(dtype=object))
+            if isinstance(d, str) and d and "chosen" in json.loads(d)
+        }
         if len(chosen) == 1:
             c = json.loads(chosen.pop())
             row.update(layer=c["layer"], statistic=c["statistic"])
@@ -76,8 +84,9 @@ def _partial(stats: pd.DataFrame, examples: pd.DataFrame, quality: pd.DataFrame,
     lines = _with_labels(stats, examples)
     names = [c for c in COVARIATES if c in lines.columns]
     keys = cell_keys(stats)
-    partial = partial_correlation_grid(lines, quality, names, keys=keys, categorical=("label", "slot"),
-                                       fdr_family=p["fdr_family"], level=p["level"], alpha=p["alpha"])
+    partial = partial_correlation_grid(
+        lines, quality, names, keys=keys, categorical=("label", "slot"), fdr_family=p["fdr_family"], level=p["level"], alpha=p["alpha"]
+    )
     return grid.merge(partial, on=keys, how="left", validate="one_to_one")
 
 
@@ -88,8 +97,15 @@ def _sets(selections: pd.DataFrame, scores: pd.DataFrame, stats: pd.DataFrame, p
     fixed = selections[(selections["selector"] == p["baseline"]) & (selections["query"] < 0)]
     if fixed.empty or fixed.groupby(["task", "budget"])["seed"].nunique().min() < 5:
         return None
-    return set_correlation_grid(selections, scores, stats[stats["family"] == "moments"], selector=p["baseline"],
-                                fdr_family=p["fdr_family"], level=p["level"], alpha=p["alpha"])
+    return set_correlation_grid(
+        selections,
+        scores,
+        stats[stats["family"] == "moments"],
+        selector=p["baseline"],
+        fdr_family=p["fdr_family"],
+        level=p["level"],
+        alpha=p["alpha"],
+    )
 
 
 def _sets_summary(sets: pd.DataFrame | None) -> dict[str, Any] | None:
@@ -102,8 +118,14 @@ def _sets_summary(sets: pd.DataFrame | None) -> dict[str, Any] | None:
         if part.empty:
             continue
         top = part.loc[part["rho"].abs().idxmax()]
-        out[str(task)] = {"sets": int(part["n"].max()), "cells": int(len(part)), "significant": int(part["significant"].sum()),
-                          "max_abs_rho": float(abs(top["rho"])), "max_rho_cell": describe_set_cell(top), "max_rho_q": float(top["q_value"])}
+        out[str(task)] = {
+            "sets": int(part["n"].max()),
+            "cells": int(len(part)),
+            "significant": int(part["significant"].sum()),
+            "max_abs_rho": float(abs(top["rho"])),
+            "max_rho_cell": describe_set_cell(top),
+            "max_rho_q": float(top["q_value"]),
+        }
     return out or None
 
 
@@ -129,7 +151,12 @@ def analyse_stage(ctx: Any) -> dict[str, Any]:
     ``summary`` (random vs every activation selector), ``summary_sae`` (when SAE selectors ran)
     and ``verdict`` (JSON: outcome overall and per part, the evidence lines, text, table)."""
     from mechsel.analysis import (
-        compare_selectors, correlation_grid, format_summary, masking_effect, summary_table, verdict,
+        compare_selectors,
+        correlation_grid,
+        format_summary,
+        masking_effect,
+        summary_table,
+        verdict,
     )
     from mechsel.analysis.summary import format_comparison
     from mechsel.analysis.verdict import VerdictSettings
@@ -142,31 +169,54 @@ def analyse_stage(ctx: Any) -> dict[str, Any]:
     selections = _concat(ctx, "select/", "selections")
     examples = _concat(ctx, "data/", "examples")
     kw = {"n_boot": p["n_boot"], "level": p["level"], "seed": p["seed"]}
-    grid = correlation_grid(stats, quality, p_method=p["rho_test"], ci_method=p["rho_interval"], fdr_family=p["fdr_family"],
-                            n_perm=p["n_perm"], alpha=p["alpha"], **kw)
+    grid = correlation_grid(
+        stats,
+        quality,
+        p_method=p["rho_test"],
+        ci_method=p["rho_interval"],
+        fdr_family=p["fdr_family"],
+        n_perm=p["n_perm"],
+        alpha=p["alpha"],
+        **kw,
+    )
     grid = _partial(stats, examples, quality, grid, p)
     out: dict[str, Any] = {"grid": grid}
     if {"full", "isolated"} <= set(stats["mask"].unique()):
         out["masking"] = masking_effect(stats, quality, **kw)
     rb = p.get("retrieval_baseline")
-    comparison = compare_selectors(scores, baseline=p["baseline"], level=p["level"], bounds=METRIC_RANGES, power=p["power"],
-                                   protocol_baselines={"annotate_then_retrieve": rb} if rb else None)
+    comparison = compare_selectors(
+        scores,
+        baseline=p["baseline"],
+        level=p["level"],
+        bounds=METRIC_RANGES,
+        power=p["power"],
+        protocol_baselines={"annotate_then_retrieve": rb} if rb else None,
+    )
     out["comparison"] = comparison
     cells = selector_cells(p["cell_runs"], selections)
     summary = summary_table(comparison, grid, family="activation", baseline=p["baseline"], grid_family="moments", cells=cells)
     out["summary"] = summary
-    settings = VerdictSettings(alpha=p["alpha"], margin=p["margin"], rho_bound=p["rho_threshold"], rho_adjust=p["rho_adjust"],
-                               power=p["power"])
+    settings = VerdictSettings(
+        alpha=p["alpha"], margin=p["margin"], rho_bound=p["rho_threshold"], rho_adjust=p["rho_adjust"], power=p["power"]
+    )
     moments, basis = _verdict_cells(grid, "moments", p["rho_basis"])
     v = verdict(summary, moments, settings=settings, bounds=METRIC_RANGES, model=p["model"], basis=basis)
     n_act = int(summary["selector"].nunique())
-    note = (f"All {n_act} activation runs are compared with random (none picked by its test mean); the gain part's "
-            f"BH correction runs over all {len(summary)} lines." if n_act > 1 else
-            "cell: the grid cell the activation selector read (dev-chosen on the candidates' quality), with its ρ.")
+    note = (
+        f"All {n_act} activation runs are compared with random (none picked by its test mean); the gain part's "
+        f"BH correction runs over all {len(summary)} lines."
+        if n_act > 1
+        else "cell: the grid cell the activation selector read (dev-chosen on the candidates' quality), with its ρ."
+    )
     if p["rho_basis"] == "partial":
         note += f" The correlation part decides on the partial ρ given {', '.join(COVARIATES)} (raw ρ beside it in grid.parquet)."
-    text = [format_summary(summary), note, "", "Every selector, with the labels it used (B) and its paired baseline:",
-            format_comparison(comparison)]
+    text = [
+        format_summary(summary),
+        note,
+        "",
+        "Every selector, with the labels it used (B) and its paired baseline:",
+        format_comparison(comparison),
+    ]
     result = v.to_dict()
     sets = _sets(selections, scores, stats, p)
     if sets is not None:
@@ -174,16 +224,22 @@ def analyse_stage(ctx: Any) -> dict[str, Any]:
         result["sets"] = _sets_summary(sets)
         if result["sets"]:
             text += ["", "Set level (the baseline's random sets: Spearman ρ of a set's mean / max statistic with its test score):"]
-            text += [f"  {task}: {r['sets']} sets per budget, {r['cells']} cells, {r['significant']} significant after BH; "
-                     f"largest |ρ| {r['max_abs_rho']:.2f} ({r['max_rho_cell']}, q = {r['max_rho_q']:.2g})"
-                     for task, r in result["sets"].items()]
+            text += [
+                f"  {task}: {r['sets']} sets per budget, {r['cells']} cells, {r['significant']} significant after BH; "
+                f"largest |ρ| {r['max_abs_rho']:.2f} ({r['max_rho_cell']}, q = {r['max_rho_q']:.2g})"
+                for task, r in result["sets"].items()
+            ]
     if (comparison["family"] == "sae").any():
         out["summary_sae"] = summary_table(comparison, grid, family="sae", baseline=p["baseline"], grid_family="sae", cells=cells)
         sae_cells, sae_basis = _verdict_cells(grid, "sae", p["rho_basis"])
         sae = verdict(out["summary_sae"], sae_cells, settings=settings, bounds=METRIC_RANGES, model=p["model"], basis=sae_basis)
         result["sae"] = sae.to_dict()
-        text += ["", "SAE selectors (their own BH families; they never enter the moments' verdict):",
-                 format_summary(out["summary_sae"], family="SAE"), f"SAE: {sae.text}"]
+        text += [
+            "",
+            "SAE selectors (their own BH families; they never enter the moments' verdict):",
+            format_summary(out["summary_sae"], family="SAE"),
+            f"SAE: {sae.text}",
+        ]
     result["table"] = "\n".join(text)
     out["verdict"] = result
     return out

@@ -71,6 +71,7 @@ def collect_stage(ctx: Any) -> dict[str, Any]:
     kinds = ["moments"] + (["sae"] if p["sae"] else [])
     chunks = [(kind, mask, start) for kind in kinds for mask in p["masks"] for start in range(0, len(prompts), p["chunk_size"])]
     for kind, mask, start in tqdm(chunks, desc=f"collect {task}", unit="chunk", disable=not ctx.progress):
+
         def compute(kind: str = kind, mask: str = mask, start: int = start) -> pd.DataFrame:
             nonlocal sae_reducer
             if kind == "sae":
@@ -81,8 +82,17 @@ def collect_stage(ctx: Any) -> dict[str, Any]:
                 layers, statistics = list(sae_reducer[0].layers), list(sae_reducer)
             else:
                 layers, statistics = p["layers"], list(p["statistics"])
-            result = collect(res.model, prompts[start : start + p["chunk_size"]], layers=layers, hook=p["hook"], mask=mask,
-                             positions=p["positions"], batch_size=p["batch_size"], statistics=statistics, progress=False)
+            result = collect(
+                res.model,
+                prompts[start : start + p["chunk_size"]],
+                layers=layers,
+                hook=p["hook"],
+                mask=mask,
+                positions=p["positions"],
+                batch_size=p["batch_size"],
+                statistics=statistics,
+                progress=False,
+            )
             if start == 0:
                 ctx.checkpoint(f"{kind}-{mask}-provenance", lambda: result.provenance.to_dict())
             frame = result.to_frame()

@@ -28,6 +28,15 @@ def data_stage(ctx: Any) -> dict[str, Any]:
     rows = []
     for subset, examples in (("candidate", splits.pool), ("dev", splits.dev), ("test", splits.test)):
         for pos, e in enumerate(examples):
-            rows.append({"task": task, "subset": subset, "position": pos, "example_id": str(e.id), "text": e.text(),
-                         "label": -1 if e.label is None else int(e.label), "n_references": len(e.references)})
+            rows.append(
+                {
+                    "task": task,
+                    "subset": subset,
+                    "position": pos,
+                    "example_id": str(e.id),
+                    "text": e.text(),
+                    "label": -1 if e.label is None else int(e.label),
+                    "n_references": len(e.references),
+                }
+            )
     return {"examples": pd.DataFrame(rows), "fingerprint": splits.data_hash}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -18,8 +17,21 @@ from mechsel.provenance import hash_json
 
 __all__ = ["evaluate_stage"]
 
-SCORE_COLUMNS = ["task", "selector", "selector_name", "family", "protocol", "annotation_budget", "budget", "seed", "metric", "score",
-                 "ci_low", "ci_high", "n_test"]
+SCORE_COLUMNS = [
+    "task",
+    "selector",
+    "selector_name",
+    "family",
+    "protocol",
+    "annotation_budget",
+    "budget",
+    "seed",
+    "metric",
+    "score",
+    "ci_low",
+    "ci_high",
+    "n_test",
+]
 
 
 def evaluate_stage(ctx: Any) -> dict[str, Any]:
@@ -59,14 +71,29 @@ def evaluate_stage(ctx: Any) -> dict[str, Any]:
             frame["demo_ids"] = frame["demo_ids"].map(lambda ids: ";".join(str(i) for i in ids))
             if "references" in frame:
                 frame["references"] = frame["references"].map(lambda refs: "\n".join(refs))
-            return {"metric": result.metric, "scores": result.scores, "cis": {k: list(v) for k, v in result.cis.items()},
-                    "predictions": frame.to_dict(orient="list")}
+            return {
+                "metric": result.metric,
+                "scores": result.scores,
+                "cis": {k: list(v) for k, v in result.cis.items()},
+                "predictions": frame.to_dict(orient="list"),
+            }
 
         out = ctx.checkpoint(f"eval-{key}", run_eval)
-        row = {"task": task, "selector": label, "selector_name": first["selector_name"], "family": first["family"],
-               "protocol": first["protocol"], "annotation_budget": int(first["annotation_budget"]), "budget": int(budget),
-               "seed": int(seed), "metric": out["metric"], "score": out["scores"][out["metric"]], "ci_low": out["cis"][out["metric"]][0],
-               "ci_high": out["cis"][out["metric"]][1], "n_test": len(test)}
+        row = {
+            "task": task,
+            "selector": label,
+            "selector_name": first["selector_name"],
+            "family": first["family"],
+            "protocol": first["protocol"],
+            "annotation_budget": int(first["annotation_budget"]),
+            "budget": int(budget),
+            "seed": int(seed),
+            "metric": out["metric"],
+            "score": out["scores"][out["metric"]],
+            "ci_low": out["cis"][out["metric"]][0],
+            "ci_high": out["cis"][out["metric"]][1],
+            "n_test": len(test),
+        }
         row.update({name: value for name, value in out["scores"].items() if name != out["metric"]})
         score_rows.append(row)
         pred = pd.DataFrame(out["predictions"])

@@ -37,8 +37,10 @@ def features_stage(ctx: Any) -> dict[str, Any]:
         from mechsel.embeddings import embed_texts
 
         def embed() -> dict[str, np.ndarray]:
-            return {name: np.asarray(embed_texts([e.text() for e in exs], model_name=p["embedder"]), dtype=np.float32)
-                    for name, exs in (("candidates", splits.pool), ("test", splits.test))}
+            return {
+                name: np.asarray(embed_texts([e.text() for e in exs], model_name=p["embedder"]), dtype=np.float32)
+                for name, exs in (("candidates", splits.pool), ("test", splits.test))
+            }
 
         out["embeddings"] = ctx.checkpoint("embeddings", embed)
     if "label_probs" in p["needs"]:

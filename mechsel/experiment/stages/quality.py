@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 __all__ = ["quality_stage"]
 
@@ -26,14 +25,32 @@ def quality_stage(ctx: Any) -> dict[str, Any]:
     splits = res.splits(task)
     runner = res.runner(task)
     metric = p["metric"] or ("gold_prob" if runner.task.kind == "classification" else "rouge_l")
-    result = quality_matrix(runner, list(splits.pool), list(splits.dev), metric=metric, block_size=p["block_size"],
-                            checkpoint_dir=ctx.work_dir / "matrix", progress=ctx.progress)
+    result = quality_matrix(
+        runner,
+        list(splits.pool),
+        list(splits.dev),
+        metric=metric,
+        block_size=p["block_size"],
+        checkpoint_dir=ctx.work_dir / "matrix",
+        progress=ctx.progress,
+    )
     table = result.table(metric).assign(metric=metric)
     if runner.task.kind == "classification" and metric != "accuracy":
         table["accuracy"] = result.pair_scores("accuracy").mean(axis=1)
     if p["marginal_gain"]:
-        gains = ctx.checkpoint("gain", lambda: marginal_gain(runner, list(splits.pool), list(splits.dev), list(splits.pool), k=p["gain_k"],
-                                                             seeds=tuple(p["gain_seeds"]), metric=metric, progress=ctx.progress))
+        gains = ctx.checkpoint(
+            "gain",
+            lambda: marginal_gain(
+                runner,
+                list(splits.pool),
+                list(splits.dev),
+                list(splits.pool),
+                k=p["gain_k"],
+                seeds=tuple(p["gain_seeds"]),
+                metric=metric,
+                progress=ctx.progress,
+            ),
+        )
         table["gain"] = gains["gain"].to_numpy()
         table["gain_se"] = gains["se"].to_numpy()
     table["example_id"] = table["example_id"].astype(str)

@@ -32,8 +32,18 @@ def samples_stage(ctx: Any) -> dict[str, Any]:
         encoder = res.runner(task).encoder
         prompts = [demo_prompt(encoder, [by_id[str(r["example_id"])]]) for _, r in chosen]
         with tempfile.TemporaryDirectory(dir=ctx.work_dir) as tmp:
-            result = collect(res.model, prompts, layers=p["layers"], hook=p["hook"], mask="full", positions=p["positions"],
-                             statistics=["mean"], batch_size=len(prompts), save_activations=f"{tmp}/acts", progress=False)
+            result = collect(
+                res.model,
+                prompts,
+                layers=p["layers"],
+                hook=p["hook"],
+                mask="full",
+                positions=p["positions"],
+                statistics=["mean"],
+                batch_size=len(prompts),
+                save_activations=f"{tmp}/acts",
+                progress=False,
+            )
             rows = []
             for layer in result.layers:
                 acts, row, _ = load_activations(f"{tmp}/acts", layer)
@@ -41,9 +51,20 @@ def samples_stage(ctx: Any) -> dict[str, Any]:
                 for r, (group, q) in enumerate(chosen):
                     values = acts[row == r].reshape(-1)
                     rng = np.random.default_rng([p["seed"], r, layer])
-                    take = values if values.size <= p["samples_per_example"] else rng.choice(values, p["samples_per_example"], replace=False)
-                    rows.append(pd.DataFrame({"group": group, "example_id": str(q["example_id"]), "quality": float(q["quality"]),
-                                              "layer": int(layer), "value": take}))
+                    take = (
+                        values if values.size <= p["samples_per_example"] else rng.choice(values, p["samples_per_example"], replace=False)
+                    )
+                    rows.append(
+                        pd.DataFrame(
+                            {
+                                "group": group,
+                                "example_id": str(q["example_id"]),
+                                "quality": float(q["quality"]),
+                                "layer": int(layer),
+                                "value": take,
+                            }
+                        )
+                    )
         return pd.concat(rows, ignore_index=True)
 
     frame = ctx.checkpoint("samples", compute)

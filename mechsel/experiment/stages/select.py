@@ -19,8 +19,21 @@ from mechsel.errors import DataError
 
 __all__ = ["select_stage", "pool_positions", "wide_statistics"]
 
-SELECTION_COLUMNS = ["task", "selector", "selector_name", "family", "protocol", "annotation_budget", "budget", "seed", "query", "rank",
-                     "example_id", "score", "detail"]
+SELECTION_COLUMNS = [
+    "task",
+    "selector",
+    "selector_name",
+    "family",
+    "protocol",
+    "annotation_budget",
+    "budget",
+    "seed",
+    "query",
+    "rank",
+    "example_id",
+    "score",
+    "detail",
+]
 
 PROTOCOLS = ("fixed", "retrieve_from_pool", "annotate_then_retrieve")
 """How a run spends its labels: ``fixed`` labels k examples and uses them as every query's prompt
@@ -46,7 +59,9 @@ def wide_statistics(stats: pd.DataFrame, family: str, mask: str, ids: list[str])
     return wide.reindex(ids).reset_index(drop=True)
 
 
-def _selector(run: dict[str, Any], quality: np.ndarray | None, all_stats: pd.DataFrame | None, confidence_fn: Any) -> tuple[Any, dict[str, Any]]:
+def _selector(
+    run: dict[str, Any], quality: np.ndarray | None, all_stats: pd.DataFrame | None, confidence_fn: Any
+) -> tuple[Any, dict[str, Any]]:
     """The configured selector (and what was chosen on the way, e.g. a dev-chosen statistic)."""
     from mechsel.selectors import choose_statistic, get_selector
 
@@ -101,7 +116,8 @@ def select_stage(ctx: Any) -> dict[str, Any]:
     def make_pool(pos: np.ndarray, run: dict[str, Any]) -> Pool:
         family = {"activation": "moments", "sae": "sae"}.get(run["family"])
         return Pool(
-            ids=[ids[i] for i in pos], texts=[cands[i].text() for i in pos],
+            ids=[ids[i] for i in pos],
+            texts=[cands[i].text() for i in pos],
             labels=np.array([-1 if cands[i].label is None else cands[i].label for i in pos]),
             embeddings=None if emb is None else emb["candidates"][pos],
             statistics=None if family is None else table(family, run["mask"]).iloc[pos].reset_index(drop=True),
@@ -115,8 +131,13 @@ def select_stage(ctx: Any) -> dict[str, Any]:
         if run["selector"] in ("votek", "least_confidence"):
             from mechsel.icl import make_confidence_fn
 
-            conf = make_confidence_fn(res.runner(task), [cands[i] for i in pos], k=p["confidence_k"], kind=p.get("confidence", "renormalised"),
-                                      embeddings=None if emb is None else emb["candidates"][pos])
+            conf = make_confidence_fn(
+                res.runner(task),
+                [cands[i] for i in pos],
+                k=p["confidence_k"],
+                kind=p.get("confidence", "renormalised"),
+                embeddings=None if emb is None else emb["candidates"][pos],
+            )
         all_stats = table("moments", run["mask"]) if run["choose_statistic"] else None
         selector, detail = _selector(run, quality, all_stats, conf)
         return selector.select(pool, k, seed=seed), detail
@@ -147,8 +168,9 @@ def select_stage(ctx: Any) -> dict[str, Any]:
                     rows.append((k, len(annotated), q, rank, ids[pos[i]], score, detail if q == 0 and rank == 0 else {}))
         frame = pd.DataFrame(rows, columns=["budget", "annotation_budget", "query", "rank", "example_id", "score", "detail"])
         frame["detail"] = frame["detail"].map(lambda d: json.dumps(d, default=str) if d else "")
-        return frame.assign(task=task, selector=run["label"], selector_name=run["selector"], family=run["family"], seed=seed,
-                            protocol=protocol)
+        return frame.assign(
+            task=task, selector=run["label"], selector_name=run["selector"], family=run["family"], seed=seed, protocol=protocol
+        )
 
     frames = []
     jobs = [(j, label, seed) for j, label in enumerate(runs) for seed in p["seeds"][: runs[label].get("n_seeds") or None]]
