@@ -49,6 +49,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mechsel``."""
+    from mechsel.collect.config import POSITIONS
+    from mechsel.stats.moments import DEFAULT_MOMENTS
+
     parser = argparse.ArgumentParser(
         prog="mechsel", description="Do a model's internals know which in-context demonstrations will help it?"
     )
@@ -85,11 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=8, help="number of SST-2 validation sentences")
     p.add_argument("--model", default=None, help="TransformerLens model name (default: the embedded Gemma 3 270M)")
     p.add_argument("--mask", default="alone", help="mask strategy for plain texts (alone)")
-    p.add_argument("--positions", default="all", choices=["all", "input", "last"])
+    p.add_argument("--positions", default="all", choices=list(POSITIONS))
     p.add_argument("--layers", type=int, nargs="+", help="layers (default: all)")
-    p.add_argument("--statistics", nargs="+", default=["mean", "variance", "skewness", "kurtosis", "max_abs"])
+    p.add_argument("--statistics", nargs="+", default=list(DEFAULT_MOMENTS))
 
-    p = sub.add_parser("train-sae", help="train SAEs on the embedded model's hook_mlp_out (see mechsel.sae)")
+    p = sub.add_parser("train-sae", help="train SAEs on a model's hook_mlp_out (default: the embedded model; see mechsel.sae)")
+    p.add_argument("--model", default=None, help="TransformerLens model name (default: the embedded Gemma 3 270M)")
+    p.add_argument("--weight-processing", default="none", choices=["none", "default"], help="how the model's weights are loaded")
+    p.add_argument("--model-device", default=None, help="device of the model (default: CUDA when available, else CPU)")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -131,8 +137,8 @@ def _run(args: argparse.Namespace, config: ExperimentConfig) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from mechsel.experiment import demo_config, load_config
-    from mechsel.experiment.config import to_dict
     from mechsel.experiment.demo import sae_changes
+    from mechsel.serialize import to_dict
 
     changes = {"progress": not args.quiet, **({"output_dir": args.output} if args.output else {})}
     config = load_config(to_dict(demo_config(quick=args.quick)), args.overrides, **changes)
@@ -163,7 +169,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     from mechsel.experiment import demo_config, dump_config, load_config
-    from mechsel.experiment.config import to_dict
+    from mechsel.serialize import to_dict
 
     if sum([bool(args.config), args.demo, args.quick]) != 1:
         raise MechselError("Pass exactly one of CONFIG.yaml, --demo or --quick.")
@@ -226,13 +232,15 @@ def _check_collect_args(args: argparse.Namespace) -> None:
 
 
 def _cmd_train_sae(args: argparse.Namespace) -> int:
-    from mechsel.experiment.loading import apply_overrides, from_dict
     from mechsel.models import load_model
     from mechsel.sae.config import SAETrainConfig
     from mechsel.sae.training import train_sae
+    from mechsel.serialize import apply_overrides, from_dict, to_dict
 
-    config = from_dict(SAETrainConfig, apply_overrides(SAETrainConfig().to_dict(), args.overrides), "train-sae")
-    result = train_sae(load_model(), config)
+    config = from_dict(SAETrainConfig, apply_overrides(to_dict(SAETrainConfig()), args.overrides), "train-sae")
+    model_kwargs = {"weight_processing": args.weight_processing, "device": args.model_device}
+    model = load_model(args.model, **model_kwargs) if args.model else load_model(**model_kwargs)
+    result = train_sae(model, config)
     print(f"SAEs saved to {result.path}")
     for layer, metrics in sorted(result.metrics.items()):
         print(f"  layer {layer}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))

@@ -20,6 +20,7 @@ detectable effect (:func:`mechsel.analysis.power.paired_mde`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -61,7 +62,7 @@ def mean_ci(values: np.ndarray, level: float = 0.95, bounds: Bounds | None = Non
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     if v.size == 0:
-        return (float("nan"),) * 4
+        return float("nan"), float("nan"), float("nan"), float("nan")
     mean = float(v.mean())
     if v.size < 2:
         return mean, float("nan"), float("nan"), float("nan")
@@ -105,7 +106,8 @@ def paired_comparison(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     else:
         t = sps.ttest_rel(a[keep], b[keep])
         out.update(cohen_dz=out["mean_diff"] / sd, t_stat=float(t.statistic), p_ttest=float(t.pvalue))
-    out["p_wilcoxon"] = float(sps.wilcoxon(d, zero_method="wilcox").pvalue) if np.any(d != 0) else 1.0
+    # scipy builds the wilcoxon result class at runtime, so its ``pvalue`` is invisible to the checker.
+    out["p_wilcoxon"] = float(sps.wilcoxon(d, zero_method="wilcox").pvalue) if np.any(d != 0) else 1.0  # pyright: ignore[reportAttributeAccessIssue]
     return out
 
 
@@ -212,9 +214,9 @@ def compare_selectors(
             else:
                 common = s.index.intersection(base.index)
                 pair = paired_comparison(s.loc[common].to_numpy(), base.loc[common].to_numpy())
-                dlo, dhi = paired_interval(pair["mean_diff"], pair["sd_diff"], pair["n_pairs"], level, width)
+                dlo, dhi = paired_interval(pair["mean_diff"], pair["sd_diff"], int(pair["n_pairs"]), level, width)
                 row.update(mean_diff=pair.pop("mean_diff"), diff_ci_low=dlo, diff_ci_high=dhi, **pair)
-                row["mde"] = paired_mde(pair["sd_diff"], pair["n_pairs"], alpha=1.0 - level, power=power)
+                row["mde"] = paired_mde(pair["sd_diff"], int(pair["n_pairs"]), alpha=1.0 - level, power=power)
             row["better"] = bool(row["mean_diff"] > 0 and row["p_ttest"] < 1.0 - level) if name != ref else False
             rows.append(row)
     stat_cols = [
@@ -236,7 +238,7 @@ def compare_selectors(
         "better",
     ]
     extra = [c for c in ("protocol", "annotation_budget") if c in scores.columns]
-    out = pd.DataFrame(rows)[keys + ["selector"] + extra + ["baseline"] + stat_cols]
+    out = cast(pd.DataFrame, pd.DataFrame(rows)[keys + ["selector"] + extra + ["baseline"] + stat_cols])
     if "family" in scores.columns:
         family = scores.drop_duplicates("selector").set_index("selector")["family"]
         out.insert(len(keys) + 1, "family", out["selector"].map(family))

@@ -20,7 +20,7 @@ another's. ``fdr_family="global"`` puts every cell in one family. Each line name
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -72,7 +72,7 @@ def join_quality(stats: pd.DataFrame, quality: pd.DataFrame) -> pd.DataFrame:
     _require(stats, ["example_id", "value"], "statistics")
     _require(quality, ["example_id", "quality"], "quality")
     on = ["example_id"] + (["task"] if "task" in stats.columns and "task" in quality.columns else [])
-    q = quality[on + ["quality"]]
+    q = cast(pd.DataFrame, quality[on + ["quality"]])
     if q.duplicated(on).any():
         raise DataError(f"The quality frame has several lines for some {on}; give one quality per example.")
     joined = stats.merge(q, on=on, how="inner", validate="many_to_one")
@@ -182,4 +182,4 @@ def correlation_grid(
     grid["fdr_family"] = family_labels(grid, fdr_family)
     bh_within_families(grid, "p_value", "fdr_family", alpha)
     grid["abs_rho"] = grid["rho"].abs()
-    return grid[keys + list(GRID_COLUMNS)]
+    return cast(pd.DataFrame, grid[keys + list(GRID_COLUMNS)])

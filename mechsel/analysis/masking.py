@@ -8,6 +8,7 @@ examples, so the interval reflects the difference, not two independent uncertain
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -80,7 +81,7 @@ def masking_effect(
     if missing:
         raise DataError(f"Mask(s) {missing} not in the statistics frame; it holds {sorted(present)}.")
     keys = [k for k in cell_keys(stats, keys) if k != "mask"]
-    joined = join_quality(stats[stats["mask"].isin([full, isolated])], quality)
+    joined = join_quality(cast(pd.DataFrame, stats[stats["mask"].isin([full, isolated])]), quality)
     wide = joined.pivot_table(index=keys + ["example_id"], columns="mask", values="value", aggfunc="first")
     qual = joined.drop_duplicates(keys + ["example_id"]).set_index(keys + ["example_id"])["quality"]
     wide = wide.join(qual)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -162,7 +163,7 @@ def partial_spearman(
         raise DataError(f"x and y must have the same length, got {x.size} and {y.size}.")
     frame = _as_covariate_frame(covariates, x.size)
     keep = _complete_rows(x, y, frame, categorical)
-    x, y, frame = x[keep], y[keep], frame[keep].reset_index(drop=True)
+    x, y, frame = x[keep], y[keep], cast(pd.DataFrame, frame[keep]).reset_index(drop=True)
     n = int(x.size)
     design = _design(frame, categorical)
     q = int(np.linalg.matrix_rank(design - design.mean(axis=0))) if design.shape[1] and n else 0
@@ -180,6 +181,7 @@ def _covariate_lines(
     stats: pd.DataFrame, quality: pd.DataFrame, covariates: pd.DataFrame | Sequence[str], keys: list[str]
 ) -> tuple[pd.DataFrame, list[str]]:
     """Statistic lines joined with quality and the covariates, and the covariate names."""
+    on: list[str] = []  # the join columns; set (and used) only when covariates is a frame
     if isinstance(covariates, pd.DataFrame):
         if "example_id" not in covariates.columns:
             raise DataError(f"The covariates frame needs an 'example_id' column; it has {list(covariates.columns)}.")
@@ -274,4 +276,4 @@ def partial_correlation_grid(
         q_column="q_partial",
         significant_column="significant_partial",
     )
-    return grid[keys + list(PARTIAL_COLUMNS)]
+    return cast(pd.DataFrame, grid[keys + list(PARTIAL_COLUMNS)])

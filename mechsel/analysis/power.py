@@ -12,6 +12,8 @@ normal approximation ``(z_{1−α/2} + z_{power}) sd / √n``, which is too opti
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from scipy import optimize
 from scipy import stats as sps
@@ -58,4 +60,7 @@ def paired_mde(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> fl
     hi = sd
     while paired_t_power(hi, sd, n, alpha) < power:
         hi *= 2.0
-    return float(optimize.brentq(lambda d: paired_t_power(d, sd, n, alpha) - power, 0.0, hi, xtol=1e-12 * sd, rtol=1e-10))
+    # scipy leaves brentq unannotated: the checker takes rtol's type from its float64 default and
+    # cannot see that, without full_output, the result is the root alone.
+    root = optimize.brentq(lambda d: paired_t_power(d, sd, n, alpha) - power, 0.0, hi, xtol=1e-12 * sd, rtol=1e-10)  # pyright: ignore[reportArgumentType]
+    return float(cast(float, root))

@@ -25,7 +25,7 @@ score, and each statistic cell is summarised over the set's members.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import pandas as pd
 
@@ -109,7 +109,7 @@ def set_features(
     _require(selections, [*SET_KEYS, "query", "example_id"], "selections")
     _require(stats, ["example_id", "value"], "statistics")
     names = _selectors(selector)
-    sel = selections[selections["selector"].isin(names) & (selections["query"] == -1)]
+    sel = cast(pd.DataFrame, selections[selections["selector"].isin(names) & (selections["query"] == -1)])
     if sel.empty:
         fixed = sorted(map(str, selections.loc[selections["query"] == -1, "selector"].unique()))
         raise DataError(f"No fixed sets (query == -1) of selector {names}; selectors with fixed sets: {fixed}.")
@@ -125,14 +125,14 @@ def set_features(
             f"The statistics frame has several values for one example in a cell {on + cells}; add the column that "
             f"tells them apart to `keys`."
         )
-    members = sel[[*SET_KEYS, "example_id"]].merge(stats[on + cells + ["value"]], on=on, how="inner")
+    members = cast(pd.DataFrame, sel[[*SET_KEYS, "example_id"]]).merge(stats[on + cells + ["value"]], on=on, how="inner")
     if members.empty:
         raise DataError("No member of any set appears in the statistics frame; were both built on the same candidate pool (same ids)?")
     grouped = members.groupby([*SET_KEYS, *cells], sort=True, dropna=False)["value"]
     wide = grouped.agg(["mean", "max", "count"]).reset_index().rename(columns={"count": "n_members"})
     long = wide.melt(id_vars=[*SET_KEYS, *cells, "n_members"], value_vars=list(aggregates), var_name="aggregate", value_name="value")
     long["set_id"] = _set_id(long)
-    return long[[*SET_KEYS, "set_id", *cells, "aggregate", "value", "n_members"]].reset_index(drop=True)
+    return cast(pd.DataFrame, long[[*SET_KEYS, "set_id", *cells, "aggregate", "value", "n_members"]]).reset_index(drop=True)
 
 
 def set_scores(scores: pd.DataFrame, *, selector: str | Sequence[str] = "random", metric: str | None = None) -> pd.DataFrame:
@@ -181,7 +181,7 @@ def _set_lines(
     if lines.empty:
         raise DataError("No selected set has a score; were the selections and the scores produced by the same runs?")
     lines = lines.rename(columns={"set_id": "example_id"})
-    quality = sc.rename(columns={"set_id": "example_id", "score": "quality"})[["task", "example_id", "quality"]]
+    quality = cast(pd.DataFrame, sc.rename(columns={"set_id": "example_id", "score": "quality"})[["task", "example_id", "quality"]])
     cells = [c for c in feats.columns if c not in (*SET_KEYS, "set_id", "aggregate", "value", "n_members")]
     return lines, quality, cells
 
@@ -262,4 +262,4 @@ def pooled_set_correlation_grid(
     grid = grid.rename(columns=_POOLED_NAMES)
     grid["n_budgets"] = grid["n_covariates"] + (grid["n"] > 0)
     front = ["task", "metric", *cells, "aggregate"]
-    return grid[front + ["n", "n_budgets", *(_POOLED_NAMES[c] for c in list(_POOLED_NAMES)[1:])]]
+    return cast(pd.DataFrame, grid[front + ["n", "n_budgets", *(_POOLED_NAMES[c] for c in list(_POOLED_NAMES)[1:])]])

@@ -13,6 +13,7 @@ read (``cell``) and that cell's ρ, and the strongest cell of the task's grid fo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -46,10 +47,10 @@ _COMPARISON_COLUMNS = (
 def describe_cell(row: pd.Series | dict) -> str:
     """A short human label of a grid cell, e.g. ``"layer 5 kurtosis (isolated)"``."""
     parts = []
-    if "layer" in row and pd.notna(row["layer"]):
-        parts.append(f"layer {int(row['layer'])}")
+    if "layer" in row and bool(pd.notna(row["layer"])):
+        parts.append(f"layer {int(cast(float, row['layer']))}")
     parts.append(str(row.get("statistic", "?")))
-    if "mask" in row and pd.notna(row["mask"]):
+    if "mask" in row and bool(pd.notna(row["mask"])):
         parts.append(f"({row['mask']})")
     return " ".join(parts)
 
@@ -71,14 +72,14 @@ def _grid_lines(grid: pd.DataFrame, task: object, grid_family: str | None) -> pd
         g = g[g["family"] == grid_family]
     if "task" in g.columns and task is not None:
         g = g[g["task"] == task]
-    return g[np.isfinite(g["rho"])]
+    return cast(pd.DataFrame, g[np.isfinite(g["rho"])])
 
 
 def _own_cell(
     grid: pd.DataFrame | None, cells: pd.DataFrame | None, task: object, selector: str, grid_family: str | None
 ) -> dict[str, object]:
     """The cell ``selector`` read on ``task`` and that cell's ρ and interval (empty when unknown)."""
-    empty = {"cell": "", "cell_rho": np.nan, "cell_rho_low": np.nan, "cell_rho_high": np.nan}
+    empty: dict[str, object] = {"cell": "", "cell_rho": np.nan, "cell_rho_low": np.nan, "cell_rho_high": np.nan}
     if cells is None:
         return empty
     mine = cells[(cells["selector"] == selector) & ((cells["task"] == task) if "task" in cells.columns else True)]
@@ -141,7 +142,7 @@ def summary_table(
         key = key if isinstance(key, tuple) else (key,)
         where = dict(zip(keys, key))
         base = group[group["selector"] == baseline]
-        cand = group[competing.loc[group.index]]
+        cand = cast(pd.DataFrame, group[competing.loc[group.index]])
         if base.empty or cand.empty:
             continue
         b = base.iloc[0]
@@ -200,13 +201,13 @@ def format_summary(summary: pd.DataFrame, family: str = "activation") -> str:
     rows = []
     for _, r in summary.iterrows():
         cell = str(r.get("cell", "") or "—")
-        if np.isfinite(r.get("cell_rho", np.nan)):
+        if np.isfinite(cast(float, r.get("cell_rho", np.nan))):
             cell += f" ({r['cell_rho']:+.2f})"
         rows.append(
             [
                 str(r.get("task", "")),
                 str(r.get("metric", "")),
-                str(int(r["budget"])),
+                str(int(cast(float, r["budget"]))),
                 f"{r['random_mean']:.3f} [{r['random_ci_low']:.3f}, {r['random_ci_high']:.3f}]",
                 f"{r['selector']} {r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
                 f"{r['mean_diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]",
@@ -249,20 +250,20 @@ def format_comparison(comparison: pd.DataFrame) -> str:
     rows = []
     for _, r in comparison.iterrows():
         own = r["selector"] == r.get("baseline")
-        b = r.get("annotation_budget", np.nan)
+        b = cast(float, r.get("annotation_budget", np.nan))
         rows.append(
             [
                 str(r.get("task", "")),
-                str(int(r["budget"])),
+                str(int(cast(float, r["budget"]))),
                 str(r["selector"]),
                 str(r.get("protocol", "")),
-                "" if pd.isna(b) else str(int(b)),
+                "" if bool(pd.isna(b)) else str(int(b)),
                 f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
                 "" if own else str(r.get("baseline", "")),
                 "" if own else f"{r['mean_diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]",
                 "" if own else f"{r['p_ttest']:.3g}",
                 "" if own else f"{r['mde']:.3f}",
-                str(int(r["n_seeds"])),
+                str(int(cast(float, r["n_seeds"]))),
             ]
         )
     return _aligned(columns, rows)

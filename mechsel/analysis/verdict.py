@@ -36,7 +36,7 @@ the sentence names the part that decided it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -143,7 +143,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _where(row: pd.Series) -> str:
-    return ", ".join(f"{k} {row[k]}" for k in ("task", "budget") if k in row and pd.notna(row[k]))
+    return ", ".join(f"{k} {row[k]}" for k in ("task", "budget") if k in row and bool(pd.notna(row[k])))
 
 
 def gain_part(summary: pd.DataFrame, settings: VerdictSettings, bounds: dict[str, Bounds] | None = None) -> PartVerdict:
@@ -165,8 +165,8 @@ def gain_part(summary: pd.DataFrame, settings: VerdictSettings, bounds: dict[str
         width = None if rng is None else rng[1] - rng[0]
         margin = settings.margin * (width if width is not None else 1.0)
         span = None if width is None else (-width, width)
-        diff, n = float(r["mean_diff"]), int(r["n_pairs"])
-        lo, hi = paired_interval(diff, float(r["sd_diff"]), n, 1.0 - 2.0 * a, span)
+        diff, n = float(cast(float, r["mean_diff"])), int(cast(float, r["n_pairs"]))
+        lo, hi = paired_interval(diff, float(cast(float, r["sd_diff"])), n, 1.0 - 2.0 * a, span)
         beats = bool(diff > 0 and np.isfinite(q[i]) and q[i] <= a)
         worse = bool(diff < 0 and np.isfinite(q[i]) and q[i] <= a)
         equivalent = bool(np.isfinite(lo) and -margin < lo and hi < margin)

@@ -20,9 +20,10 @@ from mechsel.experiment.config import (
 from mechsel.experiment.demo import demo_config
 from mechsel.experiment.engine import Stage, StageContext, run_stages
 from mechsel.experiment.figures import FIGURE_FAMILIES, write_figures
-from mechsel.experiment.loading import apply_overrides, dump_config, from_dict, load_config
+from mechsel.experiment.loading import dump_config, load_config
 from mechsel.experiment.pipeline import RunResult, build_stages, regenerate_figures, run_experiment
 from mechsel.experiment.results import TABLES, load_results
+from mechsel.serialize import apply_overrides, from_dict
 
 __all__ = [
     "ExperimentConfig",

@@ -11,14 +11,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 from mechsel.analysis.correlation import CIMethod, PMethod
 from mechsel.analysis.grid import FdrFamily
 from mechsel.analysis.verdict import RhoAdjust, VerdictSettings
+from mechsel.collect.config import SummaryConfig
 from mechsel.errors import ConfigError, did_you_mean
-from mechsel.masks.strategies import EQUAL_MASKS, MASK_NAMES
+from mechsel.icl.runner import PairMetric
+from mechsel.masks.strategies import EQUAL_MASKS, MASK_NAMES, MaskName
 from mechsel.provenance import hash_json
+from mechsel.selectors.base import Family
+from mechsel.serialize import to_dict
 
 __all__ = [
     "ModelSettings",
@@ -31,29 +35,7 @@ __all__ = [
     "AnalysisSettings",
     "PlotSettings",
     "ExperimentConfig",
-    "SELECTOR_FAMILIES",
 ]
-
-Family = Literal["baseline", "activation", "sae", "similarity", "coverage", "uncertainty", "neuron"]
-SELECTOR_FAMILIES: dict[str, str] = {
-    "random": "baseline",
-    "activation": "activation",
-    "knn": "similarity",
-    "bm25": "similarity",
-    "diversity": "coverage",
-    "kmeans": "coverage",
-    "facility_location": "coverage",
-    "sub_sa": "coverage",
-    "fast_votek": "coverage",
-    "votek": "coverage",
-    "ideal": "coverage",
-    "least_confidence": "uncertainty",
-    "margin": "uncertainty",
-    "entropy": "uncertainty",
-    "neufs": "neuron",
-}
-"""Default family of each built-in selector (the summary compares random with the best of a family)."""
-NEEDS_LABEL_PROBS = ("least_confidence", "margin", "entropy", "votek", "neufs")
 
 
 def _positive(name: str, value: Any, *, allow_none: bool = False, minimum: int = 1) -> None:
@@ -178,7 +160,7 @@ class TaskSettings:
     selection_pool: int | None = None
     """Per seed, the selectors choose from this many candidates drawn at random (seeded);
     ``null`` uses all candidates every seed (then only seeded selectors vary across seeds)."""
-    metric: str | None = None
+    metric: PairMetric | None = None
     """1-shot quality metric: ``accuracy``, ``gold_prob``, ``gold_logprob`` (classification) or
     ``rouge_l``, ``bleu`` (generation); ``null``: ``gold_prob`` / ``rouge_l``."""
     max_tokens: int | None = None
@@ -263,24 +245,23 @@ class TaskSettings:
 
 
 @dataclass(frozen=True)
-class CollectSettings:
-    """Which activation statistics are collected for every candidate."""
+class CollectSettings(SummaryConfig):
+    """Which activation statistics are collected for every candidate: the fields of
+    :class:`mechsel.collect.SummaryConfig` (layers, hook, positions, statistics, batch size, BOS
+    and template tokens; documented and validated there) plus the masks and how candidates are
+    packed into prompts. Each mask's collection runs as :meth:`with_mask`."""
 
-    masks: tuple[str, ...] = ("full", "isolated")
-    """Attention-mask strategies: ``full`` (candidates share a prompt, each sees those before
-    it), ``isolated`` (same prompts, each segment sees only itself and BOS), ``alone``."""
-    layers: Any = "all"
-    """``all`` or a list of layer indices."""
-    hook: str = "mlp_out"
-    """Block hook summarised (``blocks.{L}.hook_{hook}``)."""
-    positions: Literal["all", "input", "last"] = "all"
-    """Which of an example's tokens are summarised (text + label, text only, last token)."""
+    _section: ClassVar[str] = "collect."
+
     statistics: tuple[str, ...] = ("mean", "variance", "skewness", "kurtosis", "max_abs", "l2_norm")
     """Moment statistics (names of :data:`mechsel.stats.STATISTICS` families' outputs)."""
-    context_size: int = 4
-    """Candidates per prompt under ``full`` / ``isolated`` (as in a k-shot prompt)."""
     batch_size: int = 8
     """Sequences per forward pass."""
+    masks: tuple[MaskName, ...] = ("full", "isolated")
+    """Attention-mask strategies: ``full`` (candidates share a prompt, each sees those before
+    it), ``isolated`` (same prompts, each segment sees only itself and BOS), ``alone``."""
+    context_size: int = 4
+    """Candidates per prompt under ``full`` / ``isolated`` (as in a k-shot prompt)."""
     chunk_size: int = 32
     """Prompts per checkpointed chunk (an interrupted run loses at most one chunk)."""
 
@@ -297,12 +278,11 @@ class CollectSettings:
                     f"collect.masks lists both {a!r} and {b!r}, which compute the same statistics by construction "
                     f"(one of them only duplicates the grid and its multiplicity correction); keep one, e.g. {a!r}."
                 )
-        if self.layers != "all":
+        if self.layers != "all":  # a YAML list (the notebook API also takes one int)
             object.__setattr__(self, "layers", _layer_list(self.layers))
-        _choice("collect.positions", self.positions, ("all", "input", "last"))
         if isinstance(self.statistics, str) or not self.statistics:
             raise ConfigError(f"collect.statistics must be a non-empty list of names, got {self.statistics!r}.")
-        valid = moment_statistic_names()
+        valid = moment_statistic_names()  # names only: SAE reducers are configured under sae
         for i, name in enumerate(self.statistics):
             if name not in valid:
                 raise ConfigError(
@@ -312,8 +292,8 @@ class CollectSettings:
         if len(set(self.statistics)) != len(self.statistics):
             raise ConfigError(f"collect.statistics lists a statistic twice: {list(self.statistics)}; list each once.")
         _positive("collect.context_size", self.context_size)
-        _positive("collect.batch_size", self.batch_size)
         _positive("collect.chunk_size", self.chunk_size)
+        super().__post_init__()
 
 
 @dataclass(frozen=True)
@@ -368,7 +348,8 @@ class SelectorRun:
     label: str | None = None
     """Name in tables and figures (unique); default: the selector name."""
     family: Family | None = None
-    """Group in the summary (``activation`` runs compete with random); default per selector."""
+    """Group in the summary (``activation`` runs compete with random); default: the selector's
+    own (its class attribute ``family``)."""
     params: Mapping[str, Any] = field(default_factory=dict)
     """The selector's config fields (see its ``Config`` class)."""
     mask: str | None = None
@@ -397,8 +378,9 @@ class SelectorRun:
         if self.label is None:
             object.__setattr__(self, "label", self.selector)
         if self.family is None:
-            default = "sae" if self.selector.startswith("sae") else "coverage"
-            object.__setattr__(self, "family", SELECTOR_FAMILIES.get(self.selector, default))
+            from mechsel.selectors import SELECTORS
+
+            object.__setattr__(self, "family", SELECTORS.get(self.selector).family)  # unknown names list the valid ones
         _choice(f"selection.runs[{self.label}].family", self.family, get_args(Family))
         if not isinstance(self.params, Mapping):
             raise ConfigError(f"selection.runs[{self.label}].params must be a mapping, got {self.params!r}.")
@@ -620,6 +602,10 @@ class ExperimentConfig:
     """Show progress bars."""
     log_level: Literal["DEBUG", "INFO", "WARNING"] = "INFO"
     """Level of ``run.log`` and the console."""
+    plugins: tuple[str, ...] = ()
+    """Python modules imported before the config is read, so that what they register (e.g. a
+    selector) can be named here: dotted module names or ``.py`` files (relative to the config
+    file; stored absolute). See :mod:`mechsel.plugins`."""
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, (str, Mapping)) or not all(isinstance(t, TaskSettings) for t in self.tasks):
@@ -634,8 +620,7 @@ class ExperimentConfig:
         self._check_contradictions()
 
     def _check_contradictions(self) -> None:
-        import mechsel.sae.selectors  # noqa: F401  (registers the sae_* selectors)
-        from mechsel.selectors import SELECTORS
+        from mechsel.selectors import CLASSIFICATION_NEEDS, SELECTORS
 
         sel = self.selection
         names = [t.name for t in self.tasks]
@@ -704,7 +689,7 @@ class ExperimentConfig:
                 if t.metric not in valid:
                     raise ConfigError(f"tasks[{t.name}].metric={t.metric!r} does not apply to a {kind} task; choose one of {list(valid)}.")
             if kind == "generation":
-                bad = [r.label for r in sel.runs_for(t.name) if r.selector in NEEDS_LABEL_PROBS]
+                bad = [r.label for r in sel.runs_for(t.name) if SELECTORS.get(r.selector).needs_for(r.params) & CLASSIFICATION_NEEDS]
                 if bad:
                     raise ConfigError(
                         f"Task {t.name!r} is a generation task, but runs {bad} need the model's label distribution "
@@ -724,14 +709,3 @@ class ExperimentConfig:
 
     def identity_hash(self) -> str:
         return hash_json(self.identity())
-
-
-def to_dict(obj: Any) -> Any:
-    """A dataclass tree as plain dicts / lists (tuples become lists), for YAML and hashing."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {k: to_dict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
-    return obj

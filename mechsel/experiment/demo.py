@@ -11,7 +11,7 @@ import copy
 from typing import Any
 
 from mechsel.experiment.config import ExperimentConfig
-from mechsel.experiment.loading import from_dict
+from mechsel.serialize import from_dict
 
 __all__ = ["DEMO", "QUICK", "SAE_RUNS", "demo_config", "sae_changes"]
 
@@ -130,7 +130,7 @@ def sae_changes(base: ExperimentConfig, paths: list[str]) -> dict[str, Any]:
     from pathlib import Path
 
     from mechsel.errors import ConfigError
-    from mechsel.experiment.config import to_dict
+    from mechsel.serialize import to_dict
 
     saes: dict[int, str] = {}
     for raw in paths:

@@ -1,8 +1,10 @@
 """A small cached pipeline: stages keyed by a hash of their settings and inputs.
 
 Each :class:`Stage` is a function of a :class:`StageContext` returning named outputs
-(DataFrames, arrays, JSON-able values). Its *key* hashes the stage's name, version, settings and
-the keys of the stages it reads, so a change anywhere upstream changes every key below it.
+(DataFrames, arrays, JSON-able values). Its settings are one frozen, documented parameter
+dataclass (``Stage[P]``, ``StageContext[P].params``); its *key* hashes the stage's name, version,
+the canonical dict of those settings (:func:`mechsel.serialize.to_dict`) and the keys of the
+stages it reads, so a change anywhere upstream changes every key below it.
 
 Layout under the run directory::
 
@@ -33,7 +35,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tqdm.auto import tqdm
 
@@ -41,11 +43,13 @@ from mechsel.errors import ConfigError, DataError
 from mechsel.experiment.store import check_file, file_digest, find_value, load_value, save_value, write_json
 from mechsel.paths import atomic_dir, safe_name, within
 from mechsel.provenance import hash_json
+from mechsel.serialize import to_dict
 
 __all__ = ["Stage", "StageContext", "StageRecord", "run_stages", "stage_key", "prune_stale"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+P = TypeVar("P")
 _DONE = "_done.json"
 _MARK = ".done"
 """Suffix of a checkpoint's done-marker: ``<file>.done`` holds the file's size and SHA-256."""
@@ -57,17 +61,18 @@ _MISSING = object()
 
 
 @dataclass(frozen=True)
-class Stage:
+class Stage(Generic[P]):
     """One step of a pipeline."""
 
     name: str
     """Unique name, e.g. ``"collect/sst2"`` (``/`` makes sub-folders)."""
-    run: Callable[[StageContext], Mapping[str, Any]]
+    run: Callable[[StageContext[P]], Mapping[str, Any]]
     """Computes the outputs from the context."""
     inputs: tuple[str, ...] = ()
     """Names of the stages whose outputs it reads (they must come earlier)."""
-    params: Any = None
-    """JSON-able settings that determine the outputs (hashed into the key)."""
+    params: P = None  # type: ignore[assignment]  (a stage without settings)
+    """The settings that determine the outputs: a frozen parameter dataclass (or JSON-able data),
+    hashed into the key through its canonical dict."""
     version: int = 1
     """Bump when the stage's code changes its numbers, so old caches are not reused."""
     source: bool = False
@@ -76,11 +81,11 @@ class Stage:
 
 
 @dataclass
-class StageContext:
+class StageContext(Generic[P]):
     """What a running stage sees."""
 
-    stage: Stage
-    """The stage itself (``ctx.stage.params`` holds its settings)."""
+    stage: Stage[P]
+    """The stage itself (``ctx.params`` holds its settings)."""
     key: str
     """Its cache key."""
     work_dir: Path
@@ -93,7 +98,8 @@ class StageContext:
     """Whether to show progress bars."""
 
     @property
-    def params(self) -> Any:
+    def params(self) -> P:
+        """The stage's parameter dataclass."""
         return self.stage.params
 
     def checkpoint(self, name: str, compute: Callable[[], T]) -> T:
@@ -121,13 +127,13 @@ class StageRecord:
     path: str
 
 
-def stage_key(stage: Stage, input_keys: Mapping[str, str], fingerprint: Any = None) -> str:
+def stage_key(stage: Stage[Any], input_keys: Mapping[str, str], fingerprint: Any = None) -> str:
     """The cache key of ``stage`` given its inputs' keys (and a source stage's fingerprint)."""
     return hash_json(
         {
             "name": stage.name,
             "version": stage.version,
-            "params": stage.params,
+            "params": to_dict(stage.params),
             "inputs": {name: input_keys[name] for name in stage.inputs},
             "fingerprint": fingerprint,
         }
@@ -240,7 +246,13 @@ def _load_finished(final: Path, stage_folder: Path) -> dict[str, Any] | None:
 
 
 def _run(
-    stage: Stage, key: str, folder: Path, keys: Mapping[str, str], outputs: Mapping[str, dict[str, Any]], resources: Any, progress: bool
+    stage: Stage[Any],
+    key: str,
+    folder: Path,
+    keys: Mapping[str, str],
+    outputs: Mapping[str, dict[str, Any]],
+    resources: Any,
+    progress: bool,
 ) -> Mapping[str, Any]:
     work = folder / f"{key}.partial"
     work.mkdir(parents=True, exist_ok=True)
@@ -252,7 +264,7 @@ def _run(
 
 
 def run_stages(
-    stages: Sequence[Stage],
+    stages: Sequence[Stage[Any]],
     root: str | Path,
     *,
     resources: Any = None,
@@ -311,7 +323,7 @@ def run_stages(
                     {
                         "stage": stage.name,
                         "key": key,
-                        "params": stage.params,
+                        "params": to_dict(stage.params),
                         "inputs": {i: keys[i] for i in stage.inputs},
                         "seconds": time.perf_counter() - start,
                         "resumed": resumed,

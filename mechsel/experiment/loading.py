@@ -15,163 +15,19 @@ import dataclasses
 import json
 import logging
 import os
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any
 
 import yaml
 
-from mechsel.errors import ConfigError, did_you_mean
-from mechsel.experiment.config import ExperimentConfig, to_dict
+from mechsel.errors import ConfigError
+from mechsel.experiment.config import ExperimentConfig
+from mechsel.serialize import apply_overrides, from_dict, to_dict, yaml_problem
 
-FREE_FORM = ("define", "params", "saes")
-"""Fields holding free-form mappings, where overrides may add new keys."""
-
-__all__ = ["from_dict", "load_config", "apply_overrides", "parse_override", "dump_config", "model_n_layers", "validate_against_model"]
+__all__ = ["load_config", "dump_config", "model_n_layers", "validate_against_model"]
 
 logger = logging.getLogger(__name__)
-
-
-def _dataclass_in(tp: Any) -> type | None:
-    """The dataclass type inside ``tp`` (``X``, ``X | None``), if any."""
-    if dataclasses.is_dataclass(tp):
-        return tp
-    if get_origin(tp) in (typing.Union, types.UnionType):
-        for arg in get_args(tp):
-            if dataclasses.is_dataclass(arg):
-                return arg
-    return None
-
-
-def _tuple_item(tp: Any) -> Any:
-    """For ``tuple[X, ...]`` (optionally ``| None``) return ``X``; else ``None``."""
-    candidates = get_args(tp) if get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
-    for c in candidates:
-        if get_origin(c) is tuple:
-            args = get_args(c)
-            return args[0] if args else Any
-    return None
-
-
-def from_dict(cls: type, data: Mapping[str, Any] | None, where: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping, recursively, rejecting unknown keys."""
-    data = {} if data is None else data
-    label = where or cls.__name__
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{label} must be a mapping of settings, got {type(data).__name__}: {data!r}.")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        raise ConfigError(
-            f"Unknown key(s) {unknown} in {label}.{did_you_mean(str(unknown[0]), list(fields))} Valid keys: {', '.join(fields)}."
-        )
-    kwargs = {}
-    for key, value in data.items():
-        tp = hints[key]
-        sub = _dataclass_in(tp)
-        item = _tuple_item(tp)
-        path = f"{where}.{key}" if where else key
-        if sub is not None and (isinstance(value, Mapping) or value is None and not _admits_none(tp)):
-            value = from_dict(sub, value, path)  # an empty section (``model:``) keeps its defaults
-        elif sub is not None and not isinstance(value, sub) and value is not None:
-            keys = [f.name for f in dataclasses.fields(sub)]
-            raise ConfigError(
-                f"{path} must be a section of settings (keys such as {', '.join(keys[:3])}), got {value!r}; "
-                f"write it as {path}: {{{keys[0]}: ...}}."
-            )
-        elif item is not None and not isinstance(value, (list, tuple)) and value is not None:
-            raise ConfigError(f"{path} must be a list, e.g. {path}: {_example(fields[key], item)}; got {type(value).__name__} {value!r}.")
-        elif item is not None and isinstance(value, (list, tuple)):
-            if dataclasses.is_dataclass(item):
-                value = tuple(
-                    from_dict(item, v, f"{path}[{i}]") if isinstance(v, Mapping) else _bad_item(path, i, v, item)
-                    for i, v in enumerate(value)
-                )
-            else:
-                value = tuple(value)
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as err:
-        raise ConfigError(f"{label}: {err}.") from None
-
-
-def _example(f: dataclasses.Field, item: Any) -> str:
-    """A YAML flow list to show in an error about list field ``f``, built from its default."""
-    default = f.default if isinstance(f.default, tuple) else ()
-    if not default:
-        return "[...]"
-    if dataclasses.is_dataclass(item):  # the required keys of the default's first entry: [{name: sst2}]
-        first = default[0]
-        required = [
-            g.name for g in dataclasses.fields(first) if g.default is dataclasses.MISSING and g.default_factory is dataclasses.MISSING
-        ]
-        default = ({k: getattr(first, k) for k in required},)
-    return yaml.safe_dump(list(default), default_flow_style=True).strip()
-
-
-def _admits_none(tp: Any) -> bool:
-    return get_origin(tp) in (typing.Union, types.UnionType) and type(None) in get_args(tp)
-
-
-def _bad_item(path: str, i: int, value: Any, item: type) -> Any:
-    raise ConfigError(f"{path}[{i}] must be a mapping of {item.__name__} settings, got {value!r}.")
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"a.b.0.c=VALUE"`` → (``["a", "b", "0", "c"]``, YAML-parsed VALUE)."""
-    if "=" not in text:
-        raise ConfigError(f"Override {text!r} must look like key=value, e.g. selection.seeds=[0,1,2] or tasks.0.test_size=100.")
-    key, raw = text.split("=", 1)
-    parts = [p for p in key.strip().split(".")]
-    if not all(parts):
-        raise ConfigError(f"Override key {key!r} has an empty part; use dots between names, e.g. analysis.n_boot=500.")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"Override {text!r}: the value is not valid YAML ({_yaml_problem(err)}); quote it or fix its brackets.") from None
-    return parts, value
-
-
-def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Return a copy of ``data`` (a full config dict) with every ``key=value`` override applied.
-
-    Paths must exist in the full config (defaults included), so a typo is caught here, with the
-    valid keys at that level; only inside the free-form mappings (:data:`FREE_FORM`) may an
-    override add a key.
-    """
-    out = to_dict(data)
-    for text in overrides:
-        parts, value = parse_override(text)
-        node: Any = out
-        for depth, part in enumerate(parts):
-            last = depth == len(parts) - 1
-            here = ".".join(parts[:depth]) or "the config"
-            if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(f"Override {text!r}: {here} is a list of {len(node)}; use an index 0..{len(node) - 1}.")
-                idx: Any = int(part)
-            elif isinstance(node, dict):
-                free = any(p in FREE_FORM for p in parts[:depth])
-                if part not in node and not free:
-                    raise ConfigError(
-                        f"Override {text!r}: unknown key {part!r} in {here}.{did_you_mean(part, list(node))} "
-                        f"Valid keys: {', '.join(map(str, node))}."
-                    )
-                idx = part
-            else:
-                raise ConfigError(f"Override {text!r}: {here} is a value ({node!r}), not a section.")
-            if last:
-                node[idx] = value
-                break
-            child = node.get(idx) if isinstance(node, dict) else node[idx]
-            if child is None:
-                child = node[idx] = {}
-            node = child
-    return out
 
 
 def load_config(source: str | os.PathLike[str] | Mapping[str, Any], overrides: Sequence[str] = (), **changes: Any) -> ExperimentConfig:
@@ -183,14 +39,28 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any], overrides: S
         changes: top-level fields to replace (e.g. ``output_dir=...``).
     """
     if isinstance(source, Mapping):
-        data = dict(source)
+        data, folder = dict(source), Path.cwd()
     else:
-        data = _read_yaml(Path(source))
+        data, folder = _read_yaml(Path(source)), Path(source).resolve().parent
     data.update(changes)
+    _plugins(data, folder)
     base = from_dict(ExperimentConfig, data)  # unknown keys of the file are caught here
     if overrides:
-        return from_dict(ExperimentConfig, apply_overrides(to_dict(base), overrides))
+        data = apply_overrides(to_dict(base), overrides)
+        _plugins(data, Path.cwd())
+        return from_dict(ExperimentConfig, data)
     return base
+
+
+def _plugins(data: dict[str, Any], folder: Path) -> None:
+    """Import the config's plug-ins before its sections are built (they may name what a plug-in
+    registers), storing ``.py`` paths absolute so that the run's saved config finds them too."""
+    from mechsel.plugins import load_plugins, resolve_plugin
+
+    specs = data.get("plugins") or ()
+    load_plugins(specs, folder)
+    if specs:
+        data["plugins"] = [resolve_plugin(s, folder) for s in specs]
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -215,7 +85,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{at} is not valid YAML ({_yaml_problem(err)}); fix that line, e.g. its indentation or quotes.") from None
+        raise ConfigError(f"{at} is not valid YAML ({yaml_problem(err)}); fix that line, e.g. its indentation or quotes.") from None
     if data is None:
         return {}
     if not isinstance(data, Mapping):
@@ -229,15 +99,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             f"{found}; {fix}, as in configs/*.yaml."
         )
     return dict(data)
-
-
-def _yaml_problem(err: yaml.YAMLError) -> str:
-    """A YAML error's problem on one line (PyYAML's own text spans several)."""
-    problem = getattr(err, "problem", None)
-    if not problem:
-        return " ".join(str(err).split())
-    context, mark = getattr(err, "context", None), getattr(err, "context_mark", None)
-    return f"{context} started at line {mark.line + 1}: {problem}" if context and mark is not None else problem
 
 
 def dump_config(config: ExperimentConfig) -> str:

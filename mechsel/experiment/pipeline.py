@@ -9,6 +9,7 @@ analysis.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,22 +18,25 @@ from typing import Any
 
 import pandas as pd
 
-from mechsel.experiment.config import ExperimentConfig, SelectorRun, to_dict
+from mechsel.errors import ConfigError
+from mechsel.experiment.config import ExperimentConfig, SelectorRun
 from mechsel.experiment.engine import Stage, prune_stale, run_stages
 from mechsel.experiment.figures import write_figures
 from mechsel.experiment.loading import dump_config
 from mechsel.experiment.resources import Resources
 from mechsel.experiment.results import write_results
 from mechsel.experiment.rundir import RunDirectory
-from mechsel.experiment.stages.analyse import analyse_stage
-from mechsel.experiment.stages.collect import collect_stage
-from mechsel.experiment.stages.data import data_stage
-from mechsel.experiment.stages.evaluate import evaluate_stage
-from mechsel.experiment.stages.features import features_stage
-from mechsel.experiment.stages.quality import quality_stage
-from mechsel.experiment.stages.samples import samples_stage
-from mechsel.experiment.stages.select import select_stage
+from mechsel.experiment.stages.analyse import AnalyseParams, CellRun, analyse_stage
+from mechsel.experiment.stages.base import ModelKey
+from mechsel.experiment.stages.collect import CollectParams, collect_stage
+from mechsel.experiment.stages.data import DataParams, data_stage
+from mechsel.experiment.stages.evaluate import EvaluateParams, evaluate_stage
+from mechsel.experiment.stages.features import FEATURES, FeaturesParams, features_stage
+from mechsel.experiment.stages.quality import QualityParams, quality_stage
+from mechsel.experiment.stages.samples import SamplesParams, samples_stage
+from mechsel.experiment.stages.select import SelectParams, select_stage
 from mechsel.paths import atomic_write_text
+from mechsel.serialize import to_dict
 
 __all__ = ["build_stages", "run_experiment", "RunResult", "regenerate_figures"]
 
@@ -43,206 +47,89 @@ NEUFS_TOP_N_FRACTION = 0.18
 """NeuFS keeps 2,000 neurons per layer of 11,008 (≈18%) in the paper; smaller models keep this fraction."""
 
 
-def _model_params(config: ExperimentConfig) -> dict[str, Any]:
-    m = config.model
-    return {
-        "name": m.name,
-        "weight_processing": m.weight_processing,
-        "dtype": m.dtype,
-        "device": m.device,
-        "matmul_precision": m.matmul_precision,
-    }
-
-
-def _needs(runs: Sequence[SelectorRun]) -> tuple[set[str], int | None]:
-    """Features the selectors of ``runs`` read (beyond statistics), and an explicit NeuFS ``top_n``."""
+def _features(task: str, runs: Sequence[SelectorRun]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The features (:data:`~mechsel.experiment.stages.features.FEATURES`) the selectors of
+    ``runs`` need, and the feature settings their configs carry (each selector says both)."""
     from mechsel.selectors import SELECTORS
 
     needs: set[str] = set()
-    top_n = None
+    settings: dict[str, Any] = {}
     for r in runs:
-        needs.update(SELECTORS.get(r.selector).needs)
-        if r.selector == "least_confidence" and r.params.get("iterative") is False:
-            needs.add("label_probs")
-        if r.selector == "neufs":
-            top_n = r.params.get("top_n")
-    needs.discard("statistics")
-    return needs, top_n
+        cls = SELECTORS.get(r.selector)
+        needs |= cls.needs_for(r.params) & set(FEATURES)
+        for name, value in cls.feature_settings(r.params).items():
+            if settings.get(name, value) != value:
+                raise ConfigError(
+                    f"Task {task!r}: runs ask for {name}={settings[name]!r} and {name}={value!r}; the feature is computed "
+                    f"once per task, so give every run the same value."
+                )
+            settings[name] = value
+    return tuple(sorted(needs)), settings
 
 
-def build_stages(config: ExperimentConfig) -> list[Stage]:
+def build_stages(config: ExperimentConfig) -> list[Stage[Any]]:
     """The stages of ``config``, in order."""
-    model = _model_params(config)
-    c, q, s, a = config.collect, config.quality, config.selection, config.analysis
-    stages: list[Stage] = []
-    analyse_inputs = []
-    cell_runs: list[dict[str, Any]] = []
+    from mechsel.icl.runner import default_quality_metric
+    from mechsel.selectors import SELECTORS
+
+    model = ModelKey.of(config.model)
+    c, s, a = config.collect, config.selection, config.analysis
+    stages: list[Stage[Any]] = []
+    analyse_inputs: list[str] = []
+    cell_runs: list[CellRun] = []
     for t in config.tasks:
         name = t.name
-        needs, top_n = _needs(s.runs_for(name))
-        runs = [dict(to_dict(r), mask=r.mask or c.masks[0]) for r in s.runs_for(name)]
-        task_desc = t.task_config().describe()
+        task_config = t.task_config()
+        runs = tuple(dataclasses.replace(r, mask=r.mask or c.masks[0]) for r in s.runs_for(name))
+        needs, feature_settings = _features(name, runs)
         data = f"data/{name}"
-        # version 2: label-stratified subsets, a dev split of its own (SST-2: dev validation, test the labelled test)
-        stages.append(
-            Stage(
-                data,
-                data_stage,
-                version=2,
-                params={
-                    "task": name,
-                    "describe": task_desc,
-                    "sizes": [t.n_candidates, t.dev_size, t.test_size],
-                    "seed": config.split_seed,
-                    "source": t.source,
-                    "splits": t.task_config().subset_splits(t.source),
-                    "stratify": t.stratify,
-                    "min_words": t.min_words,
-                },
-                source=True,
-            )
-        )
         base = {"task": name, "model": model, "max_tokens": t.max_tokens}
-        # version 2 with SAEs: their top latents became a separate output (moment-only caches stay valid)
-        stages.append(
-            Stage(
-                f"collect/{name}",
-                collect_stage,
-                inputs=(data,),
-                version=4 if config.sae.enabled else 3,
-                params={
-                    **base,
-                    "masks": list(c.masks),
-                    "layers": c.layers if c.layers == "all" else list(c.layers),
-                    "hook": c.hook,
-                    "positions": c.positions,
-                    "statistics": list(c.statistics),
-                    "context_size": c.context_size,
-                    "seed": config.split_seed,
-                    "chunk_size": c.chunk_size,
-                    "batch_size": c.batch_size,
-                    "sae": {str(k): v for k, v in config.sae.saes.items()},
-                    "sae_statistics": None if config.sae.statistics is None else list(config.sae.statistics),
-                },
-            )
+        # version 2: label-stratified subsets, a dev split of its own (SST-2: dev validation, test the labelled test)
+        data_params = DataParams(
+            name, task_config.describe(), t.split_config(config.split_seed), t.source, task_config.subset_splits(t.source)
         )
+        stages.append(Stage(data, data_stage, version=2, params=data_params, source=True))
+        # version 4 with SAEs: their top latents became a separate output (moment-only caches stay valid)
+        collect_params = CollectParams(**base, collect=c, sae=config.sae, split_seed=config.split_seed)
         stages.append(
-            Stage(
-                f"quality/{name}",
-                quality_stage,
-                inputs=(data,),
-                params={
-                    **base,
-                    "metric": t.metric,
-                    "block_size": q.block_size,
-                    "marginal_gain": q.marginal_gain,
-                    "gain_k": q.gain_k,
-                    "gain_seeds": list(q.gain_seeds),
-                },
-            )
+            Stage(f"collect/{name}", collect_stage, inputs=(data,), version=4 if config.sae.enabled else 3, params=collect_params)
         )
+        metric = t.metric or default_quality_metric(task_config.kind)
         stages.append(
-            Stage(
-                f"features/{name}",
-                features_stage,
-                inputs=(data,),
-                params={
-                    **base,
-                    "needs": sorted(needs),
-                    "embedder": s.embedder,
-                    "neufs_top_n": top_n,
-                    "neufs_top_n_fraction": NEUFS_TOP_N_FRACTION,
-                },
-            )
+            Stage(f"quality/{name}", quality_stage, inputs=(data,), params=QualityParams(**base, metric=metric, quality=config.quality))
         )
+        features = FeaturesParams(
+            **base,
+            needs=needs,
+            embedder=s.embedder,
+            neuron_sets_fraction=NEUFS_TOP_N_FRACTION,
+            **{"neuron_sets_top_n": None, **feature_settings},
+        )
+        stages.append(Stage(f"features/{name}", features_stage, inputs=(data,), params=features))
         sel_inputs = (data, f"collect/{name}", f"quality/{name}", f"features/{name}")
-        stages.append(
-            Stage(
-                f"select/{name}",
-                select_stage,
-                inputs=sel_inputs,
-                version=2,
-                params={
-                    **base,
-                    "runs": runs,
-                    "budgets": list(s.budgets),
-                    "seeds": list(s.seeds_for(t)),
-                    "pool_size": t.pool_size,
-                    "split_seed": config.split_seed,
-                    "confidence_k": s.confidence_k,
-                    "confidence": s.confidence,
-                },
-            )
+        select = SelectParams(
+            **base,
+            runs=runs,
+            budgets=s.budgets,
+            seeds=s.seeds_for(t),
+            pool_size=t.pool_size,
+            split_seed=config.split_seed,
+            confidence_k=s.confidence_k,
+            confidence=s.confidence,
         )
-        stages.append(
-            Stage(
-                f"evaluate/{name}",
-                evaluate_stage,
-                inputs=(data, f"select/{name}"),
-                version=2,
-                params={
-                    **base,
-                    "runs": [{"label": r["label"], "order": r["order"]} for r in runs],
-                    "calibrate": s.calibrate,
-                    "n_boot": EVAL_N_BOOT,
-                },
-            )
-        )
-        stages.append(
-            Stage(
-                f"samples/{name}",
-                samples_stage,
-                inputs=(data, f"quality/{name}"),
-                params={
-                    **base,
-                    "n_extreme": a.n_extreme,
-                    "samples_per_example": a.samples_per_example,
-                    "seed": a.seed,
-                    "layers": c.layers if c.layers == "all" else list(c.layers),
-                    "hook": c.hook,
-                    "positions": c.positions,
-                },
-            )
-        )
+        stages.append(Stage(f"select/{name}", select_stage, inputs=sel_inputs, version=2, params=select))
+        evaluate = EvaluateParams(**base, orders={r.label or r.selector: r.order for r in runs}, calibrate=s.calibrate, n_boot=EVAL_N_BOOT)
+        stages.append(Stage(f"evaluate/{name}", evaluate_stage, inputs=(data, f"select/{name}"), version=2, params=evaluate))
+        samples = SamplesParams(**base, summary=c.summary(), n_extreme=a.n_extreme, samples_per_example=a.samples_per_example, seed=a.seed)
+        stages.append(Stage(f"samples/{name}", samples_stage, inputs=(data, f"quality/{name}"), params=samples))
         analyse_inputs += [data, f"collect/{name}", f"quality/{name}", f"select/{name}", f"evaluate/{name}"]
         cell_runs += [
-            {
-                "task": name,
-                "label": r["label"],
-                "mask": r["mask"],
-                "layer": r["params"].get("layer"),
-                "statistic": r["params"].get("statistic"),
-            }
+            CellRun(name, r.label or r.selector, r.mask or c.masks[0], r.params.get("layer"), r.params.get("statistic"))
             for r in runs
-            if r["family"] in ("activation", "sae")
+            if SELECTORS.get(r.selector).reads is not None
         ]
-    stages.append(
-        Stage(
-            "analyse",
-            analyse_stage,
-            inputs=tuple(analyse_inputs),
-            version=6,
-            params={
-                "rho_test": a.rho_test,
-                "rho_interval": a.rho_interval,
-                "fdr_family": a.fdr_family,
-                "n_boot": a.n_boot,
-                "n_perm": a.n_perm,
-                "level": a.level,
-                "alpha": a.alpha,
-                "seed": a.seed,
-                "rho_threshold": a.rho_threshold,
-                "rho_adjust": a.rho_adjust,
-                "margin": a.margin,
-                "power": a.power,
-                "rho_basis": a.rho_basis,
-                "baseline": s.baseline,
-                "retrieval_baseline": s.retrieval_baseline,
-                "model": config.model.name,
-                "cell_runs": cell_runs,
-            },
-        )
-    )
+    params = AnalyseParams(a, s.baseline, s.retrieval_baseline, config.model.name, tuple(cell_runs))
+    stages.append(Stage("analyse", analyse_stage, inputs=tuple(analyse_inputs), version=6, params=params))
     return stages
 
 

@@ -61,9 +61,9 @@ def macro_f1(pred: Sequence[int] | np.ndarray, gold: Sequence[int] | np.ndarray,
     instances but no true positives has F1 = 0 (scikit-learn's ``f1_score(average="macro")``).
     """
     p, g = _pair(pred, gold)
-    labels = np.unique(np.concatenate([p, g])) if labels is None else np.asarray(labels)
+    classes = np.unique(np.concatenate([p, g])) if labels is None else np.asarray(labels)
     f1s = []
-    for c in labels:
+    for c in classes:
         tp = np.sum((p == c) & (g == c))
         fp = np.sum((p == c) & (g != c))
         fn = np.sum((p != c) & (g == c))
@@ -97,7 +97,8 @@ def bleu(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> float:
     refs_l = _references(hyps, refs)
     import sacrebleu
 
-    return float(sacrebleu.corpus_bleu(list(hyps), _streams(refs_l)).score)
+    # sacrebleu annotates references as str only, but takes None-padded streams (see module docstring).
+    return float(sacrebleu.corpus_bleu(list(hyps), _streams(refs_l)).score)  # pyright: ignore[reportArgumentType]
 
 
 def bleu_statistics(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> np.ndarray:
@@ -107,14 +108,15 @@ def bleu_statistics(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> np.nd
     subset's corpus BLEU, so bootstrap resamples cost no re-tokenisation.
     """
     refs_l = _references(hyps, refs)
-    from sacrebleu.metrics import BLEU
+    from sacrebleu.metrics.bleu import BLEU
 
-    return np.asarray(BLEU()._extract_corpus_statistics(list(hyps), _streams(refs_l)), dtype=np.int64)
+    # sacrebleu annotates references as str only, but takes None-padded streams (see module docstring).
+    return np.asarray(BLEU()._extract_corpus_statistics(list(hyps), _streams(refs_l)), dtype=np.int64)  # pyright: ignore[reportArgumentType]
 
 
 def bleu_from_statistics(stats: np.ndarray) -> float:
     """Corpus BLEU (0–100) from summed :func:`bleu_statistics` rows (or the unsummed matrix)."""
-    from sacrebleu.metrics import BLEU
+    from sacrebleu.metrics.bleu import BLEU
 
     stats = np.asarray(stats)
     total = stats.sum(axis=0) if stats.ndim == 2 else stats

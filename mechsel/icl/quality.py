@@ -129,7 +129,8 @@ class _Checkpoint:
 
     def save(self, start: int, arrays: dict[str, np.ndarray]) -> None:
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        # The keys are array names, never savez's own allow_pickle keyword.
+        np.savez(buf, **arrays)  # pyright: ignore[reportArgumentType]
         atomic_write_bytes(self.path(start), buf.getvalue())
 
 
@@ -168,7 +169,7 @@ def quality_matrix(
         progress: tqdm bar over candidate blocks.
     """
     _check_inputs(candidates, dev)
-    metric = metric or runner.default_metric
+    metric = metric or runner.quality_metric
     runner.check_metric(metric)
     if block_size < 1:
         raise ConfigError(f"block_size must be ≥ 1, got {block_size}.")
@@ -233,7 +234,7 @@ def marginal_gain(
     _check_inputs(candidates, dev)
     if not seeds:
         raise ConfigError("Give at least one seed.")
-    metric = metric or runner.default_metric
+    metric = metric or runner.quality_metric
     runner.check_metric(metric)
     gains = np.full((len(candidates), len(seeds)), np.nan)
     for s, seed in enumerate(tqdm(list(seeds), desc="marginal gain", disable=not progress)):

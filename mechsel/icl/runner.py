@@ -25,7 +25,7 @@ from mechsel.provenance import Provenance, hash_json
 from mechsel.tasks.base import Example, TaskConfig, get_task
 from mechsel.tasks.prompts import Overflow, PromptEncoder
 
-__all__ = ["PairMetric", "ICLRunner", "pair_scores"]
+__all__ = ["PairMetric", "ICLRunner", "pair_scores", "default_quality_metric"]
 
 PairMetric = Literal["accuracy", "gold_prob", "gold_logprob", "rouge_l", "bleu"]
 """Score of one (prompt, query) pair: ``accuracy`` (0/1), ``gold_prob`` (probability of the gold
@@ -34,6 +34,15 @@ label among the labels), ``gold_logprob`` (its full-vocabulary log-probability);
 PAIR_METRICS: tuple[str, ...] = get_args(PairMetric)
 CLASSIFICATION_METRICS = ("accuracy", "gold_prob", "gold_logprob")
 GENERATION_METRICS = ("rouge_l", "bleu")
+
+
+def default_quality_metric(kind: str) -> PairMetric:
+    """The one default quality metric, for the notebook API and the study alike: ``gold_prob``
+    for classification (graded, where 0/1 accuracy of one query is coarse), ``rouge_l`` for
+    generation."""
+    return "gold_prob" if kind == "classification" else "rouge_l"
+
+
 MIN_GROUP = 4
 """Queries sharing a demonstration set are scored in their own call (prefix reuse) from this many on."""
 
@@ -106,7 +115,7 @@ class ICLRunner:
         self.scoring = scoring or ScoringConfig()
         self.generation = generation or GenerationConfig(max_new_tokens=self.task.max_new_tokens, stop=self.task.stop)
         self.max_tokens = int(max_tokens) if max_tokens is not None else int(model.cfg.n_ctx)
-        self.overflow = overflow
+        self.overflow: Overflow = overflow
         if self.task.kind == "classification":
             self.scorer: LabelScorer | None = LabelScorer(model, self.encoder.label_token_ids, self.scoring)
             self.reserve = max(len(ids) for ids in self.encoder.label_token_ids) - 1
@@ -115,8 +124,9 @@ class ICLRunner:
             self.reserve = self.generation.max_new_tokens
 
     @property
-    def default_metric(self) -> PairMetric:
-        return "accuracy" if self.task.kind == "classification" else "rouge_l"
+    def quality_metric(self) -> PairMetric:
+        """The metric a quality is scored with when none is given (:func:`default_quality_metric`)."""
+        return default_quality_metric(self.task.kind)
 
     def prompts(self, demo_sets: Sequence[Sequence[Example]], queries: Sequence[Example]) -> list[SegmentedPrompt]:
         """One prompt per query, ``demo_sets[i]`` (ordered) before ``queries[i]``."""
@@ -172,7 +182,7 @@ class ICLRunner:
         self, demo_sets: Sequence[Sequence[Example]], queries: Sequence[Example], metric: PairMetric | None = None
     ) -> tuple[np.ndarray, np.ndarray | list[str]]:
         """Per-query scores under ``metric`` and the raw outputs (label log-probs or texts)."""
-        metric = metric or self.default_metric
+        metric = metric or self.quality_metric
         self.check_metric(metric)
         if self.task.kind == "classification":
             lp = self.label_logprobs(demo_sets, queries)

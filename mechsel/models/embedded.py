@@ -57,10 +57,11 @@ def embedded_hf_folder(cache: str | os.PathLike[str] | None = None) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
         hf_model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
         # The weights are already dequantised to float32; drop the GGUF quantizer marker so that
-        # transformers saves them as a plain checkpoint.
-        hf_model.hf_quantizer = None
+        # transformers saves them as a plain checkpoint. (torch types Module attributes as tensors or
+        # modules, and the config declares no quantization_config: hence the two ignores.)
+        hf_model.hf_quantizer = None  # pyright: ignore[reportArgumentType]
         if hasattr(hf_model.config, "quantization_config"):
-            del hf_model.config.quantization_config
+            del hf_model.config.quantization_config  # pyright: ignore[reportAttributeAccessIssue]
         hf_model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         gguf_path.unlink()

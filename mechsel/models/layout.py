@@ -42,10 +42,10 @@ def transpose_friendly_layout(model: HookedTransformer) -> HookedTransformer:
     plain_attention = not (cfg.use_split_qkv_input or cfg.use_attn_in or cfg.use_attn_result)
     for block in model.blocks:
         attn = getattr(block, "attn", None)
-        if plain_attention and isinstance(getattr(attn, "W_Q", None), torch.nn.Parameter) and attn.W_Q.ndim == 3:
-            _reorder(attn.W_Q, (0, 2, 1))  # viewed as [(head d_head), d_model]
-        if plain_attention and isinstance(getattr(attn, "W_O", None), torch.nn.Parameter) and attn.W_O.ndim == 3:
-            _reorder(attn.W_O, (2, 0, 1))  # viewed as [d_model, (head d_head)]
+        if plain_attention and isinstance(w_q := getattr(attn, "W_Q", None), torch.nn.Parameter) and w_q.ndim == 3:
+            _reorder(w_q, (0, 2, 1))  # viewed as [(head d_head), d_model]
+        if plain_attention and isinstance(w_o := getattr(attn, "W_O", None), torch.nn.Parameter) and w_o.ndim == 3:
+            _reorder(w_o, (2, 0, 1))  # viewed as [d_model, (head d_head)]
         mlp = getattr(block, "mlp", None)
         if not isinstance(mlp, GatedMLP):
             continue
@@ -54,8 +54,8 @@ def transpose_friendly_layout(model: HookedTransformer) -> HookedTransformer:
             if isinstance(param, torch.nn.Parameter) and param.ndim == 2:
                 _reorder(param, (1, 0))
     unembed = getattr(model, "unembed", None)
-    if isinstance(getattr(unembed, "W_U", None), torch.nn.Parameter):
-        _reorder(unembed.W_U, (1, 0))
+    if isinstance(w_u := getattr(unembed, "W_U", None), torch.nn.Parameter):
+        _reorder(w_u, (1, 0))
     return model
 
 

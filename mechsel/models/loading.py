@@ -6,7 +6,7 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from transformer_lens import HookedTransformer
@@ -139,7 +139,8 @@ def load_model(
         ) from err
     model.eval()
     transpose_friendly_layout(model)  # bit-identical outputs, no per-forward weight copies
-    model.mechsel_info = ModelInfo(
+    # torch types Module attributes as tensors or modules; any object can be stored.
+    model.mechsel_info = ModelInfo(  # pyright: ignore[reportArgumentType]
         name=name,
         weight_processing=weight_processing,
         source=src,
@@ -160,14 +161,14 @@ def model_info(model: HookedTransformer) -> ModelInfo:
             weight_hash=weight_fingerprint(model),
             dtype=str(model.cfg.dtype).removeprefix("torch."),
         )
-        model.mechsel_info = info
+        model.mechsel_info = info  # pyright: ignore[reportArgumentType]  (torch types Module attributes as tensors or modules)
     return info
 
 
 def model_provenance(model: HookedTransformer, **fields: object) -> Provenance:
     """A :class:`~mechsel.provenance.Provenance` for ``model``; ``fields`` fill the remaining fields."""
     info = model_info(model)
-    extra = dict(fields.pop("extra", {}) or {})  # type: ignore[arg-type]
+    extra: dict[str, Any] = dict(fields.pop("extra", {}) or {})  # type: ignore[arg-type]
     extra.setdefault("source", info.source)
     return Provenance(
         model_name=info.name,

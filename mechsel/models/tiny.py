@@ -70,9 +70,10 @@ def tiny_model(
     )
     torch.manual_seed(seed)
     model = HookedTransformer(cfg)
-    model.tokenizer = CharTokenizer(d_vocab)
+    model.tokenizer = CharTokenizer(d_vocab)  # pyright: ignore[reportAttributeAccessIssue]  (a duck-typed tokenizer)
     model.eval()
-    model.mechsel_info = ModelInfo(
+    # torch types Module attributes as tensors or modules; any object can be stored.
+    model.mechsel_info = ModelInfo(  # pyright: ignore[reportArgumentType]
         name="tiny-random",
         weight_processing="none",
         source=f"random init seed={seed}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pandas as pd
 
 from mechsel.errors import DataError
@@ -26,7 +28,7 @@ def only(frame: pd.DataFrame, what: str, **filters: object) -> pd.DataFrame:
                     f"The {what} frame holds several values of {col!r} ({sorted(map(str, values))}); pass {col}=... to pick one."
                 )
             continue
-        out = out[out[col] == val]
+        out = cast(pd.DataFrame, out[out[col] == val])
         if out.empty:
             raise DataError(f"No rows with {col}={val!r} in the {what} frame; it holds {sorted(map(str, frame[col].unique()))}.")
     if out.empty:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -30,7 +32,7 @@ def activation_distributions(samples: pd.DataFrame, *, task: str | None = None, 
         raise DataError(f"Unknown group(s) {sorted(unknown)}; expected 'best' and 'worst'.")
     fig = go.Figure()
     for group, (side, color) in _SIDES.items():
-        part = s[s["group"] == group]
+        part = cast(pd.DataFrame, s[s["group"] == group])
         if part.empty:
             continue
         n_ex = part["example_id"].nunique() if "example_id" in part.columns else None

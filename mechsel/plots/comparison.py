@@ -3,6 +3,8 @@ metric's range by :func:`mechsel.analysis.compare_selectors`), and every seed's 
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -64,7 +66,7 @@ def selector_comparison(
     if scores is not None:
         runs = only(scores, "scores", task=task, metric=metric)
         for name in names:
-            pts = runs[runs["selector"] == name].sort_values(["budget", "seed"])
+            pts = cast(pd.DataFrame, runs[runs["selector"] == name]).sort_values(["budget", "seed"])
             if pts.empty:
                 continue
             fig.add_trace(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -55,7 +57,7 @@ def rho_heatmap(grid: pd.DataFrame, *, task: str | None = None, family: str | No
         horizontal_spacing=0.06,
     )
     for j, mask in enumerate(masks, start=1):
-        cell = g if mask is None else g[g["mask"] == mask]
+        cell = g if mask is None else cast(pd.DataFrame, g[g["mask"] == mask])
         fig.add_trace(_heatmap_trace(cell, showscale=j == len(masks)), row=1, col=j)
         fig.update_xaxes(title_text="statistic", row=1, col=j)
     fig.update_yaxes(title_text="layer", row=1, col=1)
@@ -113,7 +115,7 @@ def best_statistic_scatter(stats: pd.DataFrame, quality: pd.DataFrame, cell: dic
     sel = stats
     for col, val in cell.items():
         if col in sel.columns:
-            sel = sel[sel[col] == val]
+            sel = cast(pd.DataFrame, sel[sel[col] == val])
     if sel.empty:
         raise DataError(f"No statistics match the cell {cell}.")
     on = ["example_id"] + (["task"] if "task" in sel.columns and "task" in quality.columns else [])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -21,7 +23,7 @@ def sae_panel(grid: pd.DataFrame, *, task: str | None = None, mask: str | None =
     if "family" not in grid.columns:
         raise DataError("The grid has no 'family' column, so SAE statistics cannot be told from moments.")
     g = only(grid, "grid", task=task, mask=mask)
-    sae = g[g["family"] == sae_family]
+    sae = cast(pd.DataFrame, g[g["family"] == sae_family])
     if sae.empty:
         raise DataError(f"No {sae_family!r} statistics in the grid (families: {sorted(g['family'].unique())}).")
     fig = make_subplots(
@@ -33,9 +35,10 @@ def sae_panel(grid: pd.DataFrame, *, task: str | None = None, mask: str | None =
     )
     fig.add_trace(_heatmap_trace(sae, showscale=True), row=1, col=1)
     for fam, cell in g.groupby("family", sort=True):
-        best = cell.assign(a=cell["rho"].abs()).groupby("layer")["a"].max()
+        best = cast(pd.Series, cell.assign(a=cell["rho"].abs()).groupby("layer")["a"].max())
         fig.add_trace(go.Scatter(x=best.index, y=best.values, mode="lines+markers", name=str(fam)), row=1, col=2)
-    fig.add_hline(y=PAPER_RHO_BOUND, line_dash="dash", line_color="gray", row=1, col=2)
+    # plotly infers row/col as str from their "all" default; it takes subplot numbers too.
+    fig.add_hline(y=PAPER_RHO_BOUND, line_dash="dash", line_color="gray", row=1, col=2)  # pyright: ignore[reportArgumentType]
     fig.update_xaxes(title_text="SAE statistic", row=1, col=1)
     fig.update_yaxes(title_text="layer", row=1, col=1)
     fig.update_xaxes(title_text="layer", row=1, col=2)

@@ -1,1 +1,2 @@
-"""Sparse autoencoders on ``hook_mlp_out``: loading, training, latent statistics, selectors, views."""
+"""Sparse autoencoders on ``hook_mlp_out``: loading, training, latent statistics, views
+(the selectors on SAE latents are in :mod:`mechsel.selectors.sae`)."""

@@ -132,17 +132,18 @@ def load_sae(
         )
     if path is not None:
         return _load_folder(_check_folder(Path(path)), device=str(device), dtype=dtype).eval()
-    _check_release(release, sae_id)  # type: ignore[arg-type]
+    assert release is not None  # exactly one of release and path is given (checked above)
+    _check_release(release, sae_id)
     if sae_id is None:
         raise ConfigError(f"Pass sae_id= with release {release!r}; its ids include {pretrained_sae_ids(release)[:5]}.")
-    ids = pretrained_sae_ids(release)  # type: ignore[arg-type]
+    ids = pretrained_sae_ids(release)
     if sae_id not in ids:
         raise ConfigError(
             f"Release {release!r} has no SAE {sae_id!r}.{_near(sae_id, ids)} It has {len(ids)} SAEs; "
             f"list them with mechsel.sae.pretrained_sae_ids({release!r})."
         )
     try:
-        sae = SAE.from_pretrained(release, sae_id, device=str(device), dtype=dtype)  # type: ignore[arg-type]
+        sae = SAE.from_pretrained(release, sae_id, device=str(device), dtype=dtype)
     except (OSError, ValueError, RuntimeError) as err:
         raise DataError(
             f"Could not download SAE {sae_id!r} of release {release!r} ({type(err).__name__}: {err}). Pretrained "

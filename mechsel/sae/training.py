@@ -245,7 +245,7 @@ def _fit(
     for layer in saes:
         sub = trainer.trainers[names[layer]]
         sub.activation_scaler.scaling_factor = scales[layer]
-        sub.step = _recording_step(sub, history[layer], every=max(1, n_steps // 50))  # type: ignore[method-assign]
+        sub.step = _recording_step(sub, history[layer], every=max(1, n_steps // 50))
     trainer.fit()
     for layer in saes:
         sub = trainer.trainers[names[layer]]

@@ -20,6 +20,9 @@ ideal               IDEAL influence maximisation                         embeddi
 least_confidence    least confidence (iterative as in vote-k's code)     confidence_fn or label_probs
 margin, entropy     output uncertainty                                   pool.label_probs
 neufs               NeuFS neuron-set clustering                          pool.neuron_sets
+sae_topk            top/bottom-k by an SAE latent statistic              pool.statistics (SAE)
+sae_diversity       farthest-first in SAE latent-profile space           pool.statistics (SAE)
+sae_coverage        coverage of task-relevant SAE latents                pool.statistics (SAE), labels
 ==================  ==================================================  =====================
 """
 
@@ -29,16 +32,38 @@ from mechsel.selectors import (  # noqa: F401  (imported for registration)
     ideal,
     neufs,
     retrieval,
+    sae,
     uncertainty,
     uniform,
     votek,
 )
 from mechsel.selectors.activation import choose_statistic
-from mechsel.selectors.base import SELECTORS, Pool, Queries, Selection, Selector, SelectorConfig, get_selector, selector_names
+from mechsel.selectors.base import (
+    CLASSIFICATION_NEEDS,
+    POOL_NEEDS,
+    SELECTORS,
+    Family,
+    Need,
+    Pool,
+    Queries,
+    Selection,
+    Selector,
+    SelectorConfig,
+    StatisticsTable,
+    get_selector,
+    register_selector,
+    selector_names,
+)
 from mechsel.selectors.neufs import neuron_sets
 
 __all__ = [
     "SELECTORS",
+    "CLASSIFICATION_NEEDS",
+    "POOL_NEEDS",
+    "Family",
+    "Need",
+    "StatisticsTable",
+    "register_selector",
     "Pool",
     "Queries",
     "Selection",

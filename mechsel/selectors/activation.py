@@ -99,6 +99,8 @@ class ActivationSelector(Selector):
 
     Config = ActivationConfig
     needs = ("statistics",)
+    family = "activation"
+    reads = "moments"
 
     def columns(self, table: pd.DataFrame) -> dict[str, list[tuple[Any, str]]]:
         """The columns used for each configured statistic (errors list what is available)."""

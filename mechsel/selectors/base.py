@@ -12,6 +12,13 @@ config (``Selector.Config``) whose fields are documented where they are declared
 ``__post_init__``. Objects that cannot live in a config (a model-confidence callable, a token
 counter) are keyword arguments of the selector's constructor. :func:`get_selector` builds any
 selector from its name and parameters.
+
+Each selector describes itself, as class attributes that pipelines read (they keep no lists of
+their own): its ``family`` (the group it competes in), what it ``needs`` (pool fields, a
+confidence callable, the model; :meth:`Selector.needs_for` when that depends on the config),
+which statistics table it ``reads`` (``moments`` or ``sae``), and its protocol, the ``modes``
+it supports (``annotate``: a fixed set; ``retrieve``: per-query demonstrations). A new selector
+is one module with one registered class: see ``tests/unit/test_selector_plugin.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import dataclasses
 from abc import ABC
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -31,6 +38,11 @@ from mechsel.provenance import hash_texts, library_versions
 from mechsel.registry import Registry
 
 __all__ = [
+    "Family",
+    "Need",
+    "POOL_NEEDS",
+    "CLASSIFICATION_NEEDS",
+    "StatisticsTable",
     "Pool",
     "Queries",
     "Selection",
@@ -43,6 +55,23 @@ __all__ = [
 ]
 
 NeuronSet = frozenset[tuple[int, int]]
+
+Family = Literal["baseline", "activation", "sae", "similarity", "coverage", "uncertainty", "neuron"]
+"""The group a selector competes in: the summary compares the baseline with the best run of each
+family (``activation`` and ``sae`` read the model's statistics, ``similarity`` retrieves per
+query, ``coverage`` covers the pool, ``uncertainty`` reads model confidence, ``neuron`` NeuFS)."""
+FAMILIES: tuple[str, ...] = get_args(Family)
+Need = Literal["statistics", "labels", "embeddings", "label_probs", "neuron_sets", "confidence_fn", "model"]
+"""What a selector reads: a :class:`Pool` field (``statistics``, ``labels``, ``embeddings``,
+``label_probs``, ``neuron_sets``), or a constructor argument the caller builds: ``confidence_fn``
+(model confidences given demonstrations, :func:`mechsel.icl.make_confidence_fn`) or ``model``
+(the ``HookedTransformer`` itself)."""
+POOL_NEEDS: tuple[str, ...] = ("statistics", "labels", "embeddings", "label_probs", "neuron_sets")
+"""The needs that are :class:`Pool` fields (checked by :meth:`Selector.select` / ``retrieve``)."""
+CLASSIFICATION_NEEDS: frozenset[str] = frozenset({"label_probs", "confidence_fn", "neuron_sets"})
+"""Needs that read the model's label distribution, which only classification tasks have."""
+StatisticsTable = Literal["moments", "sae"]
+"""Which collected statistics a selector's ``pool.statistics`` holds."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,14 +276,32 @@ SelectionResult = tuple[Any, Any, dict[str, Any]]
 class Selector(ABC):  # noqa: B024 (abstract by convention: subclasses implement _select or _retrieve)
     """Base class: validates inputs and invariants and packages results as :class:`Selection`.
 
-    Subclasses set ``Config``, ``modes`` (``{"annotate"}``, ``{"retrieve"}`` or both) and
-    ``needs`` (pool fields required), and implement ``_select`` and/or ``_retrieve``.
+    Subclasses set the class attributes below and implement ``_select`` and/or ``_retrieve``.
     """
 
     name: ClassVar[str] = ""
+    """Registered name (set by :func:`register_selector`)."""
     Config: ClassVar[type[SelectorConfig]] = SelectorConfig
+    """Its frozen config dataclass."""
     modes: ClassVar[frozenset[str]] = frozenset({"annotate"})
-    needs: ClassVar[tuple[str, ...]] = ()
+    """Its protocol: ``annotate`` (:meth:`select`, a fixed set), ``retrieve`` (:meth:`retrieve`, per query), or both."""
+    needs: ClassVar[tuple[Need, ...]] = ()
+    """What it reads (see :data:`Need`); :meth:`needs_for` refines it per config."""
+    family: ClassVar[Family] = "coverage"
+    """The group it competes in (see :data:`Family`)."""
+    reads: ClassVar[StatisticsTable | None] = None
+    """Which statistics table ``pool.statistics`` must hold (``None``: it reads none)."""
+
+    @classmethod
+    def needs_for(cls, params: Mapping[str, Any]) -> frozenset[str]:
+        """What it reads when configured with ``params`` (default: :attr:`needs`)."""
+        return frozenset(cls.needs)
+
+    @classmethod
+    def feature_settings(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Settings of the features it needs that its config carries (e.g. NeuFS's ``top_n``), by
+        feature setting name; a pipeline computes each feature once with the union of these."""
+        return {}
 
     def __init__(self, config: SelectorConfig | None = None, **params: Any) -> None:
         if config is not None and params:
@@ -283,8 +330,7 @@ class Selector(ABC):  # noqa: B024 (abstract by convention: subclasses implement
         """Choose ``k`` distinct pool examples (selective annotation)."""
         self._check_mode("annotate", "select")
         _check_k(k, len(pool), "pool")
-        for f in self.needs:
-            pool.require(f, self.name)
+        self._require(pool)
         rng = np.random.default_rng(seed)
         indices, scores, extra = self._select(pool, k, rng)
         indices = [int(i) for i in indices]
@@ -319,8 +365,7 @@ class Selector(ABC):  # noqa: B024 (abstract by convention: subclasses implement
         if annotated.min() < 0 or annotated.max() >= len(pool):
             raise DataError(f"annotated_indices must be pool positions in [0, {len(pool)}); got {annotated.min()}..{annotated.max()}.")
         _check_k(k, annotated.size, "annotated set")
-        for f in self.needs:
-            pool.require(f, self.name)
+        self._require(pool)
         q = Queries.coerce(queries)
         allowed = set(annotated.tolist())
         base = self._base_provenance(pool)
@@ -336,6 +381,11 @@ class Selector(ABC):  # noqa: B024 (abstract by convention: subclasses implement
         raise NotImplementedError
 
     # ----------------------------------------------------------------- helpers
+    def _require(self, pool: Pool) -> None:
+        for f in sorted(self.needs_for(self.config.to_dict())):
+            if f in POOL_NEEDS:
+                pool.require(f, self.name)
+
     def _check_mode(self, mode: str, method: str) -> None:
         if mode not in self.modes:
             other = "retrieve(pool, annotated_indices, queries, k, seed=...)" if mode == "annotate" else "select(pool, k, seed=...)"
@@ -382,6 +432,11 @@ def register_selector(name: str) -> Callable[[type[Selector]], type[Selector]]:
     """Class decorator: set ``cls.name`` and register the class in :data:`SELECTORS`."""
 
     def decorator(cls: type[Selector]) -> type[Selector]:
+        if cls.family not in FAMILIES:
+            raise ConfigError(f"Selector {name!r} declares family {cls.family!r}; valid families: {', '.join(FAMILIES)}.")
+        unknown = [n for n in cls.needs if n not in get_args(Need)]
+        if unknown:
+            raise ConfigError(f"Selector {name!r} declares unknown needs {unknown}; valid needs: {', '.join(get_args(Need))}.")
         cls.name = name
         SELECTORS.add(name, cls)
         return cls

@@ -21,7 +21,7 @@ all sets nearly identical; a warning is logged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -220,12 +220,18 @@ class NeuFSConfig(SelectorConfig):
     """k-medoids iterations at most."""
     block: int = 1024
     """Rows per block when summing within-cluster distances."""
+    top_n: int | None = None
+    """Neurons per layer kept in each candidate's neuron set when a pipeline computes the sets
+    (:func:`neuron_sets`); ``None``: the pipeline's default (a fixed fraction of ``d_mlp``). The
+    selection itself reads ``pool.neuron_sets`` as given."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.tau <= 1.0:
             raise ConfigError(f"tau must be in [0, 1], got {self.tau}.")
         if self.max_iter < 1 or self.block < 1:
             raise ConfigError(f"max_iter and block must be >= 1, got {self.max_iter}, {self.block}.")
+        if self.top_n is not None and (isinstance(self.top_n, bool) or not isinstance(self.top_n, int) or self.top_n < 1):
+            raise ConfigError(f"top_n must be a positive number of neurons per layer or None, got {self.top_n!r}.")
 
 
 @register_selector("neufs")
@@ -234,6 +240,11 @@ class NeuFSSelector(Selector):
 
     Config = NeuFSConfig
     needs = ("neuron_sets",)
+    family = "neuron"
+
+    @classmethod
+    def feature_settings(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {"neuron_sets_top_n": NeuFSConfig(**params).top_n}
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
         cfg: NeuFSConfig = self.config  # type: ignore[assignment]

@@ -79,6 +79,7 @@ def _fill(
 
 class _BudgetRetriever(Selector):
     modes = frozenset({"retrieve"})
+    family = "similarity"
 
     def __init__(self, config: SelectorConfig | None = None, *, length_fn: LengthFn | None = None, **params: object) -> None:
         super().__init__(config, **params)

@@ -21,7 +21,9 @@ Ties are broken towards the lowest pool position.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +75,7 @@ class _NoConfig(SelectorConfig):
 class _StaticUncertainty(Selector):
     Config = _NoConfig
     needs = ("label_probs",)
+    family = "uncertainty"
     kind = ""
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
@@ -115,6 +118,13 @@ class LeastConfidenceSelector(Selector):
     ``confidence_fn`` when picked (iterative; ``nan`` for the random first batch)."""
 
     Config = LeastConfidenceConfig
+    needs = ("confidence_fn",)
+    family = "uncertainty"
+
+    @classmethod
+    def needs_for(cls, params: Mapping[str, Any]) -> frozenset[str]:
+        """Iterative: ``confidence_fn``; static: ``pool.label_probs``."""
+        return frozenset({"confidence_fn"} if LeastConfidenceConfig(**params).iterative else {"label_probs"})
 
     def __init__(self, config: SelectorConfig | None = None, *, confidence_fn: ConfidenceFn | None = None, **params: object) -> None:
         super().__init__(config, **params)

@@ -28,6 +28,7 @@ class RandomSelector(Selector):
 
     Config = RandomConfig
     modes = frozenset({"annotate", "retrieve"})
+    family = "baseline"
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
         idx = rng.choice(len(pool), size=k, replace=False)

@@ -310,7 +310,7 @@ class VoteKSelector(Selector):
     """
 
     Config = VoteKConfig
-    needs = ("embeddings",)
+    needs = ("embeddings", "confidence_fn")
 
     def __init__(self, config: SelectorConfig | None = None, *, confidence_fn: ConfidenceFn | None = None, **params: object) -> None:
         super().__init__(config, **params)

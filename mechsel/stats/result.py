@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -239,9 +239,13 @@ class StatsResult:
             raise DataError(f"{parquet_path} has {len(frame)} lines; the manifest promises {n}×{len(layers)}×{len(stats)}.")
         values = {}
         for name in stats:
-            part = frame[frame["statistic"] == name].sort_values(["row", "layer"], kind="stable")
+            part = cast(pd.DataFrame, frame[frame["statistic"] == name]).sort_values(["row", "layer"], kind="stable")
             values[name] = part["value"].to_numpy(np.float64).reshape(n, len(layers))
-        rows = frame[(frame["statistic"] == stats[0]) & (frame["layer"] == layers[0])].sort_values("row") if stats else frame
+        rows = (
+            cast(pd.DataFrame, frame[(frame["statistic"] == stats[0]) & (frame["layer"] == layers[0])]).sort_values("row")
+            if stats
+            else frame
+        )
         ids = rows["example_id"].tolist()
         return cls(
             values=values,

@@ -134,7 +134,9 @@ def _feasible(counts: Sequence[int], t: int, targets: Sequence[int], total: int)
     return True
 
 
-def stratified_label_order(targets: Sequence[int], n: int, rng: np.random.Generator, supply: Sequence[int] | None = None) -> list[int]:
+def stratified_label_order(
+    targets: Sequence[int] | np.ndarray, n: int, rng: np.random.Generator, supply: Sequence[int] | None = None
+) -> list[int]:
     """A random sequence of ``n`` labels whose every prefix of length ``t`` holds each label ``l``
     within one of ``t * targets[l] / sum(targets)`` times (see the module docstring).
 

@@ -47,9 +47,14 @@ def test_quality_matrix_equals_a_plain_loop(runner):
     assert res.label_logprobs.shape == (3, 4, 2)
     np.testing.assert_allclose(res.label_logprobs, expected, atol=1e-4)
     acc = (expected.argmax(-1) == np.array([q.label for q in DEV])).astype(float)
-    table = res.table()
+    table = res.table("accuracy")
     assert list(table.columns) == ["example_id", "quality", "se", "n_dev"]
     np.testing.assert_allclose(table["quality"], acc.mean(1))
+    # the default quality is the study's: the gold label's probability among the labels
+    gold = np.array([q.label for q in DEV])
+    p = np.exp(expected) / np.exp(expected).sum(-1, keepdims=True)
+    assert res.metric == "gold_prob"
+    np.testing.assert_allclose(res.table()["quality"], p[:, np.arange(len(DEV)), gold].mean(1), atol=1e-4)
     np.testing.assert_allclose(table["se"], acc.std(1, ddof=1) / 2)
     gold_p = res.table("gold_prob")["quality"].to_numpy()
     probs = label_distribution(expected.reshape(-1, 2)).reshape(3, 4, 2)
@@ -106,7 +111,7 @@ def test_generation_quality_and_evaluation():
 
 
 def test_marginal_gain_equals_direct_computation(runner):
-    table = marginal_gain(runner, POOL[:2], DEV, POOL[2:], k=2, seeds=[0, 1], progress=False)
+    table = marginal_gain(runner, POOL[:2], DEV, POOL[2:], k=2, seeds=[0, 1], metric="accuracy", progress=False)
     gold = np.array([q.label for q in DEV])
     acc = lambda demos: np.mean([naive(runner, demos, q).argmax() == g for q, g in zip(DEV, gold)])  # noqa: E731
     gains = np.empty((2, 2))

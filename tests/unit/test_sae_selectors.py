@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import mechsel.sae.selectors  # noqa: F401  (registers the SAE selectors)
 from mechsel.errors import ConfigError, DataError
-from mechsel.sae.selectors import latent_profiles, task_relevance
 from mechsel.selectors.base import Pool, get_selector, selector_names
+from mechsel.selectors.sae import latent_profiles, task_relevance
 
 
 def make_pool(n: int = 30, k: int = 4, n_latents: int = 15, seed: int = 0, layer: int = 3) -> tuple[Pool, list[dict[int, float]]]:

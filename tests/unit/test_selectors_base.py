@@ -42,9 +42,8 @@ def _confidence(pool: Pool):
     return lambda selected: base + 0.01 * len(selected)
 
 
-# SAE selectors register when mechsel.sae is imported and read SAE columns this pool lacks;
-# tests/unit/test_sae_selectors.py covers them. Filtering keeps this list independent of import order.
-_CORE = [n for n in selector_names() if not n.startswith("sae_")]
+# SAE selectors read SAE columns this pool lacks; tests/unit/test_sae_selectors.py covers them.
+_CORE = [n for n in selector_names() if SELECTORS.get(n).reads != "sae"]
 ANNOTATORS = [n for n in _CORE if "annotate" in SELECTORS.get(n).modes]
 RETRIEVERS = [n for n in _CORE if "retrieve" in SELECTORS.get(n).modes]
 PARAMS = {"activation": {"statistic": "kurtosis"}}
@@ -52,7 +51,7 @@ PARAMS = {"activation": {"statistic": "kurtosis"}}
 
 def _build(name: str, pool: Pool):
     params = dict(PARAMS.get(name, {}))
-    if name in ("votek", "least_confidence"):
+    if "confidence_fn" in SELECTORS.get(name).needs_for({}):
         params["confidence_fn"] = _confidence(pool)
     return get_selector(name, **params)
 

@@ -21,7 +21,7 @@ import mechsel.tasks.splits as splits_module
 from mechsel.errors import ConfigError, DataError
 from mechsel.experiment import load_config
 from mechsel.experiment.pipeline import build_stages
-from mechsel.experiment.stages.data import data_stage
+from mechsel.experiment.stages.data import DataParams, data_stage
 from mechsel.tasks import SplitConfig, TaskConfig, get_task, load_examples, make_splits
 from mechsel.tasks.splits import stratified_label_order
 
@@ -281,12 +281,12 @@ def data_stage_of(config):
 def test_data_stage_key_holds_the_new_settings():
     base = data_stage_of(load_config(MINIMAL))
     assert base.version == 2
-    assert base.params["splits"] == {"dev": "validation", "pool": "train", "test": "test"}
-    assert base.params["stratify"] is True and base.params["min_words"] is None
+    assert base.params.splits == {"dev": "validation", "pool": "train", "test": "test"}
+    assert base.params.split.stratify is True and base.params.split.min_words is None
     for change in ({"stratify": False}, {"min_words": 4}, {"dev_split": "train"}):
         other = data_stage_of(load_config({**MINIMAL, "tasks": [{"name": "sst2", **change}]}))
         assert other.params != base.params
-    assert data_stage_of(load_config({**MINIMAL, "tasks": [{"name": "sst2", "dev_split": "train"}]})).params["splits"]["dev"] == "train"
+    assert data_stage_of(load_config({**MINIMAL, "tasks": [{"name": "sst2", "dev_split": "train"}]})).params.splits["dev"] == "train"
 
 
 def test_task_settings_pass_every_split_setting():
@@ -316,11 +316,12 @@ def test_task_settings_pass_every_split_setting():
 
 def test_data_stage_refuses_subsets_drawn_with_other_settings(tri_dir):
     drawn = make_splits(TRI, SplitConfig(pool_size=10, dev_size=5, test_size=5, seed=0), data_dir=tri_dir)
-    settings = SimpleNamespace(split_config=lambda seed: SplitConfig(pool_size=10, dev_size=5, test_size=5, seed=seed, stratify=False))
-    ctx = SimpleNamespace(
-        params={"task": "tri", "seed": 0}, resources=SimpleNamespace(splits=lambda name: drawn, task=lambda name: settings)
-    )
+    wanted = SplitConfig(pool_size=10, dev_size=5, test_size=5, seed=0, stratify=False)
+
+    def ctx(split: SplitConfig) -> SimpleNamespace:
+        params = DataParams(task="tri", definition=TRI.describe(), split=split, source="local", splits=TRI.subset_splits())
+        return SimpleNamespace(params=params, resources=SimpleNamespace(splits=lambda name: drawn))
+
     with pytest.raises(ConfigError, match=r"tasks\[tri\] asks for .*stratify=False.*TaskSettings.split_config"):
-        data_stage(ctx)
-    settings.split_config = lambda seed: drawn.config
-    assert data_stage(ctx)["fingerprint"] == drawn.data_hash
+        data_stage(ctx(wanted))
+    assert data_stage(ctx(drawn.config))["fingerprint"] == drawn.data_hash

@@ -5,15 +5,52 @@ table and the three-way verdict, from every task's statistics, quality, selectio
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["analyse_stage", "selector_cells"]
+from mechsel.experiment.config import AnalysisSettings
+from mechsel.experiment.engine import StageContext
+
+__all__ = ["AnalyseParams", "CellRun", "analyse_stage", "selector_cells"]
 
 
-def _concat(ctx: Any, prefix: str, name: str) -> pd.DataFrame:
+@dataclass(frozen=True)
+class CellRun:
+    """A run that reads statistics, and the grid cell its configuration names."""
+
+    task: str
+    """The task it ran on."""
+    label: str
+    """Its label."""
+    mask: str
+    """The mask whose statistics it reads."""
+    layer: Any
+    """Its configured ``layer`` parameter (``None`` when dev-chosen or absent)."""
+    statistic: Any
+    """Its configured ``statistic`` parameter (``None`` when dev-chosen or absent)."""
+
+
+@dataclass(frozen=True)
+class AnalyseParams:
+    """Settings of ``analyse``."""
+
+    analysis: AnalysisSettings
+    """The statistics of the analysis and how the verdict decides."""
+    baseline: str
+    """Label of the reference run of the paired tests."""
+    retrieval_baseline: str | None
+    """Label of the annotate-then-retrieve runs' baseline (``None``: ``baseline``)."""
+    model: str
+    """The model's name (named in the verdict)."""
+    cell_runs: tuple[CellRun, ...]
+    """Every run that reads statistics, per task."""
+
+
+def _concat(ctx: StageContext[AnalyseParams], prefix: str, name: str) -> pd.DataFrame:
     frames = [out[name] for stage, out in ctx.inputs.items() if stage.startswith(prefix) and name in out]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -25,24 +62,23 @@ def _fixed(value: Any) -> Any:
     return np.nan if value is None else value
 
 
-def selector_cells(runs: list[dict[str, Any]], selections: pd.DataFrame) -> pd.DataFrame:
+def selector_cells(runs: Sequence[CellRun], selections: pd.DataFrame) -> pd.DataFrame:
     """Which grid cell each activation / SAE run read, per task: from the dev-chosen statistic
     recorded in its selections' ``detail``, else from its configured ``layer`` and ``statistic``.
 
-    ``runs``: one dict per (task, run) with ``task``, ``label``, ``mask``, ``layer``,
-    ``statistic``. A run whose chosen cell differs between seeds gets ``layer`` NaN and the
-    statistic ``"varies by seed"``.
+    ``runs``: one :class:`CellRun` per (task, run). A run whose chosen cell differs between seeds
+    gets ``layer`` NaN and the statistic ``"varies by seed"``.
     """
     rows = []
     for r in runs:
         row = {
-            "task": r["task"],
-            "selector": r["label"],
-            "layer": _fixed(r.get("layer")),
-            "statistic": _fixed(r.get("statistic")),
-            "mask": r["mask"],
+            "task": r.task,
+            "selector": r.label,
+            "layer": _fixed(r.layer),
+            "statistic": _fixed(r.statistic),
+            "mask": r.mask,
         }
-        sel = selections[(selections["task"] == r["task"]) & (selections["selector"] == r["label"])] if not selections.empty else selections
+        sel = selections[(selections["task"] == r.task) & (selections["selector"] == r.label)] if not selections.empty else selections
         chosen = {
             json.dumps(json.loads(d)["chosen"], sort_keys=True)
             for d in sel.get("detail", pd.Series(dtype=object))
@@ -76,7 +112,7 @@ def _with_labels(stats: pd.DataFrame, examples: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _partial(stats: pd.DataFrame, examples: pd.DataFrame, quality: pd.DataFrame, grid: pd.DataFrame, p: dict[str, Any]) -> pd.DataFrame:
+def _partial(stats: pd.DataFrame, examples: pd.DataFrame, quality: pd.DataFrame, grid: pd.DataFrame, a: AnalysisSettings) -> pd.DataFrame:
     """The grid with the partial ρ (given :data:`COVARIATES`) of every cell beside the raw one."""
     from mechsel.analysis import partial_correlation_grid
     from mechsel.analysis.grid import cell_keys
@@ -85,26 +121,27 @@ def _partial(stats: pd.DataFrame, examples: pd.DataFrame, quality: pd.DataFrame,
     names = [c for c in COVARIATES if c in lines.columns]
     keys = cell_keys(stats)
     partial = partial_correlation_grid(
-        lines, quality, names, keys=keys, categorical=("label", "slot"), fdr_family=p["fdr_family"], level=p["level"], alpha=p["alpha"]
+        lines, quality, names, keys=keys, categorical=("label", "slot"), fdr_family=a.fdr_family, level=a.level, alpha=a.alpha
     )
     return grid.merge(partial, on=keys, how="left", validate="one_to_one")
 
 
-def _sets(selections: pd.DataFrame, scores: pd.DataFrame, stats: pd.DataFrame, p: dict[str, Any]) -> pd.DataFrame | None:
+def _sets(selections: pd.DataFrame, scores: pd.DataFrame, stats: pd.DataFrame, p: AnalyseParams) -> pd.DataFrame | None:
     """Set-level ρ over the baseline's random sets (None with fewer than 5 sets per budget)."""
     from mechsel.analysis import set_correlation_grid
 
-    fixed = selections[(selections["selector"] == p["baseline"]) & (selections["query"] < 0)]
+    a = p.analysis
+    fixed = selections[(selections["selector"] == p.baseline) & (selections["query"] < 0)]
     if fixed.empty or fixed.groupby(["task", "budget"])["seed"].nunique().min() < 5:
         return None
     return set_correlation_grid(
         selections,
         scores,
         stats[stats["family"] == "moments"],
-        selector=p["baseline"],
-        fdr_family=p["fdr_family"],
-        level=p["level"],
-        alpha=p["alpha"],
+        selector=p.baseline,
+        fdr_family=a.fdr_family,
+        level=a.level,
+        alpha=a.alpha,
     )
 
 
@@ -146,7 +183,7 @@ def _verdict_cells(grid: pd.DataFrame, family: str, basis: str) -> tuple[pd.Data
     return cells, "partial ρ"
 
 
-def analyse_stage(ctx: Any) -> dict[str, Any]:
+def analyse_stage(ctx: StageContext[AnalyseParams]) -> dict[str, Any]:
     """Outputs ``grid``, ``masking`` (when both full and isolated were collected), ``comparison``,
     ``summary`` (random vs every activation selector), ``summary_sae`` (when SAE selectors ran)
     and ``verdict`` (JSON: outcome overall and per part, the evidence lines, text, table)."""
@@ -159,48 +196,46 @@ def analyse_stage(ctx: Any) -> dict[str, Any]:
         verdict,
     )
     from mechsel.analysis.summary import format_comparison
-    from mechsel.analysis.verdict import VerdictSettings
     from mechsel.icl.metrics import METRIC_RANGES
 
     p = ctx.params
+    a = p.analysis
     stats = _concat(ctx, "collect/", "statistics")
     quality = _concat(ctx, "quality/", "quality")
     scores = _concat(ctx, "evaluate/", "scores")
     selections = _concat(ctx, "select/", "selections")
     examples = _concat(ctx, "data/", "examples")
-    kw = {"n_boot": p["n_boot"], "level": p["level"], "seed": p["seed"]}
+    kw = {"n_boot": a.n_boot, "level": a.level, "seed": a.seed}
     grid = correlation_grid(
         stats,
         quality,
-        p_method=p["rho_test"],
-        ci_method=p["rho_interval"],
-        fdr_family=p["fdr_family"],
-        n_perm=p["n_perm"],
-        alpha=p["alpha"],
+        p_method=a.rho_test,
+        ci_method=a.rho_interval,
+        fdr_family=a.fdr_family,
+        n_perm=a.n_perm,
+        alpha=a.alpha,
         **kw,
     )
-    grid = _partial(stats, examples, quality, grid, p)
+    grid = _partial(stats, examples, quality, grid, a)
     out: dict[str, Any] = {"grid": grid}
     if {"full", "isolated"} <= set(stats["mask"].unique()):
         out["masking"] = masking_effect(stats, quality, **kw)
-    rb = p.get("retrieval_baseline")
+    rb = p.retrieval_baseline
     comparison = compare_selectors(
         scores,
-        baseline=p["baseline"],
-        level=p["level"],
+        baseline=p.baseline,
+        level=a.level,
         bounds=METRIC_RANGES,
-        power=p["power"],
+        power=a.power,
         protocol_baselines={"annotate_then_retrieve": rb} if rb else None,
     )
     out["comparison"] = comparison
-    cells = selector_cells(p["cell_runs"], selections)
-    summary = summary_table(comparison, grid, family="activation", baseline=p["baseline"], grid_family="moments", cells=cells)
+    cells = selector_cells(p.cell_runs, selections)
+    summary = summary_table(comparison, grid, family="activation", baseline=p.baseline, grid_family="moments", cells=cells)
     out["summary"] = summary
-    settings = VerdictSettings(
-        alpha=p["alpha"], margin=p["margin"], rho_bound=p["rho_threshold"], rho_adjust=p["rho_adjust"], power=p["power"]
-    )
-    moments, basis = _verdict_cells(grid, "moments", p["rho_basis"])
-    v = verdict(summary, moments, settings=settings, bounds=METRIC_RANGES, model=p["model"], basis=basis)
+    settings = a.verdict_settings()
+    moments, basis = _verdict_cells(grid, "moments", a.rho_basis)
+    v = verdict(summary, moments, settings=settings, bounds=METRIC_RANGES, model=p.model, basis=basis)
     n_act = int(summary["selector"].nunique())
     note = (
         f"All {n_act} activation runs are compared with random (none picked by its test mean); the gain part's "
@@ -208,7 +243,7 @@ def analyse_stage(ctx: Any) -> dict[str, Any]:
         if n_act > 1
         else "cell: the grid cell the activation selector read (dev-chosen on the candidates' quality), with its ρ."
     )
-    if p["rho_basis"] == "partial":
+    if a.rho_basis == "partial":
         note += f" The correlation part decides on the partial ρ given {', '.join(COVARIATES)} (raw ρ beside it in grid.parquet)."
     text = [
         format_summary(summary),
@@ -230,9 +265,9 @@ def analyse_stage(ctx: Any) -> dict[str, Any]:
                 for task, r in result["sets"].items()
             ]
     if (comparison["family"] == "sae").any():
-        out["summary_sae"] = summary_table(comparison, grid, family="sae", baseline=p["baseline"], grid_family="sae", cells=cells)
-        sae_cells, sae_basis = _verdict_cells(grid, "sae", p["rho_basis"])
-        sae = verdict(out["summary_sae"], sae_cells, settings=settings, bounds=METRIC_RANGES, model=p["model"], basis=sae_basis)
+        out["summary_sae"] = summary_table(comparison, grid, family="sae", baseline=p.baseline, grid_family="sae", cells=cells)
+        sae_cells, sae_basis = _verdict_cells(grid, "sae", a.rho_basis)
+        sae = verdict(out["summary_sae"], sae_cells, settings=settings, bounds=METRIC_RANGES, model=p.model, basis=sae_basis)
         result["sae"] = sae.to_dict()
         text += [
             "",

@@ -9,15 +9,22 @@ attention. Each chunk of prompts is one checkpoint.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from mechsel.experiment.config import CollectSettings, SAESettings
+from mechsel.experiment.engine import StageContext
+from mechsel.experiment.stages.base import TaskStageParams
 from mechsel.masks.segments import PromptBuilder, SegmentedPrompt
 
-__all__ = ["collect_stage", "demo_prompt", "candidate_prompts", "candidate_slots"]
+if TYPE_CHECKING:
+    from mechsel.experiment.resources import Resources
+
+__all__ = ["CollectParams", "collect_stage", "demo_prompt", "candidate_prompts", "candidate_slots"]
 
 
 def demo_prompt(encoder: Any, demos: Sequence[Any]) -> SegmentedPrompt:
@@ -52,24 +59,37 @@ def candidate_prompts(encoder: Any, candidates: Sequence[Any], context_size: int
     return [demo_prompt(encoder, shuffled[i : i + context_size]) for i in range(0, len(shuffled), context_size)]
 
 
-def collect_stage(ctx: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CollectParams(TaskStageParams):
+    """Settings of ``collect/<task>``."""
+
+    collect: CollectSettings
+    """What is summarised, under which masks, and how candidates are packed into prompts."""
+    sae: SAESettings
+    """SAE latent statistics (off when no SAE is given)."""
+    split_seed: int
+    """Seed of the candidates' order when they are packed into prompts (the split seed)."""
+
+
+def collect_stage(ctx: StageContext[CollectParams]) -> dict[str, Any]:
     """Outputs ``statistics`` — tidy: task, family (``moments`` / ``sae``), hook, positions, mask,
     layer, statistic, example_id, value, n_tokens, slot (the candidate's place in its packed
     prompt, :func:`candidate_slots`) — and ``provenance`` (per family/mask); with SAEs
     also ``sae_top_latents`` (same columns; statistics ``sae_top{i}_latent`` / ``sae_top{i}_act``),
     kept apart because latent indices are labels, not statistics to correlate with quality."""
-    from mechsel.collect import collect
+    from mechsel.collect import run_collect
 
     p = ctx.params
-    task = p["task"]
-    res = ctx.resources
+    c = p.collect
+    task = p.task
+    res: Resources = ctx.resources
     splits = res.splits(task)
     encoder = res.runner(task).encoder
-    prompts = candidate_prompts(encoder, list(splits.pool), p["context_size"], p["seed"])
+    prompts = candidate_prompts(encoder, list(splits.pool), c.context_size, p.split_seed)
     sae_reducer = None
     frames, provenance = [], {}
-    kinds = ["moments"] + (["sae"] if p["sae"] else [])
-    chunks = [(kind, mask, start) for kind in kinds for mask in p["masks"] for start in range(0, len(prompts), p["chunk_size"])]
+    kinds = ["moments"] + (["sae"] if p.sae.enabled else [])
+    chunks = [(kind, mask, start) for kind in kinds for mask in c.masks for start in range(0, len(prompts), c.chunk_size)]
     for kind, mask, start in tqdm(chunks, desc=f"collect {task}", unit="chunk", disable=not ctx.progress):
 
         def compute(kind: str = kind, mask: str = mask, start: int = start) -> pd.DataFrame:
@@ -78,21 +98,11 @@ def collect_stage(ctx: Any) -> dict[str, Any]:
                 if sae_reducer is None:
                     from mechsel.experiment.sae_glue import sae_reducers
 
-                    sae_reducer = sae_reducers(res.model, p["sae"], p["sae_statistics"], p["hook"])
-                layers, statistics = list(sae_reducer[0].layers), list(sae_reducer)
+                    sae_reducer = sae_reducers(res.model, p.sae.saes, p.sae.statistics, c.hook)
+                config = c.with_mask(mask, layers=tuple(sae_reducer[0].layers), statistics=tuple(sae_reducer), progress=False)
             else:
-                layers, statistics = p["layers"], list(p["statistics"])
-            result = collect(
-                res.model,
-                prompts[start : start + p["chunk_size"]],
-                layers=layers,
-                hook=p["hook"],
-                mask=mask,
-                positions=p["positions"],
-                batch_size=p["batch_size"],
-                statistics=statistics,
-                progress=False,
-            )
+                config = c.with_mask(mask, progress=False)
+            result = run_collect(res.model, prompts[start : start + c.chunk_size], config)
             if start == 0:
                 ctx.checkpoint(f"{kind}-{mask}-provenance", lambda: result.provenance.to_dict())
             frame = result.to_frame()
@@ -104,10 +114,10 @@ def collect_stage(ctx: Any) -> dict[str, Any]:
             provenance[f"{kind}/{mask}"] = ctx.checkpoint(f"{kind}-{mask}-provenance", lambda: None)
     stats = pd.concat(frames, ignore_index=True)
     stats.insert(0, "task", task)
-    slots = candidate_slots(len(splits.pool), p["context_size"], p["seed"])
+    slots = candidate_slots(len(splits.pool), c.context_size, p.split_seed)
     stats["slot"] = stats["example_id"].map({str(e.id): int(s) for e, s in zip(splits.pool, slots)}).astype("int64")
     top = pd.Series(False, index=stats.index)
-    if p["sae"]:
+    if p.sae.enabled:
         from mechsel.experiment.sae_glue import TOP_LATENTS
         from mechsel.sae.statistics import top_latent_columns
 

@@ -8,14 +8,21 @@ scored once: each evaluation is checkpointed under a hash of its demonstrations 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from tqdm.auto import tqdm
 
+from mechsel.experiment.engine import StageContext
+from mechsel.experiment.stages.base import TaskStageParams
 from mechsel.provenance import hash_json
 
-__all__ = ["evaluate_stage"]
+if TYPE_CHECKING:
+    from mechsel.experiment.resources import Resources
+
+__all__ = ["EvaluateParams", "evaluate_stage"]
 
 SCORE_COLUMNS = [
     "task",
@@ -34,7 +41,19 @@ SCORE_COLUMNS = [
 ]
 
 
-def evaluate_stage(ctx: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EvaluateParams(TaskStageParams):
+    """Settings of ``evaluate/<task>``."""
+
+    orders: Mapping[str, str]
+    """Each run's order of a fixed set in the prompt (``given``, ``reverse``, ``random``), by label."""
+    calibrate: bool
+    """Contextual calibration of test predictions (classification)."""
+    n_boot: int
+    """Bootstrap resamples of each run's test-score interval (over queries)."""
+
+
+def evaluate_stage(ctx: StageContext[EvaluateParams]) -> dict[str, Any]:
     """Outputs ``scores`` — task, selector, selector_name, family, protocol, annotation_budget (B, the
     labels the run used), budget, seed, metric (headline:
     accuracy or bleu), score, ci_low, ci_high (bootstrap over queries), n_test, then one column per
@@ -42,13 +61,13 @@ def evaluate_stage(ctx: Any) -> dict[str, Any]:
     from mechsel.icl import evaluate
 
     p = ctx.params
-    task = p["task"]
-    res = ctx.resources
+    task = p.task
+    res: Resources = ctx.resources
     splits = res.splits(task)
     by_id = {str(e.id): e for e in splits.pool}
     test = list(splits.test)
     selections = ctx.inputs[f"select/{task}"]["selections"]
-    orders = {r["label"]: r["order"] for r in p["runs"]}
+    orders = p.orders
     score_rows, predictions = [], []
     groups = list(selections.groupby(["selector", "budget", "seed"], sort=False))
     for (label, budget, seed), sel in tqdm(groups, desc=f"evaluate {task}", unit="run", disable=not ctx.progress):
@@ -63,10 +82,10 @@ def evaluate_stage(ctx: Any) -> dict[str, Any]:
             order = "given"
             spec = {str(q): [str(d.id) for d in ds] for q, ds in demos.items()}
         eval_seed = int(seed) if order == "random" else 0
-        key = hash_json({"demos": spec, "order": order, "seed": eval_seed, "calibrate": p["calibrate"], "n_boot": p["n_boot"]})
+        key = hash_json({"demos": spec, "order": order, "seed": eval_seed, "calibrate": p.calibrate, "n_boot": p.n_boot})
 
         def run_eval(demos: Any = demos, order: str = order, eval_seed: int = eval_seed) -> dict[str, Any]:
-            result = evaluate(res.runner(task), test, demos, order=order, seed=eval_seed, calibrate=p["calibrate"], n_boot=p["n_boot"])
+            result = evaluate(res.runner(task), test, demos, order=order, seed=eval_seed, calibrate=p.calibrate, n_boot=p.n_boot)
             frame = result.predictions.copy()
             frame["demo_ids"] = frame["demo_ids"].map(lambda ids: ";".join(str(i) for i in ids))
             if "references" in frame:

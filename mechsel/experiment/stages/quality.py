@@ -6,38 +6,58 @@ candidates in the stage's work folder. Optionally the marginal gain over random 
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["quality_stage"]
+from mechsel.experiment.config import QualitySettings
+from mechsel.experiment.engine import StageContext
+from mechsel.experiment.stages.base import TaskStageParams
+from mechsel.icl.runner import PairMetric
+
+if TYPE_CHECKING:
+    from mechsel.experiment.resources import Resources
+
+__all__ = ["QualityParams", "quality_stage"]
 
 
-def quality_stage(ctx: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class QualityParams(TaskStageParams):
+    """Settings of ``quality/<task>``."""
+
+    metric: PairMetric
+    """The quality metric (the task's, else :func:`mechsel.icl.runner.default_quality_metric`)."""
+    quality: QualitySettings
+    """Block size and the optional marginal gain."""
+
+
+def quality_stage(ctx: StageContext[QualityParams]) -> dict[str, Any]:
     """Outputs ``quality`` — task, example_id, quality (mean dev score under the task's quality
     metric), se, n_dev, metric, plus ``accuracy`` (classification) and ``gain``/``gain_se`` when
     the marginal gain is asked for — and ``pairs`` (the ``[candidates, dev]`` score matrix)."""
     from mechsel.icl import marginal_gain, quality_matrix
 
     p = ctx.params
-    task = p["task"]
-    res = ctx.resources
+    q = p.quality
+    task = p.task
+    res: Resources = ctx.resources
     splits = res.splits(task)
     runner = res.runner(task)
-    metric = p["metric"] or ("gold_prob" if runner.task.kind == "classification" else "rouge_l")
+    metric = p.metric
     result = quality_matrix(
         runner,
         list(splits.pool),
         list(splits.dev),
         metric=metric,
-        block_size=p["block_size"],
+        block_size=q.block_size,
         checkpoint_dir=ctx.work_dir / "matrix",
         progress=ctx.progress,
     )
     table = result.table(metric).assign(metric=metric)
     if runner.task.kind == "classification" and metric != "accuracy":
         table["accuracy"] = result.pair_scores("accuracy").mean(axis=1)
-    if p["marginal_gain"]:
+    if q.marginal_gain:
         gains = ctx.checkpoint(
             "gain",
             lambda: marginal_gain(
@@ -45,8 +65,8 @@ def quality_stage(ctx: Any) -> dict[str, Any]:
                 list(splits.pool),
                 list(splits.dev),
                 list(splits.pool),
-                k=p["gain_k"],
-                seeds=tuple(p["gain_seeds"]),
+                k=q.gain_k,
+                seeds=tuple(q.gain_seeds),
                 metric=metric,
                 progress=ctx.progress,
             ),

@@ -9,15 +9,23 @@ annotated set (the whole pool, or another run's selection). Each (run, seed) is 
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from mechsel.errors import DataError
+from mechsel.experiment.config import SelectorRun
+from mechsel.experiment.engine import StageContext
+from mechsel.experiment.stages.base import TaskStageParams
+from mechsel.selectors.base import Selection, Selector
 
-__all__ = ["select_stage", "pool_positions", "wide_statistics"]
+if TYPE_CHECKING:
+    from mechsel.experiment.resources import Resources
+
+__all__ = ["SelectParams", "select_stage", "pool_positions", "wide_statistics"]
 
 SELECTION_COLUMNS = [
     "task",
@@ -59,15 +67,38 @@ def wide_statistics(stats: pd.DataFrame, family: str, mask: str, ids: list[str])
     return wide.reindex(ids).reset_index(drop=True)
 
 
-def _selector(
-    run: dict[str, Any], quality: np.ndarray | None, all_stats: pd.DataFrame | None, confidence_fn: Any
-) -> tuple[Any, dict[str, Any]]:
-    """The configured selector (and what was chosen on the way, e.g. a dev-chosen statistic)."""
-    from mechsel.selectors import choose_statistic, get_selector
+@dataclass(frozen=True)
+class SelectParams(TaskStageParams):
+    """Settings of ``select/<task>``."""
 
-    params = {k: v for k, v in run["params"].items() if k != "top_n"}
+    runs: tuple[SelectorRun, ...]
+    """The task's selector runs, each with its mask resolved (``None`` → the first collected)."""
+    budgets: tuple[int, ...]
+    """Numbers of demonstrations k."""
+    seeds: tuple[int, ...]
+    """The task's seeds (a run's ``n_seeds`` takes the first of them)."""
+    pool_size: int
+    """Candidates in each seed's selection pool."""
+    split_seed: int
+    """Seed of the selection pools (with each seed)."""
+    confidence_k: int
+    """Demonstrations in the prompts behind model confidences."""
+    confidence: Literal["renormalised", "reference"]
+    """What those confidences are (:func:`mechsel.icl.make_confidence_fn`)."""
+
+
+def _selector(
+    run: SelectorRun, quality: np.ndarray | None, all_stats: pd.DataFrame | None, **available: Any
+) -> tuple[Selector, dict[str, Any]]:
+    """The configured selector (and what was chosen on the way, e.g. a dev-chosen statistic).
+
+    ``available``: the constructor arguments the caller can build (``confidence_fn``, ``model``),
+    as zero-argument factories; the selector gets those its :meth:`~Selector.needs_for` names."""
+    from mechsel.selectors import SELECTORS, choose_statistic, get_selector
+
+    params = dict(run.params)
     detail: dict[str, Any] = {}
-    if run["choose_statistic"]:
+    if run.choose_statistic:
         choice = choose_statistic(all_stats, quality)
         detail = {"chosen": {k: (v if not isinstance(v, np.generic) else v.item()) for k, v in choice.items()}}
         params.update(layer=choice["layer"], statistic=choice["statistic"], direction=choice["direction"])
@@ -75,19 +106,20 @@ def _selector(
     for key in ("statistic", "layer", "weights"):
         if isinstance(params.get(key), list):
             params[key] = tuple(params[key])
-    kwargs = {"confidence_fn": confidence_fn} if run["selector"] in ("votek", "least_confidence") else {}
-    return get_selector(run["selector"], **params, **kwargs), detail
+    needs = SELECTORS.get(run.selector).needs_for(params)
+    kwargs = {name: make() for name, make in available.items() if name in needs}
+    return get_selector(run.selector, **params, **kwargs), detail
 
 
-def select_stage(ctx: Any) -> dict[str, Any]:
+def select_stage(ctx: StageContext[SelectParams]) -> dict[str, Any]:
     """Outputs ``selections``: task, selector (run label), selector_name, family, budget, seed,
     query (test position for retrieval, -1 for a fixed set), rank (prompt order), example_id,
     score (the selector's score of the pick), detail (JSON: e.g. the statistic chosen)."""
     from mechsel.selectors import SELECTORS, Pool, Queries
 
     p = ctx.params
-    task = p["task"]
-    res = ctx.resources
+    task = p.task
+    res: Resources = ctx.resources
     splits = res.splits(task)
     cands = list(splits.pool)
     ids = [str(e.id) for e in cands]
@@ -102,7 +134,7 @@ def select_stage(ctx: Any) -> dict[str, Any]:
         from mechsel.experiment.stages.features import unpack_neuron_sets
 
         nsets = unpack_neuron_sets(feats["neuron_sets"])
-    runs = {r["label"]: r for r in p["runs"]}
+    runs = {r.label: r for r in p.runs}
     tables: dict[tuple[str, str], pd.DataFrame] = {}
 
     def table(family: str, mask: str) -> pd.DataFrame:
@@ -113,41 +145,42 @@ def select_stage(ctx: Any) -> dict[str, Any]:
             tables[family, mask] = wide
         return tables[family, mask]
 
-    def make_pool(pos: np.ndarray, run: dict[str, Any]) -> Pool:
-        family = {"activation": "moments", "sae": "sae"}.get(run["family"])
+    def make_pool(pos: np.ndarray, run: SelectorRun) -> Pool:
+        reads = SELECTORS.get(run.selector).reads
         return Pool(
             ids=[ids[i] for i in pos],
             texts=[cands[i].text() for i in pos],
             labels=np.array([-1 if cands[i].label is None else cands[i].label for i in pos]),
             embeddings=None if emb is None else emb["candidates"][pos],
-            statistics=None if family is None else table(family, run["mask"]).iloc[pos].reset_index(drop=True),
+            statistics=None if reads is None else table(reads, run.mask or "").iloc[pos].reset_index(drop=True),
             label_probs=None if label_probs is None else label_probs[pos],
             neuron_sets=None if nsets is None else [nsets[i] for i in pos],
         )
 
-    def annotate(run: dict[str, Any], pos: np.ndarray, k: int, seed: int) -> tuple[Any, dict[str, Any]]:
+    def annotate(run: SelectorRun, pos: np.ndarray, k: int, seed: int) -> tuple[Selection, dict[str, Any]]:
         pool = make_pool(pos, run)
-        conf = None
-        if run["selector"] in ("votek", "least_confidence"):
+
+        def confidence_fn() -> Any:
             from mechsel.icl import make_confidence_fn
 
-            conf = make_confidence_fn(
+            return make_confidence_fn(
                 res.runner(task),
                 [cands[i] for i in pos],
-                k=p["confidence_k"],
-                kind=p.get("confidence", "renormalised"),
+                k=p.confidence_k,
+                kind=p.confidence,
                 embeddings=None if emb is None else emb["candidates"][pos],
             )
-        all_stats = table("moments", run["mask"]) if run["choose_statistic"] else None
-        selector, detail = _selector(run, quality, all_stats, conf)
+
+        all_stats = table("moments", run.mask or "") if run.choose_statistic else None
+        selector, detail = _selector(run, quality, all_stats, confidence_fn=confidence_fn, model=lambda: res.model)
         return selector.select(pool, k, seed=seed), detail
 
-    def one_run(run: dict[str, Any], seed: int) -> pd.DataFrame:
-        pos = pool_positions(len(cands), p["pool_size"], p["split_seed"], seed)
+    def one_run(run: SelectorRun, seed: int) -> pd.DataFrame:
+        pos = pool_positions(len(cands), p.pool_size, p.split_seed, seed)
         rows = []
-        retrieval = "annotate" not in SELECTORS.get(run["selector"]).modes or run["annotated"] is not None
-        protocol = "fixed" if not retrieval else "annotate_then_retrieve" if run["annotated"] is not None else "retrieve_from_pool"
-        for k in p["budgets"]:
+        retrieval = "annotate" not in SELECTORS.get(run.selector).modes or run.annotated is not None
+        protocol = "fixed" if not retrieval else "annotate_then_retrieve" if run.annotated is not None else "retrieve_from_pool"
+        for k in p.budgets:
             if not retrieval:
                 sel, detail = annotate(run, pos, k, seed)
                 for rank, (i, score) in enumerate(zip(sel.indices, sel.scores)):
@@ -156,24 +189,22 @@ def select_stage(ctx: Any) -> dict[str, Any]:
             pool = make_pool(pos, run)
             annotated = np.arange(len(pos))
             detail = {}
-            if run["annotated"] is not None:
-                size = min(run["annotation_budget"] or 4 * max(p["budgets"]), len(pos))
-                base, _ = annotate(runs[run["annotated"]], pos, size, seed)
+            if run.annotated is not None:
+                size = min(run.annotation_budget or 4 * max(p.budgets), len(pos))
+                base, _ = annotate(runs[run.annotated], pos, size, seed)
                 annotated = np.array(base.indices)
-                detail = {"annotated_by": run["annotated"], "annotated": [ids[pos[i]] for i in base.indices]}
+                detail = {"annotated_by": run.annotated, "annotated": [ids[pos[i]] for i in base.indices]}
             queries = Queries(texts=[e.text() for e in splits.test], embeddings=None if emb is None else emb["test"])
-            selector, _ = _selector(run, None, None, None)
+            selector, _ = _selector(run, None, None, model=lambda: res.model)
             for q, sel in enumerate(selector.retrieve(pool, annotated, queries, min(k, len(annotated)), seed=seed)):
                 for rank, (i, score) in enumerate(zip(sel.indices, sel.scores)):
                     rows.append((k, len(annotated), q, rank, ids[pos[i]], score, detail if q == 0 and rank == 0 else {}))
         frame = pd.DataFrame(rows, columns=["budget", "annotation_budget", "query", "rank", "example_id", "score", "detail"])
         frame["detail"] = frame["detail"].map(lambda d: json.dumps(d, default=str) if d else "")
-        return frame.assign(
-            task=task, selector=run["label"], selector_name=run["selector"], family=run["family"], seed=seed, protocol=protocol
-        )
+        return frame.assign(task=task, selector=run.label, selector_name=run.selector, family=run.family, seed=seed, protocol=protocol)
 
     frames = []
-    jobs = [(j, label, seed) for j, label in enumerate(runs) for seed in p["seeds"][: runs[label].get("n_seeds") or None]]
+    jobs = [(j, label, seed) for j, label in enumerate(runs) for seed in p.seeds[: runs[label].n_seeds or None]]
     for j, label, seed in tqdm(jobs, desc=f"select {task}", unit="run", disable=not ctx.progress):
         frames.append(ctx.checkpoint(f"run{j:02d}-s{seed}", lambda label=label, seed=seed: one_run(runs[label], seed)))
     return {"selections": pd.concat(frames, ignore_index=True)[SELECTION_COLUMNS]}

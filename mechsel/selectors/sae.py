@@ -123,6 +123,8 @@ class SAECoverageSelector(Selector):
 
     Config = SAECoverageConfig
     needs = ("statistics", "labels")
+    family = "sae"
+    reads = "sae"
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
         cfg: SAECoverageConfig = self.config  # type: ignore[assignment]
@@ -209,6 +211,8 @@ class SAETopKSelector(Selector):
 
     Config = SAETopKConfig
     needs = ("statistics",)
+    family = "sae"
+    reads = "sae"
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
         cfg: SAETopKConfig = self.config  # type: ignore[assignment]
@@ -251,6 +255,8 @@ class SAEDiversitySelector(Selector):
 
     Config = SAEDiversityConfig
     needs = ("statistics",)
+    family = "sae"
+    reads = "sae"
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
         cfg: SAEDiversityConfig = self.config  # type: ignore[assignment]
