@@ -1,7 +1,8 @@
 """mechsel: do a model's internals know which in-context demonstrations will help it?
 
-The small public API, importable from the top level (submodules are loaded on first use, so
-``import mechsel`` stays light)::
+The small public API, importable from the top level. At run time each name is imported on first
+use, so ``import mechsel`` stays light; the ``if TYPE_CHECKING:`` block below names the same
+imports for IDEs and type checkers (a unit test keeps the two in step)::
 
     import mechsel
     model = mechsel.load_model()                      # embedded Gemma 3 270M, offline
@@ -10,7 +11,7 @@ The small public API, importable from the top level (submodules are loaded on fi
     picks = mechsel.get_selector("activation", statistic="kurtosis").select(pool, 4, seed=0)
 
 Areas: :mod:`mechsel.models` (loading), :mod:`mechsel.masks` (attention-mask strategies),
-:mod:`mechsel.collect` / :mod:`mechsel.stats` (streaming statistics), :mod:`mechsel.tasks` and
+:mod:`mechsel.collection` / :mod:`mechsel.stats` (streaming statistics), :mod:`mechsel.tasks` and
 :mod:`mechsel.icl` (tasks, scoring, quality, evaluation), :mod:`mechsel.selectors`,
 :mod:`mechsel.sae`, :mod:`mechsel.analysis`, :mod:`mechsel.plots`, :mod:`mechsel.experiment`.
 """
@@ -18,7 +19,7 @@ Areas: :mod:`mechsel.models` (loading), :mod:`mechsel.masks` (attention-mask str
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -30,8 +31,8 @@ _EXPORTS: dict[str, str] = {
     # masks and statistics
     "MASK_NAMES": "mechsel.masks",
     "get_mask": "mechsel.masks",
-    "collect": "mechsel.collect",
-    "CollectConfig": "mechsel.collect",
+    "collect": "mechsel.collection",
+    "CollectConfig": "mechsel.collection",
     "StatsResult": "mechsel.stats",
     "STATISTICS": "mechsel.stats",
     # tasks and ICL
@@ -73,15 +74,53 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = ["__version__", *_EXPORTS]
 
+if TYPE_CHECKING:  # the same names, visible to IDEs, type checkers and import-graph tools
+    from mechsel.collection import CollectConfig as CollectConfig
+    from mechsel.collection import collect as collect
+    from mechsel.embeddings import embed_texts as embed_texts
+    from mechsel.errors import ConfigError as ConfigError
+    from mechsel.errors import DataError as DataError
+    from mechsel.errors import MechselError as MechselError
+    from mechsel.errors import ProvenanceMismatchError as ProvenanceMismatchError
+    from mechsel.experiment import ExperimentConfig as ExperimentConfig
+    from mechsel.experiment import demo_config as demo_config
+    from mechsel.experiment import load_config as load_config
+    from mechsel.experiment import load_results as load_results
+    from mechsel.experiment import regenerate_figures as regenerate_figures
+    from mechsel.experiment import run_experiment as run_experiment
+    from mechsel.icl import ICLRunner as ICLRunner
+    from mechsel.icl import evaluate as evaluate
+    from mechsel.icl import quality_table as quality_table
+    from mechsel.masks import MASK_NAMES as MASK_NAMES
+    from mechsel.masks import get_mask as get_mask
+    from mechsel.models import load_model as load_model
+    from mechsel.models import model_provenance as model_provenance
+    from mechsel.models import tiny_model as tiny_model
+    from mechsel.provenance import Provenance as Provenance
+    from mechsel.sae.config import SAETrainConfig as SAETrainConfig
+    from mechsel.sae.loading import load_sae as load_sae
+    from mechsel.sae.statistics import collect_sae as collect_sae
+    from mechsel.sae.training import train_sae as train_sae
+    from mechsel.selectors import SELECTORS as SELECTORS
+    from mechsel.selectors import Pool as Pool
+    from mechsel.selectors import Queries as Queries
+    from mechsel.selectors import Selection as Selection
+    from mechsel.selectors import get_selector as get_selector
+    from mechsel.selectors import selector_names as selector_names
+    from mechsel.stats import STATISTICS as STATISTICS
+    from mechsel.stats import StatsResult as StatsResult
+    from mechsel.tasks import SplitConfig as SplitConfig
+    from mechsel.tasks import TaskConfig as TaskConfig
+    from mechsel.tasks import get_task as get_task
+    from mechsel.tasks import make_splits as make_splits
+    from mechsel.tasks import task_names as task_names
+
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'mechsel' has no attribute {name!r}; the public names are listed in mechsel.__all__.")
-    package = importlib.import_module(module)
-    # ``collect`` is also a subpackage: keep the (callable) package bound, so that both
-    # ``mechsel.collect(model, texts)`` and ``mechsel.collect.plan`` work in any import order.
-    value = package if module == f"mechsel.{name}" else getattr(package, name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

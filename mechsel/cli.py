@@ -49,7 +49,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mechsel``."""
-    from mechsel.collect.config import POSITIONS
+    from mechsel.collection.config import POSITIONS
     from mechsel.stats.moments import DEFAULT_MOMENTS
 
     parser = argparse.ArgumentParser(
@@ -183,7 +183,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from mechsel.collect import collect
+    from mechsel.collection import collect
     from mechsel.models import load_model
     from mechsel.paths import data_dir
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal, get_args
 from mechsel.analysis.correlation import CIMethod, PMethod
 from mechsel.analysis.grid import FdrFamily
 from mechsel.analysis.verdict import RhoAdjust, VerdictSettings
-from mechsel.collect.config import SummaryConfig
+from mechsel.collection.config import SummaryConfig
 from mechsel.errors import ConfigError, did_you_mean
 from mechsel.icl.runner import PairMetric
 from mechsel.masks.strategies import EQUAL_MASKS, MASK_NAMES, MaskName
@@ -247,7 +247,7 @@ class TaskSettings:
 @dataclass(frozen=True)
 class CollectSettings(SummaryConfig):
     """Which activation statistics are collected for every candidate: the fields of
-    :class:`mechsel.collect.SummaryConfig` (layers, hook, positions, statistics, batch size, BOS
+    :class:`mechsel.collection.SummaryConfig` (layers, hook, positions, statistics, batch size, BOS
     and template tokens; documented and validated there) plus the masks and how candidates are
     packed into prompts. Each mask's collection runs as :meth:`with_mask`."""
 

@@ -311,7 +311,7 @@ def check_sae_matches(
         ProvenanceMismatchError: another model, weights, or weight processing; the message says
             how to load the model to match.
     """
-    from mechsel.collect.run import resolve_hook
+    from mechsel.collection.run import resolve_hook
     from mechsel.models.loading import model_info
 
     hook_name = _hook_name(sae)

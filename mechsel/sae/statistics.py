@@ -1,7 +1,7 @@
 """SAE latent statistics per example, computed inside the collector's hooks (no raw cache).
 
 Two reducer families (:class:`~mechsel.stats.base.Reducer`), each holding one sae-lens SAE per
-layer and passed to :func:`mechsel.collect.collect` as instances next to the moments:
+layer and passed to :func:`mechsel.collection.collect` as instances next to the moments:
 
 ``sae`` (:class:`SAEStatistics`) — for the latents ``f[t, j] = sae.encode(x_t)[j]`` of an
 example's selected tokens ``t`` (a latent is *active* where ``f > 0``):
@@ -299,20 +299,20 @@ def collect_sae(
 
     Args:
         model: the TransformerLens model the activations come from.
-        texts_or_prompts: as for :func:`mechsel.collect.collect`.
+        texts_or_prompts: as for :func:`mechsel.collection.collect`.
         saes: ``{layer: SAE}`` or one SAE; ``collect`` runs at exactly these layers.
         statistics: subset of :data:`SAE_STATISTIC_NAMES` (default all).
         top_k: top latents per example to add (:class:`SAETopLatents`); 0 for none.
         rank_by: how top latents are ranked.
         moments: moment statistic names to compute in the same pass (e.g. ``("mean", "kurtosis")``).
         weight_processing: the model's weight processing, if it was not loaded by mechsel.
-        collect_kwargs: any other :func:`~mechsel.collect.collect` argument (``hook``, ``mask``,
+        collect_kwargs: any other :func:`~mechsel.collection.collect` argument (``hook``, ``mask``,
             ``positions``, ``batch_size``, ...).
 
     Returns:
         A :class:`~mechsel.stats.result.StatsResult` (same tidy frame and provenance as moments).
     """
-    from mechsel.collect import collect
+    from mechsel.collection import collect
     from mechsel.sae.loading import check_sae_matches
 
     if "layers" in collect_kwargs or "statistics" in collect_kwargs:
@@ -329,7 +329,7 @@ def collect_sae(
 
 def latent_density(model: Any, texts_or_prompts: Sequence[Any], saes: Any, **collect_kwargs: Any) -> pd.DataFrame:
     """Pool-level latent density (see :meth:`SAEStatistics.latent_density`) of ``texts_or_prompts``."""
-    from mechsel.collect import collect
+    from mechsel.collection import collect
     from mechsel.sae.loading import check_sae_matches
 
     by_layer = _as_layer_dict(saes)

@@ -101,7 +101,7 @@ def train_sae(model: Any, config: SAETrainConfig | None = None, *, texts: Sequen
         ConfigError: a layer or hook the model lacks; unknown config fields.
         DataError: too little text for the requested training and held-out tokens.
     """
-    from mechsel.collect.run import resolve_hook
+    from mechsel.collection.run import resolve_hook
     from mechsel.models.loading import model_info
 
     config = _resolve_config(config, overrides)

@@ -34,7 +34,7 @@ _VERSION = 1
 class StatsResult:
     """Statistics of ``n`` example occurrences at ``len(layers)`` layers.
 
-    Built by :func:`mechsel.collect.collect`; rarely constructed by hand.
+    Built by :func:`mechsel.collection.collect`; rarely constructed by hand.
     """
 
     values: Mapping[str, np.ndarray]

@@ -7,7 +7,7 @@ import pytest
 import scipy.stats
 import torch
 
-from mechsel.collect import collect
+from mechsel.collection import collect
 from mechsel.masks import PromptBuilder, alone_segments, override_positions, strategy_hooks
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mechsel.collect import CollectConfig, collect
+from mechsel.collection import CollectConfig, collect
 from mechsel.errors import ConfigError, DataError
 from mechsel.masks import PromptBuilder
 

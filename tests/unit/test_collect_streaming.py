@@ -7,7 +7,7 @@ import pytest
 import scipy.stats
 import torch
 
-from mechsel.collect import collect, load_activations, read_shard_index
+from mechsel.collection import collect, load_activations, read_shard_index
 from mechsel.masks import PromptBuilder, alone_segments, strategy_hooks
 
 TEXTS = ["a fine film", "dull", "the plot was thin but the acting held up", "ok", "never again, never ever"]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -29,15 +34,28 @@ def test_shape_checker_rejects_a_wrong_shape():
         unit_rows(np.ones(5, dtype=np.float32), center=False)
 
 
-def test_mechsel_collect_is_callable_even_after_the_package_is_imported():
-    """``import mechsel.collect.plan`` binds ``mechsel.collect`` to the package; calling it must
-    still run the collector (the README calls ``mechsel.collect(model, texts, ...)``)."""
-    import mechsel.collect.plan  # noqa: F401
-    from mechsel.collect.run import collect
+def test_mechsel_collect_is_the_function_in_any_import_order():
+    """``mechsel.collect`` is a plain function (the package is ``mechsel.collection``), whatever
+    was imported before."""
+    import mechsel.collection.plan  # noqa: F401
+    from mechsel.collection.run import collect
 
+    assert mechsel.collect is collect
     model = mechsel.tiny_model()
-    texts = ["a b c", "d e"]
-    via_package = mechsel.collect(model, texts, layers=[0], statistics=["mean"], progress=False)
-    direct = collect(model, texts, layers=[0], statistics=["mean"], progress=False)
-    np.testing.assert_array_equal(via_package.to_wide().to_numpy(), direct.to_wide().to_numpy())
-    assert mechsel.collect.plan.build_plan is not None  # the package's submodules stay reachable
+    result = mechsel.collect(model, ["a b c", "d e"], layers=[0], statistics=["mean"], progress=False)
+    assert result.to_wide().shape == (2, 1)
+
+
+def test_the_type_checking_imports_match_the_lazy_exports():
+    """The ``if TYPE_CHECKING:`` imports (what tools see) and the lazy table (what runs) agree."""
+    tree = ast.parse(Path(mechsel.__file__).read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    seen = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert seen == mechsel._EXPORTS
+
+
+def test_an_sae_selector_resolves_in_a_fresh_interpreter():
+    """The SAE selectors register with the others: no import of mechsel.sae or the experiment needed."""
+    code = "import mechsel; s = mechsel.get_selector('sae_topk', statistic='sae_l0'); print(type(s).__name__, s.family)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["SAETopKSelector", "sae"]

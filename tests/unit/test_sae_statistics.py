@@ -8,7 +8,7 @@ import torch
 from sae_lens import StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 
-from mechsel.collect import collect
+from mechsel.collection import collect
 from mechsel.errors import ConfigError, DataError
 from mechsel.sae.statistics import (
     SAE_STATISTIC_NAMES,

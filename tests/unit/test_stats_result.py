@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mechsel.collect import collect
+from mechsel.collection import collect
 from mechsel.errors import ConfigError, DataError, ProvenanceMismatchError
 from mechsel.stats import StatsResult
 

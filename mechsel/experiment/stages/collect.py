@@ -77,7 +77,7 @@ def collect_stage(ctx: StageContext[CollectParams]) -> dict[str, Any]:
     prompt, :func:`candidate_slots`) — and ``provenance`` (per family/mask); with SAEs
     also ``sae_top_latents`` (same columns; statistics ``sae_top{i}_latent`` / ``sae_top{i}_act``),
     kept apart because latent indices are labels, not statistics to correlate with quality."""
-    from mechsel.collect import run_collect
+    from mechsel.collection import run_collect
 
     p = ctx.params
     c = p.collect

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mechsel.collect.config import SummaryConfig
+from mechsel.collection.config import SummaryConfig
 from mechsel.experiment.engine import StageContext
 from mechsel.experiment.stages.base import TaskStageParams
 from mechsel.experiment.stages.collect import demo_prompt
@@ -38,7 +38,7 @@ class SamplesParams(TaskStageParams):
 
 def samples_stage(ctx: StageContext[SamplesParams]) -> dict[str, Any]:
     """Outputs ``activation_samples``: task, group (best / worst), example_id, quality, layer, value."""
-    from mechsel.collect import load_activations, run_collect
+    from mechsel.collection import load_activations, run_collect
 
     p = ctx.params
     task = p.task

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mechsel.collect.config import CollectConfig
+from mechsel.collection.config import CollectConfig
 from mechsel.errors import ConfigError, DataError
 from mechsel.masks.hooks import local_window
 from mechsel.masks.segments import Segment, SegmentedPrompt, alone_prompt

@@ -103,7 +103,7 @@ class SummaryConfig:
 
 @dataclass(frozen=True)
 class CollectConfig(SummaryConfig):
-    """Settings of one :func:`~mechsel.collect.collect` run (see that function for the story)."""
+    """Settings of one :func:`~mechsel.collection.collect` run (see that function for the story)."""
 
     mask: MaskName = "alone"
     """Attention-mask strategy (:mod:`mechsel.masks.strategies`); plain texts need ``"alone"``."""

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mechsel.collect.config import CollectConfig
-from mechsel.collect.plan import Batch, build_plan, make_batches, pad_batch
-from mechsel.collect.shards import ShardWriter, open_shard_writer
+from mechsel.collection.config import CollectConfig
+from mechsel.collection.plan import Batch, build_plan, make_batches, pad_batch
+from mechsel.collection.shards import ShardWriter, open_shard_writer
 from mechsel.errors import ConfigError, did_you_mean
 from mechsel.masks.hooks import strategy_hooks
 from mechsel.stats.base import STATISTICS, Reducer
