@@ -42,8 +42,8 @@ from collections.abc import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mechsel.collect import CollectConfig, collect  # noqa: E402
-from mechsel.collect.plan import build_plan, make_batches, pad_batch  # noqa: E402
+from mechsel.collection import CollectConfig, collect  # noqa: E402
+from mechsel.collection.plan import build_plan, make_batches, pad_batch  # noqa: E402
 from mechsel.models import load_model  # noqa: E402
 from mechsel.stats import Moments  # noqa: E402
 from mechsel.tasks.loading import load_rows  # noqa: E402

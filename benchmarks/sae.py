@@ -42,7 +42,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mechsel.collect import collect  # noqa: E402
+from mechsel.collection import collect  # noqa: E402
 from mechsel.models import load_model  # noqa: E402
 from mechsel.sae.config import SAETrainConfig  # noqa: E402
 from mechsel.sae.loading import check_sae_matches, load_sae  # noqa: E402
