@@ -72,7 +72,49 @@ _EXPORTS: dict[str, str] = {
     "Provenance": "mechsel.provenance",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "__version__",
+    "load_model",
+    "tiny_model",
+    "model_provenance",
+    "MASK_NAMES",
+    "get_mask",
+    "collect",
+    "CollectConfig",
+    "StatsResult",
+    "STATISTICS",
+    "get_task",
+    "task_names",
+    "TaskConfig",
+    "SplitConfig",
+    "make_splits",
+    "ICLRunner",
+    "evaluate",
+    "quality_table",
+    "Pool",
+    "Queries",
+    "Selection",
+    "SELECTORS",
+    "get_selector",
+    "selector_names",
+    "embed_texts",
+    "load_sae",
+    "train_sae",
+    "SAETrainConfig",
+    "collect_sae",
+    "ExperimentConfig",
+    "load_config",
+    "demo_config",
+    "run_experiment",
+    "load_results",
+    "regenerate_figures",
+    "MechselError",
+    "ConfigError",
+    "DataError",
+    "ProvenanceMismatchError",
+    "Provenance",
+]
+"""The public names (the same as :data:`_EXPORTS`; a unit test keeps them in step)."""
 
 if TYPE_CHECKING:  # the same names, visible to IDEs, type checkers and import-graph tools
     from mechsel.collection import CollectConfig as CollectConfig

@@ -228,6 +228,7 @@ def _check_collect_args(args: argparse.Namespace) -> None:
     n = model_n_layers(model) if args.layers else None
     bad = [layer for layer in args.layers or () if n is not None and not -n <= layer < n]
     if bad:
+        assert n is not None  # bad is empty when the depth is unknown
         raise MechselError(f"--layers: layer {bad[0]} is out of range for {model!r}, which has {n} layers: use 0..{n - 1} (or -{n}..-1).")
 
 

@@ -37,11 +37,11 @@ def to_dict(obj: Any) -> Any:
 
 def _dataclass_in(tp: Any) -> type | None:
     """The dataclass type inside ``tp`` (``X``, ``X | None``), if any."""
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return tp
     if get_origin(tp) in (typing.Union, types.UnionType):
         for arg in get_args(tp):
-            if dataclasses.is_dataclass(arg):
+            if isinstance(arg, type) and dataclasses.is_dataclass(arg):
                 return arg
     return None
 
@@ -86,7 +86,7 @@ def from_dict(cls: type, data: Mapping[str, Any] | None, where: str = "") -> Any
         elif item is not None and not isinstance(value, (list, tuple)) and value is not None:
             raise ConfigError(f"{path} must be a list, e.g. {path}: {_example(fields[key], item)}; got {type(value).__name__} {value!r}.")
         elif item is not None and isinstance(value, (list, tuple)):
-            if dataclasses.is_dataclass(item):
+            if isinstance(item, type) and dataclasses.is_dataclass(item):
                 value = tuple(
                     from_dict(item, v, f"{path}[{i}]") if isinstance(v, Mapping) else _bad_item(path, i, v, item)
                     for i, v in enumerate(value)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal, cast, get_args
 
 from mechsel.errors import ConfigError, did_you_mean
 from mechsel.masks.strategies import MASKS, MaskName
@@ -65,7 +66,7 @@ class SummaryConfig:
             object.__setattr__(self, "layers", (int(layers),))
         else:
             try:
-                items = tuple(layers)
+                items = tuple(cast(Iterable[Any], layers))
             except TypeError:
                 raise ConfigError(f"layers must be 'all', an int or a sequence of ints, got {layers!r}.") from None
             if not items or not all(isinstance(x, int) and not isinstance(x, bool) for x in items):

@@ -18,11 +18,17 @@ from mechsel.analysis.grid import FdrFamily
 from mechsel.analysis.verdict import RhoAdjust, VerdictSettings
 from mechsel.collection.config import SummaryConfig
 from mechsel.errors import ConfigError, did_you_mean
-from mechsel.icl.runner import PairMetric
+from mechsel.icl.evaluate import ConfidenceKind
+from mechsel.icl.runner import CLASSIFICATION_METRICS, GENERATION_METRICS, PairMetric
 from mechsel.masks.strategies import EQUAL_MASKS, MASK_NAMES, MaskName
+from mechsel.models.loading import DTypeName, WeightProcessing
+from mechsel.models.precision import MatmulPrecision
+from mechsel.plots.io import PlotlyJS
 from mechsel.provenance import hash_json
 from mechsel.selectors.base import Family
 from mechsel.serialize import to_dict
+from mechsel.stats.moments import DEFAULT_MOMENTS
+from mechsel.tasks.loading import Source
 
 __all__ = [
     "ModelSettings",
@@ -102,16 +108,16 @@ class ModelSettings:
     name: str = "google/gemma-3-270m"
     """TransformerLens model name; the default is the embedded Gemma 3 270M (offline). Online
     users pass e.g. ``Qwen/Qwen2.5-3B`` or ``meta-llama/Llama-3.2-3B``."""
-    weight_processing: Literal["none", "default"] = "none"
+    weight_processing: WeightProcessing = "none"
     """``none``: weights as published (``hook_mlp_out`` equals the HF MLP-block output);
     ``default``: TransformerLens's processing (shifts the mean of ``hook_mlp_out``)."""
-    dtype: Literal["float32", "bfloat16", "float16", "float64"] = "float32"
+    dtype: DTypeName = "float32"
     """Dtype the model runs in."""
     device: str | None = None
     """``cpu``, ``cuda``, ``cuda:1``...; ``null`` picks CUDA when available, else CPU."""
     n_threads: int | None = None
     """CPU threads for torch (``null``: torch's default). Does not change results' meaning."""
-    matmul_precision: Literal["highest", "high", "medium"] = "highest"
+    matmul_precision: MatmulPrecision = "highest"
     """Internal precision of float32 matrix products (``torch.set_float32_matmul_precision``) for
     the whole run. ``highest``: plain float32. ``high``/``medium`` may use faster TF32 or
     bfloat16-based kernels; mechsel measures their error on this machine first and uses them only
@@ -122,10 +128,10 @@ class ModelSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"model.name must be a TransformerLens model name, got {self.name!r}.")
-        _choice("model.weight_processing", self.weight_processing, ("none", "default"))
-        _choice("model.dtype", self.dtype, ("float32", "bfloat16", "float16", "float64"))
+        _choice("model.weight_processing", self.weight_processing, get_args(WeightProcessing))
+        _choice("model.dtype", self.dtype, get_args(DTypeName))
         _positive("model.n_threads", self.n_threads, allow_none=True)
-        _choice("model.matmul_precision", self.matmul_precision, ("highest", "high", "medium"))
+        _choice("model.matmul_precision", self.matmul_precision, get_args(MatmulPrecision))
 
 
 @dataclass(frozen=True)
@@ -165,7 +171,7 @@ class TaskSettings:
     ``rouge_l``, ``bleu`` (generation); ``null``: ``gold_prob`` / ``rouge_l``."""
     max_tokens: int | None = None
     """Prompt budget in tokens (``null``: the model's context)."""
-    source: Literal["local", "hub"] = "local"
+    source: Source = "local"
     """``local``: the data directory (``$MECHSEL_DATA_DIR``, ``../shared/data``); ``hub``: online."""
     data_dir: str | None = None
     """Data directory override for this task."""
@@ -185,7 +191,7 @@ class TaskSettings:
         _positive(f"{where}.selection_pool", self.selection_pool, allow_none=True, minimum=2)
         _positive(f"{where}.n_seeds", self.n_seeds, allow_none=True, minimum=2)
         _positive(f"{where}.max_tokens", self.max_tokens, allow_none=True)
-        _choice(f"{where}.source", self.source, ("local", "hub"))
+        _choice(f"{where}.source", self.source, get_args(Source))
         if self.dev_split is not None and (not isinstance(self.dev_split, str) or not self.dev_split):
             raise ConfigError(f"{where}.dev_split must be a split name (e.g. validation) or null, got {self.dev_split!r}.")
         if not isinstance(self.stratify, bool):
@@ -253,7 +259,7 @@ class CollectSettings(SummaryConfig):
 
     _section: ClassVar[str] = "collect."
 
-    statistics: tuple[str, ...] = ("mean", "variance", "skewness", "kurtosis", "max_abs", "l2_norm")
+    statistics: tuple[str, ...] = DEFAULT_MOMENTS
     """Moment statistics (names of :data:`mechsel.stats.STATISTICS` families' outputs)."""
     batch_size: int = 8
     """Sequences per forward pass."""
@@ -352,7 +358,7 @@ class SelectorRun:
     own (its class attribute ``family``)."""
     params: Mapping[str, Any] = field(default_factory=dict)
     """The selector's config fields (see its ``Config`` class)."""
-    mask: str | None = None
+    mask: MaskName | None = None
     """Activation/SAE selectors: which mask's statistics they read (default: the first collected)."""
     choose_statistic: bool = False
     """Activation selectors: pick (layer, statistic, direction) with the largest |ρ| against the
@@ -420,7 +426,7 @@ class SelectionSettings:
     """Sentence embedder of the similarity / coverage selectors (offline default)."""
     confidence_k: int = 4
     """Demonstrations in the prompts behind model confidences (vote-k stage 2, least confidence)."""
-    confidence: Literal["renormalised", "reference"] = "renormalised"
+    confidence: ConfidenceKind = "renormalised"
     """What those confidences are: the top label probability renormalised over the labels, or
     the vote-k reference code's (the predicted option's full-vocabulary log-prob per token);
     see :func:`mechsel.icl.make_confidence_fn`."""
@@ -430,7 +436,7 @@ class SelectionSettings:
     def __post_init__(self) -> None:
         if not self.runs:
             raise ConfigError("selection.runs is empty; list at least the baseline (selector: random).")
-        labels = [r.label for r in self.runs]
+        labels = [str(r.label) for r in self.runs]
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         if dupes:
             raise ConfigError(f"selection.runs labels must be unique; {dupes} appear twice. Give each run a distinct label.")
@@ -439,7 +445,7 @@ class SelectionSettings:
         object.__setattr__(self, "budgets", _int_list("selection.budgets", self.budgets, minimum=1, example="[4, 8]"))
         object.__setattr__(self, "seeds", _int_list("selection.seeds", self.seeds, minimum=0, example="[0, 1, 2, 3, 4]"))
         _positive("selection.confidence_k", self.confidence_k)
-        _choice("selection.confidence", self.confidence, ("renormalised", "reference"))
+        _choice("selection.confidence", self.confidence, get_args(ConfidenceKind))
         if self.retrieval_baseline is not None:
             if self.retrieval_baseline not in labels:
                 raise ConfigError(f"selection.retrieval_baseline={self.retrieval_baseline!r} is not a run label; runs: {labels}.")
@@ -559,13 +565,13 @@ class PlotSettings:
 
     formats: tuple[str, ...] = ("png", "svg")
     """Static formats besides HTML, written when a Chromium is available."""
-    plotlyjs: Literal["directory", "embed", "cdn"] = "directory"
+    plotlyjs: PlotlyJS = "directory"
     """How HTML files get plotly.js (see :data:`mechsel.plots.io.PlotlyJS`)."""
 
     def __post_init__(self) -> None:
         for f in self.formats:
             _choice("plots.formats[]", f, ("png", "svg"))
-        _choice("plots.plotlyjs", self.plotlyjs, ("directory", "embed", "cdn"))
+        _choice("plots.plotlyjs", self.plotlyjs, get_args(PlotlyJS))
 
 
 NON_RESULT_FIELDS = ("name", "output_dir", "progress", "log_level", "plots")
@@ -685,7 +691,7 @@ class ExperimentConfig:
                 raise ConfigError(f"No activation-family selector runs on task {t.name!r}; the summary compares random with one.")
             kind = t.task_config().kind
             if t.metric is not None:
-                valid = ("accuracy", "gold_prob", "gold_logprob") if kind == "classification" else ("rouge_l", "bleu")
+                valid = CLASSIFICATION_METRICS if kind == "classification" else GENERATION_METRICS
                 if t.metric not in valid:
                     raise ConfigError(f"tasks[{t.name}].metric={t.metric!r} does not apply to a {kind} task; choose one of {list(valid)}.")
             if kind == "generation":

@@ -48,7 +48,7 @@ _FORMAT = "mechsel.run"
 try:
     import fcntl
 except ImportError:  # Windows: the lock file is created with O_EXCL instead (see RunDirectory._acquire)
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None
 
 
 class RunDirectoryBusyError(ConfigError):
@@ -103,7 +103,7 @@ def _read_holder(lock: Path) -> dict[str, Any]:
     try:
         holder = json.loads(text)
     except ValueError:
-        holder = {"pid": text}
+        holder: Any = {"pid": text}
     if not isinstance(holder, dict):
         holder = {"pid": holder}
     try:

@@ -27,6 +27,8 @@ WeightProcessing = Literal["none", "default"]
 things shifts the mean of ``hook_mlp_out``."""
 WEIGHT_PROCESSING: tuple[str, ...] = get_args(WeightProcessing)
 Source = Literal["auto", "embedded", "hub"]
+DTypeName = Literal["float32", "bfloat16", "float16", "float64"]
+"""Dtypes a model can run in (the keys of :data:`DTYPES`)."""
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
 

@@ -111,7 +111,7 @@ class ActivationSelector(Selector):
         if cfg.layer == "all":
             layers: Sequence[Any] = layers_avail
         else:
-            layers = (cfg.layer,) if isinstance(cfg.layer, int) else cfg.layer  # type: ignore[assignment]
+            layers = (cfg.layer,) if isinstance(cfg.layer, int) else cfg.layer
             missing = [lay for lay in layers if lay not in layers_avail]
             if missing:
                 raise ConfigError(f"activation: layer(s) {missing} not in the statistics table; available layers: {layers_avail}.")
@@ -129,7 +129,7 @@ class ActivationSelector(Selector):
         """``(score [n], usable [n] bool)``; unusable rows (NaN under ``exclude``) score NaN."""
         cfg: ActivationConfig = self.config  # type: ignore[assignment]
         used = self.columns(table)
-        flat = pd.MultiIndex.from_tuples([c for cols in used.values() for c in cols]) if used else None
+        flat = pd.MultiIndex.from_tuples([c for cols in used.values() for c in cols])
         values = _with_multiindex(table)
         block = values.loc[:, flat].to_numpy(dtype=np.float64)
         bad = ~np.isfinite(block).all(axis=1)
@@ -191,7 +191,7 @@ def choose_statistic(statistics: pd.DataFrame, quality: np.ndarray, *, candidate
         ok = np.isfinite(x) & np.isfinite(q)
         if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(q[ok]) == 0:
             continue
-        rho = float(spearmanr(x[ok], q[ok]).statistic)
+        rho = float(spearmanr(x[ok], q[ok]).statistic)  # pyright: ignore[reportAttributeAccessIssue]  (scipy's result class is built at run time)
         if best is None or abs(rho) > abs(best["spearman"]):
             best = {"layer": col[0], "statistic": col[1], "direction": "top" if rho > 0 else "bottom", "spearman": rho}
     if best is None:

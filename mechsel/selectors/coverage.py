@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -96,7 +97,12 @@ class KMeansSelector(Selector):
 
         cfg: KMeansConfig = self.config  # type: ignore[assignment]
         u = unit_rows(pool.embeddings, center=cfg.center)  # type: ignore[arg-type]
-        km = KMeans(n_clusters=k, n_init=cfg.n_init, max_iter=cfg.max_iter, random_state=int(rng.integers(2**31 - 1)))
+        km = KMeans(
+            n_clusters=k,
+            n_init=cfg.n_init,  # pyright: ignore[reportArgumentType]  (scikit-learn's stub says "auto" only)
+            max_iter=cfg.max_iter,
+            random_state=int(rng.integers(2**31 - 1)),
+        )
         labels = km.fit_predict(u)
         dist = np.linalg.norm(u - km.cluster_centers_[labels], axis=1)
         picked, scores = [], []
@@ -114,7 +120,7 @@ class KMeansSelector(Selector):
             picked.append(j)
             scores.append(-d)
             taken[j] = True
-        return picked, scores, {"inertia": float(km.inertia_)}
+        return picked, scores, {"inertia": float(cast(float, km.inertia_))}
 
 
 @dataclass(frozen=True)

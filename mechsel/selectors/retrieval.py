@@ -65,7 +65,7 @@ def _fill(
             skipped_dup += 1
             continue
         if length_fn is not None and (config.max_tokens is not None or config.max_example_tokens is not None):
-            n_tok = int(length_fn(pool.texts[pos]))
+            n_tok = int(length_fn(pool.texts[int(pos)]))
             if config.max_example_tokens is not None and n_tok > config.max_example_tokens:
                 continue
             if config.max_tokens is not None:
@@ -190,7 +190,7 @@ class BM25Retriever(_BudgetRetriever):
         if queries.texts is None:
             raise DataError("bm25 needs query texts; pass them as a list of strings or Queries(texts=...).")
         cfg: BM25Config = self.config  # type: ignore[assignment]
-        corpus = [bm25_tokenize(pool.texts[i], lowercase=cfg.lowercase) or [""] for i in annotated]
+        corpus = [bm25_tokenize(pool.texts[int(i)], lowercase=cfg.lowercase) or [""] for i in annotated]
         index = BM25Okapi(corpus, k1=cfg.k1, b=cfg.b, epsilon=cfg.epsilon)
         out = []
         for text in queries.texts:

@@ -149,7 +149,7 @@ class SAECoverageSelector(Selector):
         for _ in range(k):
             if covered.all():
                 covered[:] = False
-            gain = active[:, ~covered] @ weights[~covered]
+            gain = active[:, ~covered].astype(np.float64) @ weights[~covered]
             gain[taken] = -np.inf
             best = np.lexsort((np.arange(len(pool)), -strength, -gain))[0]
             picked.append(int(best))
@@ -221,6 +221,7 @@ class SAETopKSelector(Selector):
             inner = ActivationSelector(statistic=cfg.statistic, layer=layer, direction=cfg.direction, nan_policy=cfg.nan_policy)
             return inner._select(pool, k, rng)
         profiles, ids = latent_profiles(pool.statistics, cfg.layer)  # type: ignore[arg-type]
+        assert cfg.latent is not None  # the config holds a statistic or a latent
         where = np.searchsorted(ids, cfg.latent)
         present = where < ids.size and ids[min(where, ids.size - 1)] == cfg.latent
         score = profiles[:, where] if present else np.zeros(len(pool))

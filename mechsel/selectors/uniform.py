@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class RandomSelector(Selector):
         out = []
         for q in range(len(queries)):
             cand = annotated
-            if self.config.skip_duplicates and queries.texts is not None:
+            if cast(RandomConfig, self.config).skip_duplicates and queries.texts is not None:
                 cand = np.array([i for i in annotated if pool.texts[i] != queries.texts[q]], dtype=np.int64)
             rng = np.random.default_rng([seed, q])
             m = min(k, cand.size)

@@ -181,15 +181,28 @@ class PromptEncoder:
         kept = self.fit(demos, query, max_tokens=max_tokens, overflow=overflow, reserve=reserve)
         builder = PromptBuilder(self.tokenizer, bos_token_id=self.bos_token_id)
         for demo in kept:
-            builder.segment("demo", demo.id)
-            for ids, role in self.pieces(demo, answer=True):
-                builder.add_ids(ids, role)
+            self._add_demo(builder, demo)
             builder.segment("sep")
             builder.add_ids(self.separator_ids, "sep")
         builder.segment("query", query.id)
         for ids, role in self.pieces(query, answer=False):
             builder.add_ids(ids, role)
         return builder.build()
+
+    def demonstrations(self, demos: Sequence[Example]) -> SegmentedPrompt:
+        """BOS and the demonstrations with their answers, separated as in :meth:`build`, with no
+        query: the prompts whose demonstration segments the activation statistics summarise."""
+        builder = PromptBuilder(self.tokenizer, bos_token_id=self.bos_token_id)
+        for i, demo in enumerate(demos):
+            if i:
+                builder.segment("sep").add_ids(self.separator_ids, "sep")
+            self._add_demo(builder, demo)
+        return builder.build()
+
+    def _add_demo(self, builder: PromptBuilder, demo: Example) -> None:
+        builder.segment("demo", demo.id)
+        for ids, role in self.pieces(demo, answer=True):
+            builder.add_ids(ids, role)
 
 
 def order_demonstrations(

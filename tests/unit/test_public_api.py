@@ -52,6 +52,7 @@ def test_the_type_checking_imports_match_the_lazy_exports():
     block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
     seen = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
     assert seen == mechsel._EXPORTS
+    assert mechsel.__all__ == ["__version__", *mechsel._EXPORTS]
 
 
 def test_an_sae_selector_resolves_in_a_fresh_interpreter():

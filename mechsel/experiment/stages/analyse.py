@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -81,7 +81,7 @@ def selector_cells(runs: Sequence[CellRun], selections: pd.DataFrame) -> pd.Data
         sel = selections[(selections["task"] == r.task) & (selections["selector"] == r.label)] if not selections.empty else selections
         chosen = {
             json.dumps(json.loads(d)["chosen"], sort_keys=True)
-            for d in sel.get("detail", pd.Series(dtype=object))
+            for d in (sel["detail"] if "detail" in sel.columns else pd.Series(dtype=object))
             if isinstance(d, str) and d and "chosen" in json.loads(d)
         }
         if len(chosen) == 1:
@@ -137,7 +137,7 @@ def _sets(selections: pd.DataFrame, scores: pd.DataFrame, stats: pd.DataFrame, p
     return set_correlation_grid(
         selections,
         scores,
-        stats[stats["family"] == "moments"],
+        cast(pd.DataFrame, stats[stats["family"] == "moments"]),
         selector=p.baseline,
         fdr_family=a.fdr_family,
         level=a.level,
@@ -151,7 +151,7 @@ def _sets_summary(sets: pd.DataFrame | None) -> dict[str, Any] | None:
         return None
     out = {}
     for task, part in sets.groupby("task", sort=True):
-        part = part[np.isfinite(part["rho"])]
+        part = cast(pd.DataFrame, part[np.isfinite(part["rho"])])
         if part.empty:
             continue
         top = part.loc[part["rho"].abs().idxmax()]
@@ -170,13 +170,13 @@ def describe_set_cell(row: pd.Series) -> str:
     """e.g. ``"sst2 k 4: mean over the set of layer 3 kurtosis (full)"``."""
     from mechsel.analysis import describe_cell
 
-    return f"{row.get('task', '')} k {int(row['budget'])}: {row['aggregate']} over the set of {describe_cell(row)}"
+    return f"{row.get('task', '')} k {int(cast(int, row['budget']))}: {row['aggregate']} over the set of {describe_cell(row)}"
 
 
 def _verdict_cells(grid: pd.DataFrame, family: str, basis: str) -> tuple[pd.DataFrame, str]:
     """The grid lines of ``family`` the verdict decides on, with ``rho`` / ``n`` the partial ρ and
     its effective size ``n − q`` under ``basis="partial"``, and the name of that ρ."""
-    cells = grid[grid["family"] == family] if "family" in grid.columns else grid
+    cells = cast(pd.DataFrame, grid[grid["family"] == family]) if "family" in grid.columns else grid
     if basis != "partial" or cells.empty:
         return cells, "ρ"
     cells = cells.assign(rho=cells["rho_partial"], n=cells["n_partial"] - cells["n_covariates"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -19,24 +19,14 @@ from tqdm.auto import tqdm
 from mechsel.experiment.config import CollectSettings, SAESettings
 from mechsel.experiment.engine import StageContext
 from mechsel.experiment.stages.base import TaskStageParams
-from mechsel.masks.segments import PromptBuilder, SegmentedPrompt
+from mechsel.masks.segments import SegmentedPrompt
+from mechsel.masks.strategies import MaskName
+from mechsel.tasks.prompts import PromptEncoder
 
 if TYPE_CHECKING:
     from mechsel.experiment.resources import Resources
 
-__all__ = ["CollectParams", "collect_stage", "demo_prompt", "candidate_prompts", "candidate_slots"]
-
-
-def demo_prompt(encoder: Any, demos: Sequence[Any]) -> SegmentedPrompt:
-    """BOS + the demonstrations with their answers, separated by the task's separator (no query)."""
-    builder = PromptBuilder(encoder.tokenizer, bos_token_id=encoder.bos_token_id)
-    for i, demo in enumerate(demos):
-        if i:
-            builder.segment("sep").add_ids(encoder.separator_ids, "sep")
-        builder.segment("demo", demo.id)
-        for ids, role in encoder.pieces(demo, answer=True):
-            builder.add_ids(ids, role)
-    return builder.build()
+__all__ = ["CollectParams", "collect_stage", "candidate_prompts", "candidate_slots"]
 
 
 def _order(n: int, seed: int) -> np.ndarray:
@@ -52,11 +42,11 @@ def candidate_slots(n: int, context_size: int, seed: int) -> np.ndarray:
     return slots
 
 
-def candidate_prompts(encoder: Any, candidates: Sequence[Any], context_size: int, seed: int) -> list[SegmentedPrompt]:
+def candidate_prompts(encoder: PromptEncoder, candidates: Sequence[Any], context_size: int, seed: int) -> list[SegmentedPrompt]:
     """The candidates in a seeded random order, ``context_size`` per prompt."""
     order = _order(len(candidates), seed)
     shuffled = [candidates[i] for i in order]
-    return [demo_prompt(encoder, shuffled[i : i + context_size]) for i in range(0, len(shuffled), context_size)]
+    return [encoder.demonstrations(shuffled[i : i + context_size]) for i in range(0, len(shuffled), context_size)]
 
 
 @dataclass(frozen=True)
@@ -89,10 +79,12 @@ def collect_stage(ctx: StageContext[CollectParams]) -> dict[str, Any]:
     sae_reducer = None
     frames, provenance = [], {}
     kinds = ["moments"] + (["sae"] if p.sae.enabled else [])
-    chunks = [(kind, mask, start) for kind in kinds for mask in c.masks for start in range(0, len(prompts), c.chunk_size)]
+    chunks: list[tuple[str, MaskName, int]] = [
+        (kind, mask, start) for kind in kinds for mask in c.masks for start in range(0, len(prompts), c.chunk_size)
+    ]
     for kind, mask, start in tqdm(chunks, desc=f"collect {task}", unit="chunk", disable=not ctx.progress):
 
-        def compute(kind: str = kind, mask: str = mask, start: int = start) -> pd.DataFrame:
+        def compute(kind: str = kind, mask: MaskName = mask, start: int = start) -> pd.DataFrame:
             nonlocal sae_reducer
             if kind == "sae":
                 if sae_reducer is None:
@@ -107,7 +99,9 @@ def collect_stage(ctx: StageContext[CollectParams]) -> dict[str, Any]:
                 ctx.checkpoint(f"{kind}-{mask}-provenance", lambda: result.provenance.to_dict())
             frame = result.to_frame()
             frame = frame.assign(example_id=frame["example_id"].astype(str), family=kind)
-            return frame[["family", "hook", "positions", "mask", "layer", "statistic", "example_id", "value", "n_tokens"]]
+            return cast(
+                pd.DataFrame, frame[["family", "hook", "positions", "mask", "layer", "statistic", "example_id", "value", "n_tokens"]]
+            )
 
         frames.append(ctx.checkpoint(f"{kind}-{mask}-{start:06d}", compute))
         if start == 0:

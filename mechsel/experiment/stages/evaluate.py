@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from mechsel.experiment.engine import StageContext
 from mechsel.experiment.stages.base import TaskStageParams
 from mechsel.provenance import hash_json
+from mechsel.tasks.prompts import OrderPolicy
 
 if TYPE_CHECKING:
     from mechsel.experiment.resources import Resources
@@ -45,7 +46,7 @@ SCORE_COLUMNS = [
 class EvaluateParams(TaskStageParams):
     """Settings of ``evaluate/<task>``."""
 
-    orders: Mapping[str, str]
+    orders: Mapping[str, OrderPolicy]
     """Each run's order of a fixed set in the prompt (``given``, ``reverse``, ``random``), by label."""
     calibrate: bool
     """Contextual calibration of test predictions (classification)."""
@@ -75,7 +76,7 @@ def evaluate_stage(ctx: StageContext[EvaluateParams]) -> dict[str, Any]:
         first = sel.iloc[0]
         if (sel["query"] < 0).all():
             demos: Any = [by_id[i] for i in sel["example_id"]]
-            order = orders[label]
+            order: OrderPolicy = orders[label]
             spec = [d.id for d in demos]
         else:
             demos = {test[q].id: [by_id[i] for i in part["example_id"]] for q, part in sel.groupby("query")}
@@ -84,7 +85,7 @@ def evaluate_stage(ctx: StageContext[EvaluateParams]) -> dict[str, Any]:
         eval_seed = int(seed) if order == "random" else 0
         key = hash_json({"demos": spec, "order": order, "seed": eval_seed, "calibrate": p.calibrate, "n_boot": p.n_boot})
 
-        def run_eval(demos: Any = demos, order: str = order, eval_seed: int = eval_seed) -> dict[str, Any]:
+        def run_eval(demos: Any = demos, order: OrderPolicy = order, eval_seed: int = eval_seed) -> dict[str, Any]:
             result = evaluate(res.runner(task), test, demos, order=order, seed=eval_seed, calibrate=p.calibrate, n_boot=p.n_boot)
             frame = result.predictions.copy()
             frame["demo_ids"] = frame["demo_ids"].map(lambda ids: ";".join(str(i) for i in ids))

@@ -14,7 +14,6 @@ import pandas as pd
 from mechsel.collection.config import SummaryConfig
 from mechsel.experiment.engine import StageContext
 from mechsel.experiment.stages.base import TaskStageParams
-from mechsel.experiment.stages.collect import demo_prompt
 
 if TYPE_CHECKING:
     from mechsel.experiment.resources import Resources
@@ -51,7 +50,7 @@ def samples_stage(ctx: StageContext[SamplesParams]) -> dict[str, Any]:
 
     def compute() -> pd.DataFrame:
         encoder = res.runner(task).encoder
-        prompts = [demo_prompt(encoder, [by_id[str(r["example_id"])]]) for _, r in chosen]
+        prompts = [encoder.demonstrations([by_id[str(r["example_id"])]]) for _, r in chosen]
         with tempfile.TemporaryDirectory(dir=ctx.work_dir) as tmp:
             config = p.summary.with_mask(
                 "full", statistics=("mean",), batch_size=len(prompts), save_activations=f"{tmp}/acts", progress=False

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ from mechsel.errors import DataError
 from mechsel.experiment.config import SelectorRun
 from mechsel.experiment.engine import StageContext
 from mechsel.experiment.stages.base import TaskStageParams
+from mechsel.icl.evaluate import ConfidenceKind
 from mechsel.selectors.base import Selection, Selector
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class SelectParams(TaskStageParams):
     """Seed of the selection pools (with each seed)."""
     confidence_k: int
     """Demonstrations in the prompts behind model confidences."""
-    confidence: Literal["renormalised", "reference"]
+    confidence: ConfidenceKind
     """What those confidences are (:func:`mechsel.icl.make_confidence_fn`)."""
 
 
@@ -99,6 +100,7 @@ def _selector(
     params = dict(run.params)
     detail: dict[str, Any] = {}
     if run.choose_statistic:
+        assert all_stats is not None and quality is not None, "choose_statistic reads the statistics and the quality"
         choice = choose_statistic(all_stats, quality)
         detail = {"chosen": {k: (v if not isinstance(v, np.generic) else v.item()) for k, v in choice.items()}}
         params.update(layer=choice["layer"], statistic=choice["statistic"], direction=choice["direction"])
