@@ -214,7 +214,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 def _check_collect_args(args: argparse.Namespace) -> None:
     """``--statistics`` and ``--layers`` of ``mechsel collect``, checked before the model loads."""
     from mechsel.errors import did_you_mean
-    from mechsel.experiment.config import moment_statistic_names
+    from mechsel.experiment.checks import moment_statistic_names
     from mechsel.experiment.loading import model_n_layers
     from mechsel.models.embedded import EMBEDDED_MODEL
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -156,5 +155,7 @@ class SAETrainConfig:
         return -(-self.n_train_tokens // self.batch_size)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict of every field."""
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
+        """A JSON-serialisable dict of every field (:func:`mechsel.serialize.to_dict`)."""
+        from mechsel.serialize import to_dict
+
+        return to_dict(self)

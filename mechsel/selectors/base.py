@@ -36,6 +36,7 @@ from jaxtyping import Float
 from mechsel.errors import ConfigError, DataError, did_you_mean
 from mechsel.provenance import hash_texts, library_versions
 from mechsel.registry import Registry
+from mechsel.serialize import to_dict
 
 __all__ = [
     "Family",
@@ -260,13 +261,8 @@ class SelectorConfig:
     """Base of all selector configs (frozen dataclasses; validated in ``__post_init__``)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, tuple):
-        return [_jsonable(x) for x in v]
-    return v
+        """The fields as plain data (:func:`mechsel.serialize.to_dict`)."""
+        return to_dict(self)
 
 
 SelectionResult = tuple[Any, Any, dict[str, Any]]

@@ -8,8 +8,8 @@ import pytest
 
 from mechsel.errors import ConfigError
 from mechsel.experiment import demo_config, load_config
-from mechsel.experiment.config import to_dict
 from mechsel.experiment.demo import SAE_RUNS, sae_changes
+from mechsel.serialize import to_dict
 
 
 def sae_folder(tmp_path, name, hook):

@@ -9,8 +9,8 @@ import yaml
 
 from mechsel.errors import ConfigError
 from mechsel.experiment import ExperimentConfig, demo_config, dump_config, load_config
-from mechsel.experiment.config import to_dict
 from mechsel.experiment.demo import DEMO, QUICK
+from mechsel.serialize import to_dict
 
 REPO = Path(__file__).resolve().parents[2]
 MINIMAL = {"selection": {"runs": [{"selector": "random"}, {"selector": "activation", "choose_statistic": True}], "budgets": [2]}}
