@@ -27,13 +27,14 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 
+from mechsel.collection.stream import pad_right, pad_token_id, stream_batch
 from mechsel.errors import ConfigError, DataError
 from mechsel.paths import atomic_write_bytes, atomic_write_text, cache_dir
 from mechsel.provenance import Provenance, hash_json, hash_texts
 
-__all__ = ["DEFAULT_SENTENCE_MODEL", "embed_texts", "embedding_provenance", "lm_embeddings", "right_pad"]
+__all__ = ["DEFAULT_SENTENCE_MODEL", "embed_texts", "embedding_provenance", "lm_embeddings"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,19 +154,6 @@ def embedding_provenance(texts: Sequence[str], *, model_name: str = DEFAULT_SENT
     return Provenance.from_dict(json.loads(meta.read_text())["provenance"])
 
 
-def right_pad(token_lists: Sequence[Sequence[int]], pad_id: int) -> tuple[Int[torch.Tensor, "batch pos"], Int[torch.Tensor, " batch"]]:
-    """Stack token lists into ``[batch, max_len]`` with padding on the right, plus their lengths.
-
-    With right padding and causal attention, every real position sees only real tokens, so no
-    attention mask is needed for positions before each row's length.
-    """
-    lengths = torch.tensor([len(t) for t in token_lists], dtype=torch.long)
-    out = torch.full((len(token_lists), int(lengths.max())), int(pad_id), dtype=torch.long)
-    for i, t in enumerate(token_lists):
-        out[i, : len(t)] = torch.tensor(list(t), dtype=torch.long)
-    return out, lengths
-
-
 def lm_embeddings(
     model: Any,
     prompts_or_texts: Sequence[Any],
@@ -185,7 +173,8 @@ def lm_embeddings(
         layer: block index whose output is pooled (0-based).
         positions: ``"text"`` pools the tokens whose role is ``text``; ``"all"`` every non-BOS token.
         bos: prepend the tokenizer's BOS when encoding strings (BOS is never pooled).
-        batch_size: prompts per forward pass (right-padded).
+        batch_size: prompts per forward pass (right-padded; see
+            :func:`~mechsel.collection.stream.stream_batch`).
         cache: read/write the cache under ``cache_dir()/embeddings/lm``.
     """
     from mechsel.masks.segments import SegmentedPrompt, alone_prompt
@@ -215,23 +204,21 @@ def lm_embeddings(
     npy, meta = _cache_paths("lm", key)
     if cache and (arr := _load_cached(npy, meta, len(prompts))) is not None:
         return arr
-    pad_id = tok.pad_token_id if getattr(tok, "pad_token_id", None) is not None else 0
-    device = next(model.parameters()).device
+    pad_id = pad_token_id(model)
     out = np.empty((len(prompts), model.cfg.d_model), dtype=np.float32)
     for start in range(0, len(prompts), batch_size):
         chunk = slice(start, start + batch_size)
-        tokens, _ = right_pad([p.tokens for p in prompts[chunk]], pad_id)
-        mask = torch.zeros(tokens.shape, dtype=torch.float32)
+        padded = pad_right(prompts[chunk], pad_id)  # every position delivered, padding zeroed
+        mask = torch.zeros(padded.tokens.shape, dtype=torch.float32)
         for row, m in enumerate(masks[chunk]):
             mask[row, : m.size] = torch.from_numpy(m.astype(np.float32))
         store: dict[str, torch.Tensor] = {}
 
-        def pool(act: torch.Tensor, hook: Any, mask: torch.Tensor = mask, store: dict = store) -> None:
+        def pool(name: str, act: torch.Tensor, mask: torch.Tensor = mask, store: dict = store) -> None:
             m = mask.to(act.device, act.dtype)
             store["mean"] = ((act * m[..., None]).sum(1) / m.sum(1, keepdim=True)).float().cpu()
 
-        with torch.inference_mode(), model.hooks(fwd_hooks=[(hook, pool)]):
-            model(tokens.to(device), stop_at_layer=layer + 1)
+        stream_batch(model, padded, [hook], pool)
         out[chunk] = store["mean"].numpy()
     prov = model_provenance(
         model,

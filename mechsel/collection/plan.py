@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mechsel.collection.config import CollectConfig
+from mechsel.collection.stream import PaddedBatch, pad_right
 from mechsel.errors import ConfigError, DataError
 from mechsel.masks.hooks import local_window
 from mechsel.masks.segments import Segment, SegmentedPrompt, alone_prompt
@@ -53,17 +54,14 @@ class Plan:
     """Prompts whose segments ran alone because they exceed a sliding window (``isolated``)."""
 
 
-@dataclass
-class Batch:
-    """Right-padded tensors of a few sequences and the flat selection the hooks gather."""
+@dataclass(frozen=True)
+class Batch(PaddedBatch):
+    """A right-padded batch of planned sequences (see :func:`~mechsel.collection.stream.pad_right`)
+    with the collector's grouping of the selected tokens into output rows."""
 
-    prompts: list[SegmentedPrompt]
-    tokens: torch.Tensor
-    """[batch, length] int64, right-padded."""
-    attention_mask: torch.Tensor
-    """[batch, length] int64, 1 on real tokens."""
     select: torch.Tensor
     """Flat indices (``b * length + pos``) of the summarised tokens, int64."""
+    prompts: list[SegmentedPrompt]
     groups: torch.Tensor
     """Local group (0..n_groups-1) of each selected token, int64."""
     rows: np.ndarray
@@ -207,23 +205,19 @@ def make_batches(plan: Plan, batch_size: int) -> list[list[PlannedSequence]]:
 
 def pad_batch(sequences: list[PlannedSequence], pad_token_id: int) -> Batch:
     """Right-pad a batch and flatten its selection."""
-    length = max(len(s.prompt) for s in sequences)
-    tokens = torch.full((len(sequences), length), pad_token_id, dtype=torch.long)
-    attention = torch.zeros((len(sequences), length), dtype=torch.long)
-    select, groups, rows = [], [], []
-    for b, seq in enumerate(sequences):
-        n = len(seq.prompt)
-        tokens[b, :n] = torch.tensor(seq.prompt.tokens, dtype=torch.long)
-        attention[b, :n] = 1
+    positions, groups, rows = [], [], []
+    for seq in sequences:
+        positions.append(np.concatenate([idx for _, idx in seq.groups]))
         for row, idx in seq.groups:
-            select.append(b * length + idx)
             groups.append(np.full(idx.size, len(rows), dtype=np.int64))
             rows.append(row)
+    padded = pad_right([s.prompt for s in sequences], pad_token_id, positions)
+    assert padded.select is not None  # positions were given
     return Batch(
+        tokens=padded.tokens,
+        attention_mask=padded.attention_mask,
+        select=padded.select,
         prompts=[s.prompt for s in sequences],
-        tokens=tokens,
-        attention_mask=attention,
-        select=torch.from_numpy(np.concatenate(select)),
         groups=torch.from_numpy(np.concatenate(groups)),
         rows=np.asarray(rows, dtype=np.int64),
     )

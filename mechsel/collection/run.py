@@ -1,10 +1,11 @@
 """The streaming collector: per-example statistics of a block hook, reduced inside the hooks.
 
-For every batch the collector adds one hook per requested layer (plus the mask strategy's
-hooks), runs the model under ``torch.inference_mode()`` up to ``stop_at_layer = max(layers) + 1``,
-and in each hook gathers only the selected token positions, hands them to every reducer, and
-writes the per-example results straight into CPU float64 arrays. No ``[layers, batch, pos, d]``
-cache ever exists; the extra memory is one layer's selected activations of one batch.
+Every batch runs through :func:`~mechsel.collection.stream.stream_batch` (one hook per
+requested layer, plus the mask strategy's hooks; ``torch.inference_mode()``,
+``stop_at_layer = max(layers) + 1``); inside each hook the selected token positions are gathered
+and handed to every reducer, and the per-example results go straight into CPU float64 arrays.
+No ``[layers, batch, pos, d]`` cache ever exists; the extra memory is one layer's selected
+activations of one batch.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 from mechsel.collection.config import CollectConfig
 from mechsel.collection.plan import Batch, build_plan, make_batches, pad_batch
 from mechsel.collection.shards import ShardWriter, open_shard_writer
+from mechsel.collection.stream import pad_token_id, stream_batch
 from mechsel.errors import ConfigError, did_you_mean
 from mechsel.masks.hooks import strategy_hooks
 from mechsel.stats.base import STATISTICS, Reducer
@@ -88,7 +90,7 @@ def resolve_reducers(statistics: Sequence[Any]) -> list[Reducer]:
         if "statistics" in inspect.signature(cls).parameters:
             reducers.append(cls(statistics=tuple(names)))
         else:
-            reducers.append(_Subset(cls(), tuple(names)))
+            reducers.append(_subset(cls(), tuple(names)))
     seen: dict[str, str] = {}
     for r in reducers:
         for name in r.statistic_names():
@@ -101,8 +103,10 @@ def resolve_reducers(statistics: Sequence[Any]) -> list[Reducer]:
 class _Subset:
     """A reducer whose family cannot compute a subset: computes all, keeps the requested ones."""
 
+    family: ClassVar[str]
+
     def __init__(self, inner: Reducer, names: tuple[str, ...]) -> None:
-        self.inner, self.names, self.family = inner, names, inner.family
+        self.inner, self.names = inner, names
 
     def statistic_names(self) -> tuple[str, ...]:
         return self.names
@@ -110,6 +114,12 @@ class _Subset:
     def reduce(self, acts, groups, n_groups, layer):  # noqa: ANN001, ANN201 - same as Reducer.reduce
         out = self.inner.reduce(acts, groups, n_groups, layer)
         return {k: out[k] for k in self.names}
+
+
+def _subset(inner: Reducer, names: tuple[str, ...]) -> _Subset:
+    """A :class:`_Subset` of ``inner`` whose class carries ``inner``'s family (a class variable in :class:`Reducer`)."""
+    cls: type[_Subset] = type(f"_Subset_{inner.family}", (_Subset,), {"family": inner.family})
+    return cls(inner, names)
 
 
 def collect(
@@ -177,12 +187,8 @@ def run_collect(model: Any, texts_or_prompts: Sequence[Any], config: CollectConf
     n_rows = len(plan.example_ids)
     out = {name: np.full((n_rows, len(layers)), np.nan) for name in names}
     hook_label = suffix.removeprefix("hook_")
-    tokenizer = getattr(model, "tokenizer", None)
-    pad_id = getattr(tokenizer, "pad_token_id", None)
-    pad_id = 0 if pad_id is None else int(pad_id)
+    pad_id = pad_token_id(model)
     batches = make_batches(plan, cfg.batch_size)
-    device = model.cfg.device
-    stop = max(layers) + 1
     extra: dict[str, Any] = {
         "layers": list(layers),
         "statistics": names,
@@ -208,7 +214,7 @@ def run_collect(model: Any, texts_or_prompts: Sequence[Any], config: CollectConf
         bar = stack.enter_context(tqdm(total=len(plan.sequences), desc="collect", unit="seq", disable=not cfg.progress))
         for sequences in batches:
             batch = pad_batch(sequences, pad_id)
-            _run_batch(model, batch, cfg, layers, suffix, reducers, out, writer, device, stop)
+            _run_batch(model, batch, cfg, layers, suffix, reducers, out, writer)
             bar.update(len(sequences))
         if writer is not None:
             writer.write_index(provenance, hook_label)
@@ -227,8 +233,8 @@ def run_collect(model: Any, texts_or_prompts: Sequence[Any], config: CollectConf
 
 
 def _describe(reducer: Reducer) -> dict[str, Any]:
-    info = {"family": reducer.family, "statistics": list(reducer.statistic_names())}
-    more = getattr(reducer, "provenance_info", None)
+    info: dict[str, Any] = {"family": reducer.family, "statistics": list(reducer.statistic_names())}
+    more: Callable[[], dict[str, Any]] | None = getattr(reducer, "provenance_info", None)
     if callable(more):
         info.update(more())
     return info
@@ -243,47 +249,39 @@ def _run_batch(
     reducers: list[Reducer],
     out: dict[str, np.ndarray],
     writer: ShardWriter | None,
-    device: Any,
-    stop: int,
 ) -> None:
-    select = batch.select.to(device)
-    groups = batch.groups.to(device)
+    groups = batch.groups.to(model.cfg.device)
     n_groups = len(batch.rows)
-
-    def make_hook(column: int, layer: int) -> Any:
-        def hook(act: torch.Tensor, hook: Any) -> None:
-            if act.ndim != 3:
-                raise ConfigError(
-                    f"Hook {hook.name!r} gives shape {tuple(act.shape)}; collect summarises [batch, pos, d] "
-                    f"activations. Choose a block-level hook such as 'mlp_out' or 'resid_post'."
-                )
-            acts = act.reshape(-1, act.shape[-1]).index_select(0, select)
-            if writer is not None:
-                writer.add(layer, acts)
-            for reducer in reducers:
-                result = reducer.reduce(acts, groups, n_groups, layer)
-                expected = tuple(reducer.statistic_names())
-                if set(result) != set(expected):
-                    raise ConfigError(f"Reducer {reducer.family!r} returned {sorted(result)}; it declares {list(expected)}.")
-                for name in expected:
-                    value = result[name]
-                    if tuple(value.shape) != (n_groups,):
-                        raise ConfigError(
-                            f"Reducer {reducer.family!r} returned shape {tuple(value.shape)} for {name!r}; expected ({n_groups},), one value per group."
-                        )
-                    out[name][batch.rows, column] = value.detach().to("cpu", torch.float64).numpy()
-
-        return hook
-
-    fwd = [(f"blocks.{layer}.{suffix}", make_hook(j, layer)) for j, layer in enumerate(layers)]
     length = batch.tokens.shape[1]
-    attention_mask = batch.attention_mask.to(device)
-    with torch.inference_mode(), contextlib.ExitStack() as stack:
-        stack.enter_context(
-            strategy_hooks(model, cfg.mask, batch.prompts, length=length, attention_mask=attention_mask, layers=range(stop))
-        )
-        stack.enter_context(model.hooks(fwd_hooks=fwd))
-        model(batch.tokens.to(device), attention_mask=attention_mask, stop_at_layer=stop)
+    column = {f"blocks.{layer}.{suffix}": (j, layer) for j, layer in enumerate(layers)}
+
+    def summarise(name: str, acts: torch.Tensor) -> None:
+        if acts.ndim != 2:
+            raise ConfigError(
+                f"Hook {name!r} gives shape {(batch.tokens.shape[0], length, *acts.shape[1:])}; collect summarises [batch, pos, d] "
+                f"activations. Choose a block-level hook such as 'mlp_out' or 'resid_post'."
+            )
+        j, layer = column[name]
+        if writer is not None:
+            writer.add(layer, acts)
+        for reducer in reducers:
+            result = reducer.reduce(acts, groups, n_groups, layer)
+            expected = tuple(reducer.statistic_names())
+            if set(result) != set(expected):
+                raise ConfigError(f"Reducer {reducer.family!r} returned {sorted(result)}; it declares {list(expected)}.")
+            for stat in expected:
+                value = result[stat]
+                if tuple(value.shape) != (n_groups,):
+                    raise ConfigError(
+                        f"Reducer {reducer.family!r} returned shape {tuple(value.shape)} for {stat!r}; expected ({n_groups},), one value per group."
+                    )
+                out[stat][batch.rows, j] = value.detach().to("cpu", torch.float64).numpy()
+
+    stop = max(layers) + 1
+    masking = strategy_hooks(
+        model, cfg.mask, batch.prompts, length=length, attention_mask=batch.attention_mask.to(model.cfg.device), layers=range(stop)
+    )
+    stream_batch(model, batch, list(column), summarise, extra_hooks=[masking])
     if writer is not None:
         sel = batch.select.numpy()
         writer.flush(batch.rows[batch.groups.numpy()], sel % length)

@@ -1,10 +1,11 @@
 """Generating SAE training activations: texts → token batches → selected hook activations.
 
 Each text is encoded as BOS + text (cut to ``context_size``), texts are grouped by length into
-batches, the model runs under ``torch.inference_mode()`` and stops after the last requested
-layer (``stop_at_layer = max(layers) + 1``), and hooks copy the activations of real, non-BOS
-tokens to the CPU. BOS positions carry massive activations (norms ~10× a text token's in
-Gemma 3) that would dominate an SAE's reconstruction loss; they are never yielded.
+batches, and each batch runs through :func:`~mechsel.collection.stream.stream_batch`
+(``torch.inference_mode()``, ``stop_at_layer = max(layers) + 1``), whose hooks hand over the
+activations of real, non-BOS tokens, copied to the CPU at once. BOS positions carry massive
+activations (norms ~10× a text token's in Gemma 3) that would dominate an SAE's
+reconstruction loss; they are never selected, so never yielded.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mechsel.collection.stream import pad_right, pad_token_id, stream_batch
 from mechsel.errors import ConfigError, DataError
 
 __all__ = ["load_texts", "encode_texts", "iter_activations", "split_held_out"]
@@ -124,11 +126,7 @@ def iter_activations(
     least one sequence each), so batches carry little padding and amortise the per-call cost.
     The order of tokens is shuffled later by the training buffer.
     """
-    layers = [int(h.split(".")[1]) for h in hook_names]
-    stop = max(layers) + 1
-    pad = getattr(model.tokenizer, "pad_token_id", None)
-    pad = 0 if pad is None else int(pad)
-    device = model.cfg.device
+    pad = pad_token_id(model)
     bar = tqdm(total=sum(len(s) - 1 for s in encoded), desc="activations", unit="tok", disable=not progress)
     try:
         for start in range(0, len(encoded), chunk):
@@ -138,27 +136,19 @@ def iter_activations(
                 n = max(1, batch_tokens // len(part[first]))
                 batch = part[first : first + n]
                 first += n
-                yield _run_batch(model, batch, hook_names, stop, pad, device)
+                yield _run_batch(model, batch, hook_names, pad)
                 bar.update(sum(len(s) - 1 for s in batch))
     finally:
         bar.close()
 
 
-def _run_batch(model: Any, batch: list[list[int]], hook_names: Sequence[str], stop: int, pad: int, device: Any) -> dict[str, torch.Tensor]:
-    length = max(len(s) for s in batch)
-    tokens = torch.full((len(batch), length), pad, dtype=torch.long)
-    mask = torch.zeros((len(batch), length), dtype=torch.long)
-    for i, seq in enumerate(batch):
-        tokens[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[i, : len(seq)] = 1
-    keep = mask.bool()
-    keep[:, 0] = False  # BOS
-    keep = keep.to(device)
+def _run_batch(model: Any, batch: list[list[int]], hook_names: Sequence[str], pad: int) -> dict[str, torch.Tensor]:
+    # every position but the first: encode_texts puts BOS there
+    padded = pad_right(batch, pad, [np.arange(1, len(seq)) for seq in batch])
     out: dict[str, torch.Tensor] = {}
 
-    def grab(act: torch.Tensor, hook: Any) -> None:
-        out[hook.name] = act[keep].to("cpu", torch.float32)
+    def grab(name: str, acts: torch.Tensor) -> None:
+        out[name] = acts.to("cpu", torch.float32)
 
-    with torch.inference_mode(), model.hooks(fwd_hooks=[(h, grab) for h in hook_names]):
-        model(tokens.to(device), attention_mask=mask.to(device), stop_at_layer=stop)
+    stream_batch(model, padded, hook_names, grab)
     return out

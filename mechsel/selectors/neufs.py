@@ -30,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from mechsel.collection.stream import pad_right, pad_token_id, stream_batch
 from mechsel.errors import ConfigError, DataError
 from mechsel.selectors.base import NeuronSet, Pool, SelectionResult, Selector, SelectorConfig, register_selector
 
@@ -68,8 +69,8 @@ def neuron_sets(
         answer_token_ids: the first token id of each label word; the prediction is the argmax
             of their logits.
         top_n: neurons kept per layer (paper: 2,000); must be <= ``d_mlp``.
-        batch_size: prompts per forward pass (right-padded, so no mask is needed at the last
-            real position).
+        batch_size: prompts per forward pass (right-padded; see
+            :func:`~mechsel.collection.stream.stream_batch`).
         positive_only: drop kept neurons whose contribution is <= 0.
 
     Returns:
@@ -79,8 +80,6 @@ def neuron_sets(
         the final norm); the positive per-example RMS factors are left out since they cannot
         change a layer's ranking.
     """
-    from mechsel.embeddings import right_pad
-
     d_mlp, n_layers = model.cfg.d_mlp, model.cfg.n_layers
     if not 1 <= top_n <= d_mlp:
         raise ConfigError(f"top_n must be in [1, d_mlp={d_mlp}], got {top_n}.")
@@ -101,22 +100,21 @@ def neuron_sets(
         if post is not None and hasattr(post, "w"):
             w = w * post.w.float()[None, :]
         w_out.append(w)
-    tok = model.tokenizer
-    pad_id = tok.pad_token_id if tok is not None and getattr(tok, "pad_token_id", None) is not None else 0
+    names = {f"blocks.{layer}.mlp.hook_post": layer for layer in range(n_layers)}
+    pad_id = pad_token_id(model)
     out: list[NeuronSet] = []
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start : start + batch_size]
-        tokens, lengths = right_pad([p.tokens for p in batch], pad_id)
+        padded = pad_right(batch, pad_id, [[len(p) - 1] for p in batch])  # the answer position
         rows = torch.arange(len(batch))
-        last = (lengths - 1).to(device)
+        last = torch.tensor([len(p) - 1 for p in batch], dtype=torch.long).to(device)
         acts: dict[int, torch.Tensor] = {}
 
-        def grab(act: torch.Tensor, hook: Any, rows: torch.Tensor = rows, last: torch.Tensor = last, acts: dict = acts) -> None:
-            acts[hook.layer()] = act[rows.to(act.device), last.to(act.device)].float()
+        def grab(name: str, act: torch.Tensor, acts: dict = acts) -> None:
+            acts[names[name]] = act.float()
 
-        hooks = [(f"blocks.{layer}.mlp.hook_post", grab) for layer in range(n_layers)]
-        with torch.inference_mode(), model.hooks(fwd_hooks=hooks):
-            resid = model(tokens.to(device), stop_at_layer=n_layers)
+        with torch.inference_mode():
+            resid = stream_batch(model, padded, list(names), grab)  # stops after the last block
             final = model.ln_final(resid[rows.to(device), last][:, None, :])[:, 0]
             logits = final.float() @ model.W_U[:, answers.to(device)].float() + model.b_U[answers.to(device)].float()
             pred = answers.to(device)[logits.argmax(dim=-1)]
@@ -147,7 +145,11 @@ class SetMatrix:
         self.x = sp.csr_matrix((np.ones(column.size, dtype=np.float32), column.ravel(), indptr), shape=(len(sets), n_feat))
         self.x.sort_indices()
         self.sizes = np.diff(self.x.indptr).astype(np.float64)
-        self.dense = self.x.nnz > 0.1 * self.x.shape[0] * n_feat
+        self.dense = self.x.nnz > 0.1 * len(sets) * n_feat
+
+    def __len__(self) -> int:
+        """Number of sets (rows)."""
+        return self.sizes.size
 
     def distances(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """``[len(rows), len(cols)]`` Jaccard distances (two empty sets are at distance 0)."""
@@ -174,7 +176,7 @@ def jaccard_kmedoids(
     Returns ``(medoids [k], assignment [n], iterations)``. A medoid is always assigned to its own
     cluster; within-cluster ties go to the lowest position.
     """
-    n = sets.x.shape[0]
+    n = len(sets)
     all_rows = np.arange(n)
     medoids = [int(rng.integers(n))]
     nearest = sets.distances(all_rows, np.array(medoids))[:, 0]

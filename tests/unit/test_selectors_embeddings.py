@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from mechsel.embeddings import lm_embeddings, right_pad
+from mechsel.collection.stream import right_pad
+from mechsel.embeddings import lm_embeddings
 from mechsel.errors import ConfigError, DataError
 from mechsel.masks.segments import PromptBuilder
 
