@@ -20,6 +20,9 @@ def compare(a: Path, b: Path) -> list[str]:
     """The differences between the results of runs ``a`` and ``b`` (empty: identical)."""
     problems: list[str] = []
     ra, rb = a / "results", b / "results"
+    missing = [str(r) for r in (ra, rb) if not r.is_dir()]
+    if missing:
+        return [f"no results folder at {', '.join(missing)}: pass the folders of two finished runs"]
     names_a = {p.name for p in ra.iterdir() if p.suffix in (".parquet", ".txt", ".json")}
     names_b = {p.name for p in rb.iterdir() if p.suffix in (".parquet", ".txt", ".json")}
     for missing in sorted(names_a ^ names_b):

@@ -7,7 +7,9 @@ Two sources, both through sae-lens:
   the package, so a typo is reported (with near matches) without touching the network.
 * **local folders** (offline): ``load_sae(path=".../layer_6")``, any folder in sae-lens's on-disk
   format (``cfg.json`` + ``sae_weights.safetensors``), e.g. one written by
-  :func:`mechsel.sae.train_sae` or by ``sae.save_model(path)``.
+  :func:`mechsel.sae.train_sae` or by ``sae.save_model(path)``, or a copy of a Gemma Scope 2
+  folder in its published layout (``params.safetensors``; :mod:`mechsel.sae.gemma_scope`), read
+  without any network call.
 
 :func:`check_sae_matches` refuses an SAE trained on another hook, layer width, model or weight
 processing than the activations it would read.
@@ -110,7 +112,8 @@ def load_sae(
         release: pretrained release name, e.g. ``"gemma-scope-2-270m-pt-mlp"`` or
             ``"gpt2-small-res-jb"``; see :func:`pretrained_releases`.
         sae_id: the SAE's id inside the release; see :func:`pretrained_sae_ids`.
-        path: a folder holding ``cfg.json`` and ``sae_weights.safetensors`` (instead of a release).
+        path: a folder holding ``cfg.json`` and ``sae_weights.safetensors``, or a Gemma Scope 2
+            folder (``.../gemma-scope-2-270m-pt/mlp_out/layer_6_width_16k_l0_small``), instead of a release.
         device: where to put the SAE.
         dtype: parameter dtype.
 
@@ -131,6 +134,10 @@ def load_sae(
             "or a local folder (load_sae(path='.../layer_6')), not both and not neither."
         )
     if path is not None:
+        from mechsel.sae.gemma_scope import is_gemma_scope_folder, load_gemma_scope_folder
+
+        if is_gemma_scope_folder(Path(path)):
+            return load_gemma_scope_folder(Path(path), device=str(device), dtype=dtype).eval()
         return _load_folder(_check_folder(Path(path)), device=str(device), dtype=dtype).eval()
     assert release is not None  # exactly one of release and path is given (checked above)
     _check_release(release, sae_id)
