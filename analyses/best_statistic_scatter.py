@@ -1,4 +1,4 @@
-"""Example quality against the strongest moment statistic (largest |ρ|), with its trend line, per task.
+"""Example quality against the strongest moment statistic (largest |ρ|), with its monotone (isotonic) trend and each example's text on hover, per task.
 
 Usage (from the repository root; RUN_DIR defaults to results/demo, figures go to figures/)::
 

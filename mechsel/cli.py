@@ -5,13 +5,16 @@
     mechsel demo [--quick] [--output DIR] [--overwrite] [--set KEY=VALUE ...]
     mechsel run CONFIG.yaml [--output DIR] [--overwrite] [--set KEY=VALUE ...]
     mechsel figures RUN_DIR [--output DIR] [--families ...] [--formats png svg]
-    mechsel config [CONFIG.yaml | --demo | --quick] [--set KEY=VALUE ...]
+    mechsel config [CONFIG.yaml | --demo | --quick] [--check] [--set KEY=VALUE ...]
     mechsel collect [--n 8] [--mask alone] [--layers 0 5 17] [--statistics mean kurtosis]
     mechsel train-sae [--set KEY=VALUE ...]
 
 ``run`` and ``demo`` print the summary table (random vs every activation selector, with bounded 95%
-CIs over seeds, the minimum detectable effect and the cell each selector read) and a three-way verdict
-(HOLDS, DOES NOT HOLD or INCONCLUSIVE) on the paper's finding, decided from intervals.
+CIs over seeds, the minimum detectable effect and the cell each selector read), each task's 0-shot
+and majority-class baselines (flagging a task no selector does better than the majority share), the
+best run of each selector family vs random, and a three-way verdict (HOLDS, DOES NOT HOLD or
+INCONCLUSIVE) on the paper's finding, decided from intervals. ``config --check`` reads each task's
+data as the run would, without loading a model.
 An interrupted run resumes where it stopped when the same command is run again.
 """
 
@@ -72,9 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="YAML config (see configs/)")
     _add_run_options(p)
 
-    p = sub.add_parser("figures", help="regenerate every figure of a finished run from its saved results")
+    p = sub.add_parser("figures", help="regenerate every figure of a finished run, and its report.html, from its saved results")
     p.add_argument("run_dir", help="output directory of a run")
-    p.add_argument("--output", "-o", help="figure folder (default: RUN_DIR/figures)")
+    p.add_argument("--output", "-o", help="figure folder, the report beside them (default: RUN_DIR/figures, RUN_DIR/report.html)")
     p.add_argument("--families", nargs="+", help="figure families (default: all)")
     p.add_argument("--formats", nargs="*", default=["png", "svg"], help="static formats when Chromium is available")
 
@@ -82,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="YAML config")
     p.add_argument("--demo", action="store_true", help="the demo config")
     p.add_argument("--quick", action="store_true", help="the quick demo config")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="also read every task's data as the run would draw it (no model is loaded) and print a summary instead of the config",
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     p = sub.add_parser("collect", help="print activation statistics of a few SST-2 sentences (embedded model)")
@@ -174,7 +182,19 @@ def _cmd_config(args: argparse.Namespace) -> int:
     if sum([bool(args.config), args.demo, args.quick]) != 1:
         raise MechselError("Pass exactly one of CONFIG.yaml, --demo or --quick.")
     source = args.config or to_dict(demo_config(quick=args.quick))
-    print(dump_config(load_config(source, args.overrides)), end="")
+    config = load_config(source, args.overrides)
+    if not args.check:
+        print(dump_config(config), end="")
+        return 0
+    from mechsel.experiment.datacheck import check_data
+    from mechsel.experiment.loading import validate_against_model
+
+    origin = args.config or ("the quick demo config" if args.quick else "the demo config")
+    config = validate_against_model(config)  # layer indices against the model's config (no weights)
+    reports = check_data(config, origin)
+    print(f"{origin}: settings valid; each task's data, drawn as the run would draw it (split_seed {config.split_seed}):")
+    for report in reports:
+        print(f"  {report.line()}")
     return 0
 
 

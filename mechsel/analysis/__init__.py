@@ -4,6 +4,7 @@ per demonstration set), masking effects, selector comparisons, power, and the th
 Pure numpy / scipy / pandas; every function takes and returns tidy frames (see each module).
 """
 
+from mechsel.analysis.baselines import baseline_check, format_baselines
 from mechsel.analysis.comparison import compare_selectors, mean_ci, paired_comparison, paired_interval
 from mechsel.analysis.correlation import SpearmanResult, exceeds_bound_p, fisher_interval, spearman, spearman_p_value, spearman_test
 from mechsel.analysis.grid import correlation_grid, join_quality
@@ -12,7 +13,7 @@ from mechsel.analysis.multiple import benjamini_hochberg
 from mechsel.analysis.partial import PartialSpearmanResult, partial_correlation_grid, partial_spearman
 from mechsel.analysis.power import paired_mde, paired_t_power
 from mechsel.analysis.sets import pooled_set_correlation_grid, set_correlation_grid, set_features, set_scores
-from mechsel.analysis.summary import PAPER_RHO_BOUND, describe_cell, format_summary, summary_table
+from mechsel.analysis.summary import PAPER_RHO_BOUND, describe_cell, family_best, format_family_best, format_summary, summary_table
 from mechsel.analysis.verdict import PartVerdict, Verdict, VerdictSettings, verdict
 
 __all__ = [
@@ -44,6 +45,10 @@ __all__ = [
     "summary_table",
     "format_summary",
     "describe_cell",
+    "family_best",
+    "format_family_best",
+    "baseline_check",
+    "format_baselines",
     "VerdictSettings",
     "PartVerdict",
     "Verdict",

@@ -8,6 +8,10 @@ picked by the very numbers it is then tested on (the winner's curse) — with th
 difference, its interval and the minimum detectable effect, the grid cell the selector itself
 read (``cell``) and that cell's ρ, and the strongest cell of the task's grid for context.
 :mod:`mechsel.analysis.verdict` decides the claims from this table and the grid.
+
+:func:`family_best` gives the other families their line too — each family's best run by test
+mean against its baseline — for reading, not deciding: a best-of-family line is picked by the
+numbers it is then judged on, so its difference is optimistic (the winner's curse).
 """
 
 from __future__ import annotations
@@ -20,7 +24,17 @@ import pandas as pd
 
 from mechsel.errors import DataError
 
-__all__ = ["PAPER_RHO_BOUND", "CELL_COLUMNS", "summary_table", "format_summary", "format_comparison", "describe_cell"]
+__all__ = [
+    "PAPER_RHO_BOUND",
+    "CELL_COLUMNS",
+    "summary_table",
+    "format_summary",
+    "format_comparison",
+    "family_best",
+    "format_family_best",
+    "describe_cell",
+    "aligned",
+]
 
 PAPER_RHO_BOUND = 0.33
 """The largest |ρ| the paper reports between a statistic and example quality."""
@@ -216,10 +230,11 @@ def format_summary(summary: pd.DataFrame, family: str = "activation") -> str:
                 cell,
             ]
         )
-    return _aligned(columns, rows)
+    return aligned(columns, rows)
 
 
-def _aligned(columns: Sequence[tuple[str, str]], rows: list[list[str]]) -> str:
+def aligned(columns: Sequence[tuple[str, str]], rows: list[list[str]]) -> str:
+    """``rows`` of cells under ``columns`` (name, ``<`` or ``>`` alignment) as plain text, with a rule under the header."""
     widths = [max([len(name)] + [len(row[j]) for row in rows]) for j, (name, _) in enumerate(columns)]
 
     def line(cells: Sequence[str]) -> str:
@@ -266,4 +281,69 @@ def format_comparison(comparison: pd.DataFrame) -> str:
                 str(int(cast(float, r["n_seeds"]))),
             ]
         )
-    return _aligned(columns, rows)
+    return aligned(columns, rows)
+
+
+def family_best(comparison: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, metric, budget, family): the family's run with the highest test mean and its
+    paired difference from its own baseline, as the comparison table has it.
+
+    Runs that are their own baseline (random, a retrieval baseline) are left out, and with them
+    the ``baseline`` family. The pick is by test mean, so the line is optimistic (winner's curse);
+    the summary table lists every run of the activation family instead.
+
+    Returns one line per group: the group keys, ``family``, ``selector`` (the best run),
+    ``n_runs`` (runs of the family in the group), ``mean``, ``ci_low``, ``ci_high``, ``baseline``,
+    ``mean_diff``, ``diff_ci_low``, ``diff_ci_high``, ``p_ttest``, ``n_pairs``; families in the
+    order activation first, then by name.
+    """
+    missing = [c for c in ("selector", "family", "baseline", "mean", "mean_diff") if c not in comparison.columns]
+    if missing:
+        raise DataError(f"The comparison lacks columns {missing}; build it with compare_selectors on scores that carry 'family'.")
+    keys = [k for k in ("task", "metric", "budget") if k in comparison.columns]
+    runs = comparison[comparison["selector"] != comparison["baseline"]]
+    rows = []
+    for key, group in runs.groupby(keys + ["family"], sort=True):
+        best = group.loc[cast(pd.Series, group["mean"]).idxmax()]
+        rows.append(
+            {
+                **dict(zip(keys + ["family"], key if isinstance(key, tuple) else (key,))),
+                "selector": best["selector"],
+                "n_runs": len(group),
+                **{c: best.get(c, np.nan) for c in ("mean", "ci_low", "ci_high", "baseline", "mean_diff", "diff_ci_low", "diff_ci_high")},
+                **{c: best.get(c, np.nan) for c in ("p_ttest", "n_pairs")},
+            }
+        )
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["_o"] = (out["family"] != "activation").astype(int)
+    return out.sort_values(keys + ["_o", "family"], kind="stable").drop(columns="_o").reset_index(drop=True)
+
+
+def format_family_best(best: pd.DataFrame) -> str:
+    """The :func:`family_best` table as aligned plain text."""
+    columns = [
+        ("task", "<"),
+        ("k", ">"),
+        ("family", "<"),
+        ("best run by mean (of n)", "<"),
+        ("mean [95% CI]", "<"),
+        ("vs", "<"),
+        ("diff [95% CI]", "<"),
+        ("p(t)", ">"),
+    ]
+    rows = [
+        [
+            str(r.get("task", "")),
+            str(int(cast(float, r["budget"]))),
+            str(r["family"]),
+            f"{r['selector']} ({r['n_runs']})",
+            f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
+            str(r["baseline"]),
+            f"{r['mean_diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]",
+            f"{r['p_ttest']:.3g}",
+        ]
+        for _, r in best.iterrows()
+    ]
+    return aligned(columns, rows)

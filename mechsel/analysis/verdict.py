@@ -31,6 +31,11 @@ Over the activation cells of the correlation grid, each multiplicity family on i
 
 **Overall**: DOES NOT HOLD if a part does not hold, HOLDS if both parts hold, else INCONCLUSIVE;
 the sentence names the part that decided it.
+
+**Baselines.** Given each task's 0-shot score and majority-class share
+(:func:`~mechsel.analysis.baselines.baseline_check`), the verdict carries them, and for a task
+where no selector is shown above the majority share it adds a caution naming the task: the model
+does not do it, so its lines say nothing about selection. The outcome itself is decided as above.
 """
 
 from __future__ import annotations
@@ -112,20 +117,26 @@ class Verdict:
     """The plain-language verdict."""
     settings: VerdictSettings
     """How it was decided."""
+    baselines: dict[str, dict[str, Any]] | None = None
+    """Per task: its 0-shot score, majority-class share, best line and ``below_majority`` flag
+    (:func:`~mechsel.analysis.baselines.baseline_check`); ``None`` when not given."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``outcome``, ``decided_by``, ``text``, ``settings``, and per part
-        ``outcome``, ``text`` and its lines (``verdict.json``)."""
+        """JSON-ready: ``outcome``, ``decided_by``, ``text``, ``settings``, per part ``outcome``,
+        ``text`` and its lines, and ``baselines`` when given (``verdict.json``)."""
         parts = {"gain": asdict(self.gain)}
         if self.correlation is not None:
             parts["correlation"] = asdict(self.correlation)
-        return {
+        out = {
             "outcome": self.outcome,
             "decided_by": self.decided_by,
             "text": self.text,
             "settings": asdict(self.settings),
             "parts": _jsonable(parts),
         }
+        if self.baselines is not None:
+            out["baselines"] = _jsonable(self.baselines)
+        return out
 
 
 def _jsonable(obj: Any) -> Any:
@@ -323,6 +334,7 @@ def verdict(
     bounds: dict[str, Bounds] | None = None,
     model: str = "this model",
     basis: str = "ρ",
+    baselines: pd.DataFrame | None = None,
 ) -> Verdict:
     """Decide the paper's finding from a summary table and (optionally) the activation cells of
     the correlation grid; see the module docstring for every rule.
@@ -335,6 +347,8 @@ def verdict(
             intervals and margins stated as a fraction of the range.
         model: named in the sentence.
         basis: what the grid's ``rho`` is (see :func:`correlation_part`).
+        baselines: :func:`~mechsel.analysis.baselines.baseline_check` of the tasks; a flagged
+            task adds a caution to the sentence.
     """
     settings = settings or VerdictSettings()
     gain = gain_part(summary, settings, bounds)
@@ -353,4 +367,11 @@ def verdict(
     body = "; ".join(f"{name}: {_WORD[p.outcome]} — {p.text}" for name, p in parts.items())
     if corr is None:
         body += "; correlation: not assessed (no grid)"
-    return Verdict(outcome, gain, corr, " and ".join(decided), f"{head}. {body}.", settings)
+    text = f"{head}. {body}."
+    per_task = None
+    if baselines is not None:
+        from mechsel.analysis.baselines import flag_sentence
+
+        per_task = {str(r["task"]): {k: v for k, v in r.items() if k != "task"} for r in baselines.to_dict("records")}
+        text += "".join(f" Caution, {flag_sentence(r)}" for r in baselines.to_dict("records") if r["below_majority"])
+    return Verdict(outcome, gain, corr, " and ".join(decided), text, settings, per_task)

@@ -22,6 +22,7 @@ from mechsel.experiment.engine import Stage, StageContext, run_stages
 from mechsel.experiment.figures import FIGURE_FAMILIES, write_figures
 from mechsel.experiment.loading import dump_config, load_config
 from mechsel.experiment.pipeline import RunResult, build_stages, regenerate_figures, run_experiment
+from mechsel.experiment.report import write_report
 from mechsel.experiment.results import TABLES, load_results
 from mechsel.serialize import apply_overrides, from_dict
 
@@ -49,6 +50,7 @@ __all__ = [
     "RunResult",
     "regenerate_figures",
     "write_figures",
+    "write_report",
     "FIGURE_FAMILIES",
     "TABLES",
     "load_results",

@@ -94,10 +94,10 @@ class ExperimentConfig:
         kb = max(sel.budgets)
         for t in self.tasks:
             sel.seeds_for(t)  # a task's n_seeds must fit selection.seeds
-            if kb > t.pool_size:
+            if kb > t.effective_seed_pool_size:
                 raise ConfigError(
-                    f"Budget k={kb} exceeds the selection pool of task {t.name!r} ({t.pool_size} examples); "
-                    f"lower selection.budgets or raise tasks[{t.name}].selection_pool / n_candidates."
+                    f"Budget k={kb} exceeds the selection pool of task {t.name!r} ({t.effective_seed_pool_size} examples per "
+                    f"seed); lower selection.budgets or raise tasks[{t.name}].seed_pool_size / n_candidates."
                 )
         for r in sel.runs:
             SELECTORS.get(r.selector)  # unknown names list the valid ones
@@ -151,10 +151,12 @@ class ExperimentConfig:
             if not any(r.family == "activation" for r in sel.runs_for(t.name)):
                 raise ConfigError(f"No activation-family selector runs on task {t.name!r}; the summary compares random with one.")
             kind = t.task_config().kind
-            if t.metric is not None:
+            if t.quality_metric is not None:
                 valid = CLASSIFICATION_METRICS if kind == "classification" else GENERATION_METRICS
-                if t.metric not in valid:
-                    raise ConfigError(f"tasks[{t.name}].metric={t.metric!r} does not apply to a {kind} task; choose one of {list(valid)}.")
+                if t.quality_metric not in valid:
+                    raise ConfigError(
+                        f"tasks[{t.name}].quality_metric={t.quality_metric!r} does not apply to a {kind} task; choose one of {list(valid)}."
+                    )
             if kind == "generation":
                 bad = [r.label for r in sel.runs_for(t.name) if SELECTORS.get(r.selector).needs_for(r.params) & CLASSIFICATION_NEEDS]
                 if bad:

@@ -64,8 +64,8 @@ DEMO: dict[str, Any] = {
     "name": "demo",
     "model": {"name": "google/gemma-3-270m", "weight_processing": "none", "dtype": "float32", "matmul_precision": "medium"},
     "tasks": [
-        {"name": "sst2", "n_candidates": 200, "dev_size": 32, "test_size": 80, "selection_pool": 48},
-        {"name": "ag_news", "n_candidates": 48, "dev_size": 24, "test_size": 48, "selection_pool": 40, "n_seeds": 5},
+        {"name": "sst2", "n_candidates": 200, "dev_size": 32, "test_size": 80, "seed_pool_size": 48},
+        {"name": "ag_news", "n_candidates": 48, "dev_size": 24, "test_size": 48, "seed_pool_size": 40, "n_seeds": 5},
     ],
     "collect": {
         "masks": ["full", "isolated"],
@@ -89,7 +89,7 @@ float32-class check (see :mod:`mechsel.models.precision`). Timing: ``benchmarks/
 QUICK: dict[str, Any] = copy.deepcopy(DEMO)
 QUICK.update(
     name="demo-quick",
-    tasks=[{"name": "sst2", "n_candidates": 16, "dev_size": 8, "test_size": 48, "selection_pool": 12}],
+    tasks=[{"name": "sst2", "n_candidates": 16, "dev_size": 8, "test_size": 48, "seed_pool_size": 12}],
     collect={**DEMO["collect"], "masks": ["full", "isolated"]},
     selection={
         "runs": [
@@ -155,7 +155,7 @@ def sae_changes(base: ExperimentConfig, paths: list[str]) -> dict[str, Any]:
     if len(base.selection.seeds) > CLASSIC_SEEDS:  # secondary comparisons stay light, like the classic selectors
         runs = [dict(r, n_seeds=CLASSIC_SEEDS) for r in runs]
     # the labelled seed set of sae_coverage must fit the smallest selection pool (12 under --quick)
-    n_seed = min([32] + [t.selection_pool for t in base.tasks if t.selection_pool])
+    n_seed = min([32] + [t.effective_seed_pool_size for t in base.tasks])
     runs = [dict(r, params={**r.get("params", {}), "n_seed": n_seed}) if r["selector"] == "sae_coverage" else r for r in runs]
     if len(saes) > 1:
         runs = [dict(r, params={**r.get("params", {}), "layer": min(saes)}) for r in runs]

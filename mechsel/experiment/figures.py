@@ -17,6 +17,7 @@ from mechsel.experiment.results import load_results
 
 __all__ = [
     "FIGURE_FAMILIES",
+    "build_figures",
     "write_figures",
     "correlation_figures",
     "layer_figures",
@@ -66,10 +67,12 @@ def selector_figures(results: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def scatter_figures(results: Mapping[str, Any]) -> dict[str, Any]:
-    """Quality against the strongest moment statistic (largest |ρ|) with its trend line, per task."""
+    """Quality against the strongest moment statistic (largest |ρ|) with its monotone trend, per task;
+    each point's hover shows its example id and text."""
     from mechsel.plots import best_statistic_scatter
 
     grid, stats, quality = results["grid"], results["statistics"], results["quality"]
+    examples = results.get("examples")
     out = {}
     for task in _tasks(grid):
         g = grid[(grid["task"] == task) & (grid["family"] == "moments")].dropna(subset=["rho"])
@@ -77,7 +80,9 @@ def scatter_figures(results: Mapping[str, Any]) -> dict[str, Any]:
             continue
         top = g.loc[g["abs_rho"].idxmax()]
         cell = {k: top[k] for k in ("task", "family", "mask", "layer", "statistic", "positions", "hook") if k in top}
-        out[f"best_statistic_{task}"] = best_statistic_scatter(stats, quality, cell, rho=float(top["rho"]))
+        out[f"best_statistic_{task}"] = best_statistic_scatter(
+            stats, quality, cell, rho=float(top["rho"]), examples=examples if examples is not None and not examples.empty else None
+        )
     return out
 
 
@@ -117,6 +122,20 @@ FIGURE_FAMILIES: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
 """Figure family → builder of ``{file stem: figure}`` from the result tables."""
 
 
+def build_figures(results: Mapping[str, Any], families: Sequence[str] | None = None) -> dict[str, Any]:
+    """``{file stem: go.Figure}`` of ``families`` (default: all), in family order, from the result tables."""
+    from mechsel.errors import ConfigError
+
+    chosen = list(families) if families is not None else list(FIGURE_FAMILIES)
+    unknown = [f for f in chosen if f not in FIGURE_FAMILIES]
+    if unknown:
+        raise ConfigError(f"Unknown figure families {unknown}; choose from {list(FIGURE_FAMILIES)}.")
+    figures: dict[str, Any] = {}
+    for family in chosen:
+        figures.update(FIGURE_FAMILIES[family](results))
+    return figures
+
+
 def write_figures(
     results: Mapping[str, Any] | str | Path,
     out_dir: str | Path,
@@ -133,17 +152,11 @@ def write_figures(
         families: keys of :data:`FIGURE_FAMILIES`.
         formats, plotlyjs: see :func:`mechsel.plots.save_figure`.
     """
-    from mechsel.errors import ConfigError
     from mechsel.plots import save_figure
 
     tables = load_results(results) if isinstance(results, (str, Path)) else results
-    chosen = list(families) if families is not None else list(FIGURE_FAMILIES)
-    unknown = [f for f in chosen if f not in FIGURE_FAMILIES]
-    if unknown:
-        raise ConfigError(f"Unknown figure families {unknown}; choose from {list(FIGURE_FAMILIES)}.")
     written: list[Path] = []
-    for family in chosen:
-        for stem, fig in FIGURE_FAMILIES[family](tables).items():
-            written += save_figure(fig, Path(out_dir) / stem, formats=formats, plotlyjs=plotlyjs)  # type: ignore[arg-type]
+    for stem, fig in build_figures(tables, families).items():
+        written += save_figure(fig, Path(out_dir) / stem, formats=formats, plotlyjs=plotlyjs)  # type: ignore[arg-type]
     logger.info("Wrote %d figure files to %s", len(written), out_dir)
     return written

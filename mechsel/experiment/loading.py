@@ -4,7 +4,8 @@ Unknown keys are rejected at every level, naming the key, its place, a close mat
 valid keys; a file that is not UTF-8, not YAML or not a mapping is named with its line. Lists
 become tuples where the field is a tuple; nested sections become their dataclasses. Overrides
 address fields by dotted paths (``selection.seeds``, ``tasks.0.test_size``) and take YAML values
-(``[0, 1, 2]``, ``null``, ``true``).
+(``[0, 1, 2]``, ``null``, ``true``). Keys renamed since (:data:`RENAMED_TASK_KEYS`) are still
+read, in files, dicts and overrides, with one deprecation warning naming the new key.
 :func:`validate_against_model` then checks layer indices against the model's depth, read from its
 config (never its weights, never the network), before any model is loaded.
 """
@@ -25,9 +26,14 @@ from mechsel.errors import ConfigError
 from mechsel.experiment.config import ExperimentConfig
 from mechsel.serialize import apply_overrides, from_dict, to_dict, yaml_problem
 
-__all__ = ["load_config", "dump_config", "model_n_layers", "validate_against_model"]
+__all__ = ["RENAMED_TASK_KEYS", "load_config", "dump_config", "upgrade_renamed_keys", "model_n_layers", "validate_against_model"]
 
 logger = logging.getLogger(__name__)
+
+RENAMED_TASK_KEYS: dict[str, str] = {"selection_pool": "seed_pool_size", "metric": "quality_metric"}
+"""Old ``tasks[]`` keys → their new names. ``selection_pool`` overlapped with the candidates
+(``n_candidates``, drawn from ``pool_split``); ``metric`` read as the test metric but is the
+quality metric."""
 
 
 def load_config(source: str | os.PathLike[str] | Mapping[str, Any], overrides: Sequence[str] = (), **changes: Any) -> ExperimentConfig:
@@ -39,17 +45,68 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any], overrides: S
         changes: top-level fields to replace (e.g. ``output_dir=...``).
     """
     if isinstance(source, Mapping):
-        data, folder = dict(source), Path.cwd()
+        data, folder, origin = dict(source), Path.cwd(), "config"
     else:
-        data, folder = _read_yaml(Path(source)), Path(source).resolve().parent
+        data, folder, origin = _read_yaml(Path(source)), Path(source).resolve().parent, str(source)
     data.update(changes)
+    data = upgrade_renamed_keys(data, origin)
     _plugins(data, folder)
     base = from_dict(ExperimentConfig, data)  # unknown keys of the file are caught here
     if overrides:
-        data = apply_overrides(to_dict(base), overrides)
+        data = apply_overrides(to_dict(base), [_renamed_override(o) for o in overrides])
         _plugins(data, Path.cwd())
         return from_dict(ExperimentConfig, data)
     return base
+
+
+def upgrade_renamed_keys(data: Mapping[str, Any], origin: str = "config", *, warn: bool = True) -> dict[str, Any]:
+    """A copy of config dict ``data`` whose ``tasks[]`` entries use the new names of
+    :data:`RENAMED_TASK_KEYS`; with ``warn``, one logging warning per old key found (naming
+    ``origin``, the tasks that use it and the new key). An entry that sets both names raises."""
+    out = dict(data)
+    tasks = out.get("tasks")
+    if not isinstance(tasks, (list, tuple)):
+        return out  # not a list of entries: from_dict says what is wrong
+    used: dict[str, list[str]] = {}
+    entries = []
+    for i, entry in enumerate(tasks):
+        if isinstance(entry, Mapping):
+            entry = dict(entry)
+            name = str(entry.get("name", i))
+            for old, new in RENAMED_TASK_KEYS.items():
+                if old not in entry:
+                    continue
+                if new in entry:
+                    raise ConfigError(
+                        f"{origin}: tasks[{name}] sets both {old} (the old name) and {new}; {old} is now {new}, so keep only {new}."
+                    )
+                entry[new] = entry.pop(old)
+                used.setdefault(old, []).append(name)
+        entries.append(entry)
+    out["tasks"] = entries
+    if warn:
+        for old, names in used.items():
+            logger.warning(
+                "%s: tasks[].%s is deprecated; it is now tasks[].%s (read as such for task(s) %s). Rename the key to silence this.",
+                origin,
+                old,
+                RENAMED_TASK_KEYS[old],
+                ", ".join(names),
+            )
+    return out
+
+
+def _renamed_override(text: str) -> str:
+    """``tasks.N.<old key>=VALUE`` with the key's new name (and a deprecation warning); other overrides as given."""
+    key, sep, value = text.partition("=")
+    parts = key.strip().split(".")
+    if sep and len(parts) == 3 and parts[0] == "tasks" and parts[2] in RENAMED_TASK_KEYS:
+        new = RENAMED_TASK_KEYS[parts[2]]
+        logger.warning(
+            "--set %s: tasks[].%s is deprecated; it is now tasks[].%s. Use --set tasks.%s.%s=...", key, parts[2], new, parts[1], new
+        )
+        return f"tasks.{parts[1]}.{new}={value}"
+    return text
 
 
 def _plugins(data: dict[str, Any], folder: Path) -> None:

@@ -23,6 +23,7 @@ from mechsel.experiment.config import ExperimentConfig, SelectorRun
 from mechsel.experiment.engine import Stage, prune_stale, run_stages
 from mechsel.experiment.figures import write_figures
 from mechsel.experiment.loading import dump_config
+from mechsel.experiment.report import write_report
 from mechsel.experiment.resources import Resources
 from mechsel.experiment.results import write_results
 from mechsel.experiment.rundir import RunDirectory
@@ -94,7 +95,7 @@ def build_stages(config: ExperimentConfig) -> list[Stage[Any]]:
         stages.append(
             Stage(f"collect/{name}", collect_stage, inputs=(data,), version=4 if config.sae.enabled else 3, params=collect_params)
         )
-        metric = t.metric or default_quality_metric(task_config.kind)
+        metric = t.quality_metric or default_quality_metric(task_config.kind)
         stages.append(
             Stage(f"quality/{name}", quality_stage, inputs=(data,), params=QualityParams(**base, metric=metric, quality=config.quality))
         )
@@ -112,14 +113,15 @@ def build_stages(config: ExperimentConfig) -> list[Stage[Any]]:
             runs=runs,
             budgets=s.budgets,
             seeds=s.seeds_for(t),
-            pool_size=t.pool_size,
+            seed_pool_size=t.effective_seed_pool_size,
             split_seed=config.split_seed,
             confidence_k=s.confidence_k,
             confidence=s.confidence,
         )
         stages.append(Stage(f"select/{name}", select_stage, inputs=sel_inputs, version=2, params=select))
         evaluate = EvaluateParams(**base, orders={r.label or r.selector: r.order for r in runs}, calibrate=s.calibrate, n_boot=EVAL_N_BOOT)
-        stages.append(Stage(f"evaluate/{name}", evaluate_stage, inputs=(data, f"select/{name}"), version=2, params=evaluate))
+        # version 3: the task's baselines (0-shot score, majority-class share) as an output of their own
+        stages.append(Stage(f"evaluate/{name}", evaluate_stage, inputs=(data, f"select/{name}"), version=3, params=evaluate))
         samples = SamplesParams(**base, summary=c.summary(), n_extreme=a.n_extreme, samples_per_example=a.samples_per_example, seed=a.seed)
         stages.append(Stage(f"samples/{name}", samples_stage, inputs=(data, f"quality/{name}"), params=samples))
         analyse_inputs += [data, f"collect/{name}", f"quality/{name}", f"select/{name}", f"evaluate/{name}"]
@@ -145,6 +147,8 @@ class RunResult:
     """Figure files written."""
     records: list[Any]
     """One :class:`~mechsel.experiment.engine.StageRecord` per stage (cached or computed, seconds)."""
+    report_path: Path | None = None
+    """The run's one-page ``report.html`` (verdict, summary, every figure, links to the tables)."""
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -171,6 +175,7 @@ def _collect_tables(config: ExperimentConfig, outputs: dict[str, dict[str, Any]]
         "selections": cat("select", "selections"),
         "scores": cat("evaluate", "scores"),
         "predictions": cat("evaluate", "predictions"),
+        "baselines": cat("evaluate", "baselines"),
         "activation_samples": cat("samples", "activation_samples"),
     }
     for name in ("grid", "masking", "comparison", "summary", "summary_sae", "sets"):
@@ -217,6 +222,7 @@ def run_experiment(config: ExperimentConfig, *, overwrite: bool = False, model: 
         figures = write_figures(
             {**tables, "verdict": verdict}, out / "figures", formats=config.plots.formats, plotlyjs=config.plots.plotlyjs
         )
+        report = write_report(out, tables={**tables, "verdict": verdict})
         prune_stale(out, records)
         run_dir.manifest["results"] = {name: {"rows": len(frame), "columns": list(frame.columns)} for name, frame in tables.items()}
         run_dir.manifest["verdict"] = {
@@ -226,10 +232,23 @@ def run_experiment(config: ExperimentConfig, *, overwrite: bool = False, model: 
             "parts": {k: v["outcome"] for k, v in verdict["parts"].items()},
         }
         run_dir.manifest["status"] = "complete"
-    return RunResult(out, {**tables, "verdict": verdict}, figures, records)
+    return RunResult(out, {**tables, "verdict": verdict}, figures, records, report)
 
 
 def regenerate_figures(run_dir: str | Path, out_dir: str | Path | None = None, **kwargs: Any) -> list[Path]:
-    """Rewrite every figure of a finished run from its saved results (``mechsel figures``)."""
+    """Rewrite every figure of a finished run from its saved results, then its ``report.html``
+    (``mechsel figures``); the figure files and the report are returned, the report last.
+
+    The report goes to ``<run_dir>/report.html``, or beside the figures when ``out_dir`` is given
+    (so a read-only run directory can be redrawn elsewhere); it always shows every figure family.
+    """
+    from mechsel.experiment.results import load_results
+
     run_dir = Path(run_dir)
-    return write_figures(run_dir, out_dir or run_dir / "figures", **kwargs)
+    tables = load_results(run_dir)
+    figures_dir = Path(out_dir) if out_dir is not None else run_dir / "figures"
+    written = write_figures(tables, figures_dir, **kwargs)
+    report = write_report(
+        run_dir, (figures_dir if out_dir is not None else run_dir) / "report.html", tables=tables, figures_dir=figures_dir
+    )
+    return [*written, report]

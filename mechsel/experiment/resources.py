@@ -73,11 +73,16 @@ class Resources:
     def splits(self, name: str) -> Any:
         """The task's candidate / dev / test subsets (:class:`mechsel.tasks.TaskSplits`)."""
         if name not in self._splits:
+            from mechsel.errors import DataError
+            from mechsel.experiment.datacheck import task_data_error
             from mechsel.tasks import make_splits
 
             t = self.task(name)
             split = t.split_config(self.config.split_seed)
-            self._splits[name] = make_splits(t.task_config(), split, source=t.source, data_dir=t.data_dir)
+            try:
+                self._splits[name] = make_splits(t.task_config(), split, source=t.source, data_dir=t.data_dir)
+            except (ConfigError, DataError) as err:
+                raise task_data_error(t, err) from None
         return self._splits[name]
 
     def runner(self, name: str) -> Any:

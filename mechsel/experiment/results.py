@@ -90,6 +90,15 @@ TABLES: dict[str, dict[str, str]] = {
         "pred / gold / correct / p_<label>": "classification outputs",
         "prediction / references / rouge_l": "generation outputs",
     },
+    "baselines": {
+        "task": "task name",
+        "metric": "headline test metric (accuracy / bleu)",
+        "zero_shot": "the test score with no demonstration (same queries and scoring as every selection)",
+        "zero_shot_ci_low / zero_shot_ci_high": "its bootstrap CI over queries",
+        "majority": "share of the most frequent label among the test queries (classification; NaN for generation)",
+        "majority_label": "that label",
+        "n_test": "test queries",
+    },
     "activation_samples": {
         "task": "task name",
         "group": "best / worst by quality",
@@ -174,8 +183,12 @@ def _readme(names: list[str]) -> str:
         "`verdict.json`: whether the paper's finding holds: `outcome` (holds / does_not_hold / inconclusive), `decided_by`, "
         "`text`, `settings` (alpha, margin, rho_bound, rho_adjust, power) and `parts` — `gain` (one line per comparison: task, "
         "budget, selector, diff with its 95% and TOST intervals, q, mde, margin, outcome) and `correlation` (one line per BH "
-        "family); `sae` the same for SAE selectors when they ran.",
-        "`summary.txt`: the printed summary table and verdict.",
+        "family); `baselines` per task: its 0-shot score, majority-class share, best line by mean and `below_majority` (true when no "
+        "selector's 95% interval lies above the majority share: the model does not do the task, and the verdict's text says so); "
+        "`sae` the same verdict for SAE selectors when they ran.",
+        "`summary.txt`: the printed summary: random vs every activation selector, each task's baselines (flagged when no "
+        "selector beats the majority share), the best of each selector family vs random (picked by test mean: optimistic), "
+        "every selector, and the verdict.",
     ]
     return "\n".join(lines) + "\n"
 

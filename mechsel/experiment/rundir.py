@@ -5,7 +5,7 @@ it that determines numbers (its *identity*), library versions, the model's weigh
 data hashes, every stage's cache key and timing, the result tables, and the status
 (``running`` / ``complete``). Opening a directory whose manifest has another identity or other
 library versions raises :class:`~mechsel.errors.ProvenanceMismatchError` naming the differences,
-unless ``overwrite=True``, which removes the previous run's results, figures and manifest (stage
+unless ``overwrite=True``, which removes the previous run's results, figures, report and manifest (stage
 caches are content-addressed and stay valid; unused ones are pruned when the run completes).
 
 **The lock.** ``.lock`` is held with ``fcntl.flock`` for the whole run and records the holder's
@@ -42,7 +42,7 @@ __all__ = ["RunDirectory", "RunDirectoryBusyError", "MANIFEST", "read_manifest"]
 logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 _LOCK = ".lock"
-_OURS = {MANIFEST, "run.log", "config.yaml", "results", "figures", "stages", _LOCK}
+_OURS = {MANIFEST, "run.log", "config.yaml", "results", "figures", "report.html", "stages", _LOCK}
 _FORMAT = "mechsel.run"
 
 try:
@@ -67,18 +67,47 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: d}
+_ABSENT = "<absent>"
 
 
-def _differences(old: Any, new: Any, limit: int = 6) -> list[str]:
-    a, b = _flatten(old), _flatten(new)
-    diffs = [f"{k}: {a.get(k, '<absent>')!r} → {b.get(k, '<absent>')!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+def _short(value: Any, width: int = 60) -> str:
+    text = value if value is _ABSENT else repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _entries(value: Any) -> dict[str, Any] | None:
+    """A list of settings entries (tasks, selector runs) keyed by their ``label`` / ``name``, or
+    ``None`` when it is not one (then it is compared whole, e.g. ``selection.seeds``)."""
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(x, Mapping) for x in value):
+        return None
+    names = [str(x.get("label") or x.get("name") or i) for i, x in enumerate(value)]
+    return dict(zip(names, value)) if len(set(names)) == len(names) else {str(i): x for i, x in enumerate(value)}
+
+
+def _diff(old: Any, new: Any, path: str, out: list[str]) -> None:
+    """Append one ``path: old → new`` line per setting that changed, descending into sections and
+    entry lists, so that a change names its key (``selection.runs[kate].params.k``) and a list of
+    values is shown whole (``selection.seeds: [0, 1] → [0, 1, 2]``)."""
+    if old == new:
+        return
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        for key in list(old) + [k for k in new if k not in old]:
+            _diff(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{path}.{key}" if path else str(key), out)
+        return
+    a, b = _entries(old), _entries(new)
+    if a is not None and b is not None:
+        for key in list(a) + [k for k in b if k not in a]:
+            _diff(a.get(key, _ABSENT), b.get(key, _ABSENT), f"{path}[{key}]", out)
+        if set(a) == set(b) and list(a) != list(b):
+            out.append(f"{path}: order {list(a)} → {list(b)}")
+        return
+    out.append(f"{path or 'value'}: {_short(old)} → {_short(new)}")
+
+
+def _differences(old: Any, new: Any, limit: int = 4) -> list[str]:
+    """The settings that differ between ``old`` and ``new``, one short line each (at most ``limit``)."""
+    diffs: list[str] = []
+    _diff(old, new, "", diffs)
     return diffs[:limit] + ([f"... and {len(diffs) - limit} more"] if len(diffs) > limit else [])
 
 
@@ -132,6 +161,15 @@ def _unwritable(path: Path, err: OSError) -> ConfigError:
         f"lock, log and stage caches there, so the directory (or, if it does not exist yet, its parent) must be "
         f"writable. Make it writable (e.g. chmod u+w {where}) or choose another output directory (CLI: -o/--output)."
     )
+
+
+def _upgraded(identity: Any) -> Any:
+    """A recorded identity with the config keys renamed since (an older run's manifest) under their new names."""
+    if not isinstance(identity, Mapping):
+        return identity
+    from mechsel.experiment.loading import upgrade_renamed_keys
+
+    return upgrade_renamed_keys(identity, warn=False)
 
 
 class RunDirectory:
@@ -190,18 +228,18 @@ class RunDirectory:
             ) from None
         if not isinstance(old, dict) or old.get("format") != _FORMAT:
             raise ConfigError(f"{manifest_file} is not a mechsel run manifest; choose another output directory.")
-        diffs = _differences(old.get("identity"), self.identity)
+        diffs = _differences(_upgraded(old.get("identity")), self.identity)
         versions = _differences(old.get("versions"), library_versions())
         if not diffs and not versions:
             return old
         if not self.overwrite:
             lines = "; ".join(diffs + [f"library {v}" for v in versions])
             raise ProvenanceMismatchError(
-                f"Output directory {self.path} holds a run with other provenance ({lines}). Pass overwrite=True "
+                f"Output directory {self.path} holds a run of other provenance: {lines}. Pass overwrite=True "
                 f"(CLI: --overwrite) to replace it, or choose another output directory."
             )
         logger.warning("Overwriting the run in %s (other provenance: %s)", self.path, "; ".join(diffs + versions))
-        for name in (MANIFEST, "results", "figures", "config.yaml"):
+        for name in (MANIFEST, "results", "figures", "report.html", "config.yaml"):
             target = self.path / name
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)

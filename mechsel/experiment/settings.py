@@ -35,7 +35,10 @@ class ModelSettings:
     device: str | None = None
     """``cpu``, ``cuda``, ``cuda:1``...; ``null`` picks CUDA when available, else CPU."""
     n_threads: int | None = None
-    """CPU threads for torch (``null``: torch's default). Does not change results' meaning."""
+    """CPU threads torch uses for the model (``torch.set_num_threads``; ``null``: torch's default,
+    one per core). It matters on a shared machine: by default each run takes every core, so two
+    runs (or a run beside tests) slow each other down; set it to your share, e.g. ``2``. It changes what is computed by at most float rounding and is
+    left out of the run's identity, so a run may resume with another value."""
     matmul_precision: MatmulPrecision = "highest"
     """Internal precision of float32 matrix products (``torch.set_float32_matmul_precision``) for
     the whole run. ``highest``: plain float32. ``high``/``medium`` may use faster TF32 or
@@ -63,8 +66,9 @@ class TaskSettings:
     """A task defined only in config: the fields of :class:`mechsel.tasks.TaskConfig` other than
     ``name`` (e.g. ``files``, ``input_fields``, ``label_field``, ``label_names``, ``template``)."""
     n_candidates: int = 64
-    """Candidate demonstrations drawn from the pool split: each gets activation statistics and a
-    1-shot quality; selectors choose among them."""
+    """The task's candidates: demonstrations drawn once from the task's ``pool_split`` (the
+    :class:`~mechsel.tasks.SplitConfig` calls their number ``pool_size``). Each gets activation
+    statistics and a 1-shot quality; every seed's selection pool is drawn from them."""
     dev_size: int = 32
     """Dev queries that estimate each candidate's 1-shot quality (cost: n_candidates × dev_size)."""
     test_size: int = 300
@@ -82,18 +86,25 @@ class TaskSettings:
     n_seeds: int | None = None
     """Run this task on the first ``n_seeds`` of ``selection.seeds`` only (``null``: all), e.g. to
     keep a secondary task light; a run's own ``n_seeds`` caps it further."""
-    selection_pool: int | None = None
-    """Per seed, the selectors choose from this many candidates drawn at random (seeded);
-    ``null`` uses all candidates every seed (then only seeded selectors vary across seeds)."""
-    metric: PairMetric | None = None
-    """1-shot quality metric: ``accuracy``, ``gold_prob``, ``gold_logprob`` (classification) or
-    ``rouge_l``, ``bleu`` (generation); ``null``: ``gold_prob`` / ``rouge_l``."""
+    seed_pool_size: int | None = None
+    """Size of each seed's selection pool: per seed, the selectors choose from this many of the
+    ``n_candidates`` candidates, drawn at random (seeded by ``split_seed`` and the seed); ``null``
+    uses all candidates every seed (then only seeded selectors vary across seeds). Formerly
+    ``selection_pool`` (still read, with a deprecation warning)."""
+    quality_metric: PairMetric | None = None
+    """Metric of each candidate's 1-shot quality (the target of the correlations, read on the dev
+    queries): ``accuracy``, ``gold_prob``, ``gold_logprob`` (classification) or ``rouge_l``,
+    ``bleu`` (generation); ``null``: ``gold_prob`` / ``rouge_l``. Not the test metric, which is
+    fixed by the task's kind (accuracy / BLEU, see ``results/scores.parquet``). Formerly
+    ``metric`` (still read, with a deprecation warning)."""
     max_tokens: int | None = None
     """Prompt budget in tokens (``null``: the model's context)."""
     source: Source = "local"
     """``local``: the data directory (``$MECHSEL_DATA_DIR``, ``../shared/data``); ``hub``: online."""
     data_dir: str | None = None
-    """Data directory override for this task."""
+    """Data directory of this task (``null``: ``$MECHSEL_DATA_DIR``, else ``../shared/data`` next
+    to the repository): where its folder of ``<split>.jsonl`` files, or the relative paths of its
+    ``define.files``, are read from. Set it for a task whose data lives elsewhere."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -107,7 +118,7 @@ class TaskSettings:
         positive(f"{where}.n_candidates", self.n_candidates, minimum=2)
         positive(f"{where}.dev_size", self.dev_size)
         positive(f"{where}.test_size", self.test_size)
-        positive(f"{where}.selection_pool", self.selection_pool, allow_none=True, minimum=2)
+        positive(f"{where}.seed_pool_size", self.seed_pool_size, allow_none=True, minimum=2)
         positive(f"{where}.n_seeds", self.n_seeds, allow_none=True, minimum=2)
         positive(f"{where}.max_tokens", self.max_tokens, allow_none=True)
         choice(f"{where}.source", self.source, get_args(Source))
@@ -116,11 +127,13 @@ class TaskSettings:
         if not isinstance(self.stratify, bool):
             raise ConfigError(f"{where}.stratify must be true or false, got {self.stratify!r}.")
         positive(f"{where}.min_words", self.min_words, allow_none=True)
-        if self.selection_pool is not None and self.selection_pool > self.n_candidates:
+        if self.seed_pool_size is not None and self.seed_pool_size > self.n_candidates:
             raise ConfigError(
-                f"{where}: selection_pool={self.selection_pool} exceeds n_candidates={self.n_candidates}; the selection "
-                f"pool is drawn from the candidates. Lower selection_pool or raise n_candidates."
+                f"{where}: seed_pool_size={self.seed_pool_size} exceeds n_candidates={self.n_candidates}; each seed's "
+                f"selection pool is drawn from the candidates. Lower seed_pool_size or raise n_candidates."
             )
+        if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir):
+            raise ConfigError(f"{where}.data_dir must be a folder path or null, got {self.data_dir!r}.")
 
     def task_config(self) -> Any:
         """The :class:`mechsel.tasks.TaskConfig` this entry stands for."""
@@ -151,9 +164,9 @@ class TaskSettings:
         return TaskConfig(name=self.name, **spec)
 
     @property
-    def pool_size(self) -> int:
-        """Size of each seed's selection pool."""
-        return self.selection_pool or self.n_candidates
+    def effective_seed_pool_size(self) -> int:
+        """Size of each seed's selection pool: ``seed_pool_size``, or all ``n_candidates`` when null."""
+        return self.seed_pool_size or self.n_candidates
 
     def split_config(self, seed: int) -> Any:
         """The :class:`mechsel.tasks.SplitConfig` of this task's candidate / dev / test subsets."""

@@ -9,6 +9,7 @@ order of the demonstration sets, and each call reuses its prompts' common prefix
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, Literal, get_args
 
@@ -26,6 +27,8 @@ from mechsel.tasks.base import Example, TaskConfig, get_task
 from mechsel.tasks.prompts import Overflow, PromptEncoder
 
 __all__ = ["PairMetric", "ICLRunner", "pair_scores", "default_quality_metric"]
+
+logger = logging.getLogger(__name__)
 
 PairMetric = Literal["accuracy", "gold_prob", "gold_logprob", "rouge_l", "bleu"]
 """Score of one (prompt, query) pair: ``accuracy`` (0/1), ``gold_prob`` (probability of the gold
@@ -88,6 +91,9 @@ class ICLRunner:
         max_tokens: prompt budget in tokens (answer tokens included); default the model's ``n_ctx``.
         overflow: ``"drop_front"`` (drop the demonstrations farthest from the query) or ``"raise"``.
         tokenizer: overrides ``model.tokenizer``.
+
+    Building one logs a warning for each label word that may bias the scores (no leading space
+    after the template's text, or several tokens): :meth:`PromptEncoder.label_word_problems`.
     """
 
     def __init__(
@@ -116,6 +122,8 @@ class ICLRunner:
         self.generation = generation or GenerationConfig(max_new_tokens=self.task.max_new_tokens, stop=self.task.stop)
         self.max_tokens = int(max_tokens) if max_tokens is not None else int(model.cfg.n_ctx)
         self.overflow: Overflow = overflow
+        for problem in self.encoder.label_word_problems():  # once per runner, i.e. once per task of a run
+            logger.warning(problem)
         if self.task.kind == "classification":
             self.scorer: LabelScorer | None = LabelScorer(model, self.encoder.label_token_ids, self.scoring)
             self.reserve = max(len(ids) for ids in self.encoder.label_token_ids) - 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import textwrap
 from typing import cast
 
 import numpy as np
@@ -12,7 +14,7 @@ from plotly.subplots import make_subplots
 from mechsel.errors import DataError
 from mechsel.plots._frames import PAPER_RHO_BOUND, TEMPLATE, only, suffix
 
-__all__ = ["rho_heatmap", "abs_rho_by_layer", "best_statistic_scatter"]
+__all__ = ["rho_heatmap", "abs_rho_by_layer", "best_statistic_scatter", "monotone_trend"]
 
 
 def _heatmap_trace(cell: pd.DataFrame, showscale: bool) -> go.Heatmap:
@@ -102,8 +104,40 @@ def abs_rho_by_layer(grid: pd.DataFrame, *, task: str | None = None, family: str
     return fig
 
 
-def best_statistic_scatter(stats: pd.DataFrame, quality: pd.DataFrame, cell: dict[str, object], *, rho: float | None = None) -> go.Figure:
-    """Scatter of one grid cell's statistic against example quality with a least-squares trend line.
+def monotone_trend(x: np.ndarray, y: np.ndarray, *, increasing: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Isotonic (``increasing``) or antitonic least-squares fit of ``y`` on ``x``: the closest
+    monotone curve, the trend a rank correlation describes (it depends on ``x`` only through its
+    order). Tied ``x`` share one fitted value. Returns the distinct ``x`` (sorted) and the fit."""
+    from scipy.optimize import isotonic_regression
+
+    xs, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    means = np.bincount(inverse, weights=y) / counts
+    return xs, isotonic_regression(means, weights=counts, increasing=increasing).x
+
+
+def _hover_text(text: str, width: int = 60, limit: int = 300) -> str:
+    """An example's text for a hover label: shortened, HTML-escaped, wrapped with ``<br>``."""
+    text = " ".join(str(text).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return "<br>".join(html.escape(line, quote=False) for line in textwrap.wrap(text, width)) or "(empty)"
+
+
+def best_statistic_scatter(
+    stats: pd.DataFrame,
+    quality: pd.DataFrame,
+    cell: dict[str, object],
+    *,
+    rho: float | None = None,
+    examples: pd.DataFrame | None = None,
+) -> go.Figure:
+    """Scatter of one grid cell's statistic against example quality, with a monotone trend.
+
+    The trend is the isotonic fit (monotone least squares) in the direction of the points'
+    Spearman ρ, so it agrees with the rank correlation in the title: it only uses the order of the
+    statistic and bends where the ranks do, where a straight least-squares line would follow a
+    few extreme values. Every point's hover shows its example id, text (when ``examples`` is
+    given), statistic and quality.
 
     Args:
         stats: tidy statistics frame (``example_id``, ``value`` and the cell's key columns).
@@ -111,6 +145,8 @@ def best_statistic_scatter(stats: pd.DataFrame, quality: pd.DataFrame, cell: dic
         cell: the key columns and values picking one cell, e.g. ``{"layer": 5, "statistic":
             "kurtosis", "mask": "full"}`` (a line of the grid as a dict works).
         rho: the cell's ρ, shown in the title when given.
+        examples: the run's ``examples`` table (``example_id``, ``text``; ``subset`` and ``task``
+            when present pick the candidates of the cell's task), for the hover text.
     """
     sel = stats
     for col, val in cell.items():
@@ -121,6 +157,18 @@ def best_statistic_scatter(stats: pd.DataFrame, quality: pd.DataFrame, cell: dic
     on = ["example_id"] + (["task"] if "task" in sel.columns and "task" in quality.columns else [])
     data = sel.merge(quality[on + ["quality"]], on=on).dropna(subset=["value", "quality"])
     x, y = data["value"].to_numpy(float), data["quality"].to_numpy(float)
+    ids = data["example_id"].astype(str).to_numpy()
+    texts = np.full(len(ids), "", dtype=object)
+    if examples is not None:
+        if not {"example_id", "text"} <= set(examples.columns):
+            raise DataError(f"The examples frame needs columns ['example_id', 'text']; it has {list(examples.columns)}.")
+        ex = examples
+        if "subset" in ex.columns:
+            ex = cast(pd.DataFrame, ex[ex["subset"] == "candidate"])
+        if "task" in ex.columns and "task" in cell:
+            ex = cast(pd.DataFrame, ex[ex["task"] == cell["task"]])
+        by_id = dict(zip(ex["example_id"].astype(str), ex["text"], strict=True))
+        texts = np.array([_hover_text(by_id[i]) if i in by_id else "(text not in the examples table)" for i in ids], dtype=object)
     label = f"layer {cell.get('layer')} {cell.get('statistic')}" + (f" ({cell['mask']})" if "mask" in cell else "")
     fig = go.Figure(
         go.Scatter(
@@ -128,15 +176,35 @@ def best_statistic_scatter(stats: pd.DataFrame, quality: pd.DataFrame, cell: dic
             y=y,
             mode="markers",
             name="examples",
-            text=data["example_id"].astype(str),
+            customdata=np.stack([ids, texts], axis=-1) if len(ids) else None,
             marker={"size": 6, "opacity": 0.7},
-            hovertemplate="%{text}<br>statistic %{x:.4g}<br>quality %{y:.3f}<extra></extra>",
+            hovertemplate="example %{customdata[0]}<br>%{customdata[1]}<br>statistic %{x:.4g}<br>quality %{y:.3f}<extra></extra>",
         )
     )
-    if len(x) >= 2 and np.ptp(x) > 0:
-        slope, intercept = np.polyfit(x, y, 1)
-        xs = np.array([x.min(), x.max()])
-        fig.add_trace(go.Scatter(x=xs, y=slope * xs + intercept, mode="lines", name="least-squares trend", line={"color": "firebrick"}))
+    if len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+        from scipy.stats import spearmanr
+
+        rho_points = float(spearmanr(x, y).statistic)  # pyright: ignore[reportAttributeAccessIssue]
+        if np.isfinite(rho_points):
+            increasing = rho_points >= 0
+            xs, fit = monotone_trend(x, y, increasing=increasing)
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=fit,
+                    mode="lines",
+                    name=f"monotone trend: isotonic fit, {'increasing' if increasing else 'decreasing'} (the sign of ρ)",
+                    line={"color": "firebrick", "shape": "linear"},
+                    hovertemplate="isotonic fit<br>statistic %{x:.4g}<br>quality %{y:.3f}<extra></extra>",
+                )
+            )
     title = f"Example quality vs {label}" + (f" (Spearman ρ = {rho:+.2f})" if rho is not None else "")
-    fig.update_layout(template=TEMPLATE, title=title, xaxis_title=label, yaxis_title="example quality (1-shot dev score)")
+    fig.update_layout(
+        template=TEMPLATE,
+        title=title,
+        xaxis_title=label,
+        yaxis_title="example quality (1-shot dev score)",
+        legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom"},
+        hoverlabel={"align": "left"},
+    )
     return fig

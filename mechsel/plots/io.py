@@ -3,7 +3,9 @@
 Kaleido ≥ 1 renders static images by driving a Chromium-family browser. mechsel looks for one
 (``BROWSER_PATH``, ``PATH``, the typical install locations, or kaleido's own download from
 ``kaleido.get_chrome_sync()``) and, when none is found, logs once that static images are skipped
-and writes the HTML only — a missing browser never fails a run.
+and writes the HTML only — a missing browser never fails a run. Debian's ``chromium`` package
+(``/usr/bin/chromium``, found on ``PATH``) works; ``scripts/setup.sh`` installs it when run as
+root on a machine with ``apt-get``.
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ def static_export_available() -> bool:
 @functools.lru_cache(maxsize=1)
 def _warn_no_static() -> None:
     logger.info(
-        "No Chromium found for kaleido: writing HTML figures only (PNG/SVG skipped). Install one with "
-        "`kaleido_get_chrome` (or python -c 'import kaleido; kaleido.get_chrome_sync()'), or set BROWSER_PATH."
+        "No Chromium found for kaleido: writing HTML figures only (PNG/SVG skipped). For PNG/SVG install one: "
+        "`apt-get install chromium` (scripts/setup.sh does this when run as root on a machine with apt), "
+        "`kaleido_get_chrome` (downloads one), or set BROWSER_PATH to a Chromium/Chrome binary."
     )
 
 

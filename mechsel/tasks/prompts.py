@@ -88,6 +88,36 @@ class PromptEncoder:
             raise ConfigError(f"Task {self.task.name!r}: two verbalisers encode to the same tokens; choose distinct words.")
         return out
 
+    def label_word_problems(self) -> list[str]:
+        """What may bias a classification task's label scores, one sentence per verbaliser at fault
+        (empty for generation tasks): no leading space where the template puts the answer right
+        after text (``"Answer:"`` + ``"yes"`` reads ``Answer:yes``, a token sequence the model rarely
+        saw), or several tokens for this tokenizer (scored as the sum of their log-probabilities,
+        which favours labels of fewer tokens). :class:`~mechsel.icl.ICLRunner` logs them."""
+        if self.task.kind != "classification":
+            return []
+        literal, field_name = self._parts[-1]
+        tail = "{" + field_name + "}" if field_name is not None else literal[-12:]
+        glued = field_name is not None or not literal[-1:].isspace()
+        problems = []
+        for name, word in zip(self.task.label_names, self.task.label_words):
+            if glued and not word[:1].isspace():
+                problems.append(
+                    f"Task {self.task.name!r}: the verbaliser of label {name!r}, {word!r}, has no leading space, but the template "
+                    f"ends with {tail!r}, so prompts read {tail + word!r}; most tokenizers expect {' ' + word!r} "
+                    f"(set verbalizers with a leading space, or end the template with one)."
+                )
+            ids = self.encode(word)
+            if len(ids) > 1:
+                decode = getattr(self.tokenizer, "decode", None)
+                pieces = [decode([i]) for i in ids] if callable(decode) else list(ids)
+                problems.append(
+                    f"Task {self.task.name!r}: the verbaliser of label {name!r}, {word!r}, is {len(ids)} tokens for this "
+                    f"tokenizer ({' + '.join(repr(x) for x in pieces)}, ids {list(ids)}); it is scored as the sum of their "
+                    f"log-probabilities, which favours labels of fewer tokens. A one-token word is safer."
+                )
+        return problems
+
     def pieces(self, example: Example, *, answer: bool) -> tuple[Piece, ...]:
         """The token pieces of ``example``: filled template, plus its answer if ``answer``."""
         key = (example.id, example.split, tuple(example.inputs.items()), example.label, example.references[:1], answer)

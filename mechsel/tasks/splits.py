@@ -60,7 +60,8 @@ class SplitConfig:
     """Sizes, seed and drawing rules of a task's pool / dev / test subsets."""
 
     pool_size: int | None = 1000
-    """Candidate pool size; ``None`` takes every example of the pool split left by the other subsets."""
+    """Number of candidates (an experiment config's ``tasks[].n_candidates``); ``None`` takes every
+    example of the pool split left by the other subsets."""
     dev_size: int = 64
     """Dev subset size (queries used to estimate example quality); may be 0."""
     test_size: int | None = 500
@@ -171,6 +172,10 @@ def stratified_label_order(
     return order
 
 
+_SIZE_FIELDS = {"dev": "dev_size", "pool": "pool_size (the config's n_candidates)", "test": "test_size"}
+"""The field that sets each subset's size, as an error names it."""
+
+
 def _take(name: str, wanted: int | None, available: int, cfg: TaskConfig, split: str, filtered: bool) -> int:
     after = "after the other subsets" + (" and the min_words filter" if filtered else "")
     if wanted is None:
@@ -182,7 +187,7 @@ def _take(name: str, wanted: int | None, available: int, cfg: TaskConfig, split:
     if wanted > available:
         raise DataError(
             f"Task {cfg.name!r}: asked for {wanted} {name} examples but split {split!r} has only {available} left "
-            f"{after}; lower {name}_size (or pass None to take all that remain)."
+            f"{after}; lower {_SIZE_FIELDS[name]} (or pass None to take all that remain)."
         )
     return wanted
 

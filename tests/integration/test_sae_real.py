@@ -133,7 +133,7 @@ def test_demo_with_a_trained_sae_runs_the_sae_selectors(trained, tmp_path):
         "tasks.0.n_candidates=8",
         "tasks.0.dev_size=4",
         "tasks.0.test_size=12",
-        "tasks.0.selection_pool=6",
+        "tasks.0.seed_pool_size=6",
         "selection.budgets=[2]",
         "selection.seeds=[0,1]",
         "analysis.n_boot=100",

@@ -28,7 +28,7 @@ TINY = [  # the shipped config at toy sizes; nothing about the task itself chang
     "tasks.0.n_candidates=8",
     "tasks.0.dev_size=2",
     "tasks.0.test_size=4",
-    "tasks.0.selection_pool=6",
+    "tasks.0.seed_pool_size=6",
     "collect.context_size=2",
     "collect.statistics=[mean,kurtosis]",
     "selection.budgets=[1]",
@@ -91,8 +91,9 @@ def test_all_script_and_cli_regenerate_the_run_figures_without_a_model(finished_
     assert _run_script("all.py", [str(finished_run.output_dir), "--out", str(tmp_path / "a"), "--formats"], monkeypatch) == 0
     assert mechsel_main(["figures", str(finished_run.output_dir), "-o", str(tmp_path / "b"), "--formats"]) == 0
     for folder in ("a", "b"):
-        files = {p.name: p.read_bytes() for p in (tmp_path / folder).iterdir() if p.is_file()}
+        files = {p.name: p.read_bytes() for p in (tmp_path / folder).iterdir() if p.is_file() and p.name != "report.html"}
         assert files == original  # same file set, byte for byte (div ids are derived from the file stem)
+    assert (tmp_path / "b" / "report.html").is_file() and not (tmp_path / "a" / "report.html").exists()  # the CLI writes the report
     assert set(FIGURE_FAMILIES) == {"correlation", "layers", "selectors", "scatter", "sae", "activations"}
 
 

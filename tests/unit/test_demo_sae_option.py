@@ -30,7 +30,7 @@ def test_sae_folder_adds_statistics_and_selector_runs(tmp_path):
     added = config.selection.runs[len(base.selection.runs) :]
     assert {r.family for r in added} == {"sae"}
     coverage = next(r for r in added if r.selector == "sae_coverage")
-    assert coverage.params["n_seed"] == min(t.selection_pool for t in base.tasks)  # fits the quick pool of 12
+    assert coverage.params["n_seed"] == min(t.effective_seed_pool_size for t in base.tasks)  # fits the quick pool of 12
 
 
 def test_two_saes_pin_the_topk_layer(tmp_path):

@@ -42,7 +42,7 @@ def test_unknown_keys_name_the_key_and_the_valid_ones():
     ("change", "message"),
     [
         ({"selection": {**MINIMAL["selection"], "budgets": [100]}}, r"Budget k=100 exceeds the selection pool"),
-        ({"tasks": [{"name": "sst2", "n_candidates": 10, "selection_pool": 20}]}, r"selection_pool=20 exceeds n_candidates=10"),
+        ({"tasks": [{"name": "sst2", "n_candidates": 10, "seed_pool_size": 20}]}, r"seed_pool_size=20 exceeds n_candidates=10"),
         ({"selection": {"runs": [{"selector": "random"}]}}, r"no activation-family selector"),
         (
             {
@@ -73,7 +73,7 @@ def test_unknown_keys_name_the_key_and_the_valid_ones():
             },
             r"generation task.*\['margin'\]",
         ),
-        ({"tasks": [{"name": "sst2", "metric": "bleu"}]}, r"metric='bleu' does not apply to a classification task"),
+        ({"tasks": [{"name": "sst2", "quality_metric": "bleu"}]}, r"quality_metric='bleu' does not apply to a classification task"),
         (
             {
                 "selection": {
@@ -163,3 +163,27 @@ def test_candidate_slots_follow_the_packing():
     slots = candidate_slots(10, 4, seed=3)
     order = _order(10, 3)
     assert [slots[i] for i in order] == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]  # prompt by prompt, first demonstration first
+
+
+def test_renamed_task_keys_still_load_with_one_warning_naming_the_new_key(tmp_path, caplog):
+    old = {**MINIMAL, "tasks": [{"name": "sst2", "selection_pool": 12, "metric": "accuracy"}, {"name": "rte", "selection_pool": 10}]}
+    new = {
+        **MINIMAL,
+        "tasks": [{"name": "sst2", "seed_pool_size": 12, "quality_metric": "accuracy"}, {"name": "rte", "seed_pool_size": 10}],
+    }
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(old))
+    with caplog.at_level("WARNING", logger="mechsel.experiment.loading"):
+        cfg = load_config(path)
+    assert cfg == load_config(new) and cfg.tasks[0].seed_pool_size == 12 and cfg.tasks[0].quality_metric == "accuracy"
+    warnings = [r.getMessage() for r in caplog.records if r.name == "mechsel.experiment.loading"]
+    assert len(warnings) == 2  # once per old key, not once per task
+    pool = next(w for w in warnings if "selection_pool" in w)
+    assert str(path) in pool and "tasks[].seed_pool_size" in pool and "sst2, rte" in pool
+    assert any("tasks[].metric is deprecated; it is now tasks[].quality_metric" in w for w in warnings)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mechsel.experiment.loading"):
+        assert load_config(MINIMAL, ["tasks.0.selection_pool=7"]).tasks[0].seed_pool_size == 7
+    assert "use --set tasks.0.seed_pool_size" in caplog.text.lower()
+    with pytest.raises(ConfigError, match=r"tasks\[sst2\] sets both selection_pool .* keep only seed_pool_size"):
+        load_config({**MINIMAL, "tasks": [{"name": "sst2", "selection_pool": 12, "seed_pool_size": 12}]})

@@ -48,7 +48,7 @@ def _config(root: Path, out: str, **changes) -> dict:
                 "n_candidates": 12,
                 "dev_size": 3,
                 "test_size": 6,
-                "selection_pool": 9,
+                "seed_pool_size": 9,
             }
         ],
         "collect": {"masks": ["full", "isolated"], "statistics": ["mean", "kurtosis"], "context_size": 3, "chunk_size": 2, "batch_size": 4},
@@ -115,6 +115,7 @@ def test_end_to_end_tables_verdict_and_figures(reference):
     } <= names
     saved = load_results(result.output_dir)
     pd.testing.assert_frame_equal(saved["summary"], t["summary"])
+    pd.testing.assert_frame_equal(saved["baselines"], t["baselines"])
     assert (result.output_dir / "results" / "README.md").read_text().count("parquet") >= 8
 
 
@@ -138,9 +139,59 @@ def test_interrupted_run_resumes_with_identical_results(reference, model, spy_ev
     cached = {r.name: r.cached for r in result.records}
     assert cached["collect/reviews"] and cached["quality/reviews"] and cached["select/reviews"] and not cached["evaluate/reviews"]
     distinct = len({(s, b, seed) for s, b, seed in ref.tables["scores"][["selector", "budget", "seed"]].itertuples(index=False)})
-    assert calls["n"] <= distinct - done_before  # finished evaluations were not redone
+    assert calls["n"] <= distinct + 1 - done_before  # finished evaluations were not redone (+1: the 0-shot baseline)
     for name in ("scores", "predictions", "grid", "comparison", "summary"):
         pd.testing.assert_frame_equal(result.tables[name], ref.tables[name])
+
+
+def test_baselines_are_the_zero_shot_score_and_the_majority_share_beside_every_family(reference, model):
+    from mechsel.experiment.resources import Resources
+    from mechsel.icl import evaluate
+
+    root, result = reference
+    base = result.tables["baselines"]
+    assert list(base.columns[:5]) == ["task", "metric", "zero_shot", "zero_shot_ci_low", "zero_shot_ci_high"]
+    assert (
+        len(base) == 1
+        and base["n_test"].iloc[0] == 6
+        and set(result.tables["scores"]["selector"]) == {"random", "activation", "bm25", "margin"}
+    )
+    res = Resources(load_config(_config(root, "ref")), model=model)
+    test = list(res.splits("reviews").test)
+    assert base["zero_shot"].iloc[0] == evaluate(res.runner("reviews"), test, [], n_boot=200).score  # scored once, as a direct call
+    labels = [e.label for e in test]
+    assert base["majority"].iloc[0] == max(labels.count(0), labels.count(1)) / 6
+    per_task = result.verdict["baselines"]["reviews"]
+    assert per_task["majority"] == base["majority"].iloc[0] and isinstance(per_task["below_majority"], bool)
+    table = result.verdict["table"]
+    assert "Baselines of each task" in table and "Best of each family vs random" in table and "winner's curse" in table
+    assert (
+        table.index("activation selector") < table.index("Baselines") < table.index("Best of each family") < table.index("Every selector")
+    )
+    family_lines = table.split("Best of each family")[1].split("Every selector")[0]
+    assert "bm25 (1)" in family_lines and "margin (1)" in family_lines and "similarity" in family_lines
+    assert ("FLAG task reviews" in table) == per_task["below_majority"] == ("Caution, task reviews" in result.verdict["text"])
+
+
+def test_config_check_reads_the_data_as_the_run_would_without_a_model(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    import mechsel.models
+
+    monkeypatch.setattr(mechsel.models, "load_model", lambda *a, **k: pytest.fail("config --check loaded a model"))
+    path = tmp_path / "c.yaml"
+    cfg = _config(tmp_path, "out")
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["config", "--check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "reviews: classification; candidates 12 (train), dev 3 (train), test 6 (test); test labels bad " in out
+    assert "majority share" in out and "model:" not in out  # a summary, not the config
+    cfg["tasks"][0]["define"]["test_split"] = "tset"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["config", "--check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mechsel: error: {path}: tasks[reviews]:") and err.count("\n") == 1
+    assert "(tasks[reviews].define.test_split)" in err and "Did you mean 'test'" in err and "Available: ['test', 'train']" in err
 
 
 def test_other_provenance_is_refused_unless_overwrite(reference, model):
@@ -156,10 +207,12 @@ def test_other_provenance_is_refused_unless_overwrite(reference, model):
 
 def test_figures_regenerate_identically_from_saved_results(reference, tmp_path):
     _, result = reference
-    written = regenerate_figures(result.output_dir, tmp_path / "figs", formats=[])
+    *written, report = regenerate_figures(result.output_dir, tmp_path / "figs", formats=[])
     assert {p.name for p in written} == {p.name for p in result.figures}
     for path in written:
         assert path.read_bytes() == (result.output_dir / "figures" / path.name).read_bytes()
+    assert report == tmp_path / "figs" / "report.html"  # beside the redrawn figures, the run folder untouched
+    _check_report_links(report)
 
 
 def test_cli_figures_config_and_errors(reference, tmp_path, capsys):
@@ -210,3 +263,76 @@ def test_protocols_label_their_annotation_budget_and_retrieve_among_the_annotate
         assert detail["annotated_by"] == "random" and len(fixed_random) == 2
         for q, demos in part.groupby("query"):  # BM25 itself is checked by hand in test_selectors_retrieval
             assert list(demos.sort_values("rank")["score"]) == sorted(demos["score"])  # most similar last
+
+
+PROBE_FIGURES = """JSON.stringify(Array.from(document.querySelectorAll('figure[data-figure]')).map(
+    f => [f.dataset.figure, f.querySelectorAll('.js-plotly-plot svg.main-svg').length]))"""
+ALL_DRAWN = "Array.from(document.querySelectorAll('figure[data-figure]')).every(f => f.querySelector('svg.main-svg'))"
+
+
+def _check_report_links(report: Path) -> list[str]:
+    """Every relative link of ``report`` resolves to an existing file; its hrefs."""
+    from html.parser import HTMLParser
+    from urllib.parse import unquote
+
+    hrefs: list[str] = []
+
+    class Links(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag in ("a", "link", "script", "img"):
+                hrefs.extend(v for k, v in attrs if k in ("href", "src") and v)
+
+    Links().feed(report.read_text(encoding="utf-8"))
+    for href in hrefs:
+        if href.startswith("#"):
+            continue
+        assert "://" not in href, f"{href}: the report must not point outside the run"
+        assert (report.parent / unquote(href)).is_file(), href
+    return hrefs
+
+
+def test_report_has_the_verdict_summary_every_figure_and_links(reference):
+    import html
+
+    from plotly.offline import get_plotlyjs
+
+    _, result = reference
+    report = result.report_path
+    assert report == result.output_dir / "report.html"
+    page = report.read_text(encoding="utf-8")
+    verdict = result.verdict
+    assert html.escape(verdict["text"]) in page and f'data-outcome="{verdict["outcome"]}"' in page
+    assert html.escape(verdict["table"]) in page  # the printed summary table
+    assert "summary.parquet as a table" in page and "<table" in page
+    stems = [p.stem for p in result.figures if p.suffix == ".html"]
+    assert stems and all(f'data-figure="{stem}"' in page for stem in stems)
+    assert page.count('class="plotly-graph-div"') == len(stems)
+    assert page.count(get_plotlyjs()[:500]) == 1 and "<script src=" not in page  # plotly.js inlined once, nothing fetched
+    hrefs = _check_report_links(report)
+    results = result.output_dir / "results"
+    assert {f"results/{p.name}" for p in results.glob("*.parquet")} | {"results/README.md"} <= set(hrefs)
+    assert f"figures/{stems[0]}.html" in hrefs
+
+
+def test_report_escapes_text(reference, tmp_path):
+    from mechsel.experiment import write_report
+
+    _, result = reference
+    tables = {**result.tables, "verdict": {**result.verdict, "text": "<script>alert(1)</script> & more"}}
+    page = write_report(result.output_dir, tmp_path / "r.html", tables=tables).read_text(encoding="utf-8")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page and "<script>alert(1)" not in page
+    _check_report_links(tmp_path / "r.html")
+
+
+def test_report_renders_in_headless_chromium_offline(reference):
+    """The report opens in a real browser with the network cut off: no console error, no uncaught
+    exception, no request other than the file itself (and inline data), and every figure drew."""
+    from _chromium import load_page
+
+    _, result = reference
+    stems = [p.stem for p in result.figures if p.suffix == ".html"]
+    page = load_page(result.report_path, probe=PROBE_FIGURES, until=ALL_DRAWN)
+    assert page.errors == []
+    assert all(url.startswith(("file:", "data:", "blob:")) for url in page.requests), page.requests
+    drawn = dict(page.probe)  # figure → number of plotly svg layers drawn in it
+    assert sorted(drawn) == sorted(stems) and all(n >= 1 for n in drawn.values()), drawn

@@ -253,3 +253,41 @@ def test_debris_clean_up_deletes_nothing_outside_the_stage_folder(tmp_path):
     assert (outside / "target.txt").read_text() == "keep me too"
     assert not (folder / ".victim.tmp-3").is_symlink()  # the link is removed, not what it points to
     assert not (folder / ".table.parquet.tmp-4").exists() and not (folder / "key.partial" / ".step0.npy.tmp-5").exists()
+
+
+# ---------------------------------------------------------------------------------------------- provenance
+def test_a_refused_rerun_names_only_the_settings_that_changed(tmp_path):
+    from mechsel.errors import ProvenanceMismatchError
+    from mechsel.experiment import demo_config
+
+    old = demo_config(quick=True).identity()
+    with RunDirectory(tmp_path / "out", old):
+        pass
+    seeds = demo_config(quick=True, selection={**old["selection"], "seeds": [0, 1, 2, 3]}).identity()
+    with pytest.raises(ProvenanceMismatchError) as caught:
+        with RunDirectory(tmp_path / "out", seeds):
+            pass
+    message = str(caught.value)
+    assert "selection.seeds: [0, 1, 2] → [0, 1, 2, 3]" in message and "runs" not in message and len(message) < 300
+    runs = [*old["selection"]["runs"], {"selector": "bm25"}]
+    tasks = [{**old["tasks"][0], "test_size": 40}]
+    changed = demo_config(quick=True, selection={**old["selection"], "runs": runs}, tasks=tasks).identity()
+    with pytest.raises(ProvenanceMismatchError) as caught:
+        with RunDirectory(tmp_path / "out", changed):
+            pass
+    lines = str(caught.value).split(": ", 1)[1]
+    assert "tasks[sst2].test_size: 48 → 40" in lines and "selection.runs[bm25]: <absent> → {'selector': 'bm25'" in lines
+    assert lines.count("→") == 2 and len(str(caught.value)) < 400
+
+
+def test_a_run_recorded_under_the_old_key_names_resumes(tmp_path):
+    from mechsel.experiment import demo_config
+
+    new = demo_config(quick=True).identity()
+    task = {
+        ("selection_pool" if k == "seed_pool_size" else "metric" if k == "quality_metric" else k): v for k, v in new["tasks"][0].items()
+    }
+    with RunDirectory(tmp_path / "out", {**new, "tasks": [task]}):
+        pass
+    with RunDirectory(tmp_path / "out", new):  # same settings under the new names: no mismatch
+        pass

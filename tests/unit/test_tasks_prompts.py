@@ -140,3 +140,31 @@ def test_label_token_ids_multi_token_with_char_tokenizer():
     assert [len(ids) for ids in enc.label_token_ids] == [len(" negative"), len(" positive")]
     with pytest.raises(ConfigError, match="generation task"):
         PromptEncoder("e2e_nlg", CharTokenizer(), bos_token_id=1).label_token_ids
+
+
+def test_label_word_problems_name_the_label_and_how_it_tokenises():
+    import dataclasses
+
+    sst2 = get_task("sst2")
+    assert PromptEncoder(sst2, WordTokenizer(), bos_token_id=1).label_word_problems() == []  # " negative": one word, spaced
+    glued = dataclasses.replace(sst2, verbalizers=("negative", " positive"))
+    problems = PromptEncoder(glued, WordTokenizer(), bos_token_id=1).label_word_problems()
+    assert len(problems) == 1 and "label 'negative', 'negative', has no leading space" in problems[0]
+    assert "Sentiment:negative'" in problems[0] and "expect ' negative'" in problems[0]
+    spaced_cue = dataclasses.replace(glued, template="Review: {sentence}\nSentiment: ")
+    assert PromptEncoder(spaced_cue, WordTokenizer(), bos_token_id=1).label_word_problems() == []  # the cue ends with the space
+    words = PromptEncoder(dataclasses.replace(sst2, verbalizers=(" not good", " good")), WordTokenizer(), bos_token_id=1)
+    (multi,) = words.label_word_problems()
+    assert "label 'negative', ' not good', is 2 tokens for this tokenizer (' not' + ' good', ids [" in multi
+    assert PromptEncoder(get_task("e2e_nlg"), WordTokenizer(), bos_token_id=1).label_word_problems() == []
+
+
+def test_building_a_runner_logs_each_verbaliser_problem_once(caplog):
+    from mechsel.icl import ICLRunner
+    from mechsel.models import tiny_model
+
+    with caplog.at_level("WARNING", logger="mechsel.icl.runner"):
+        ICLRunner(tiny_model(), "sst2")  # one token per character: ' negative' is 9 tokens
+    messages = [r.getMessage() for r in caplog.records if r.name == "mechsel.icl.runner"]
+    assert len(messages) == 2 and all("tokens for this tokenizer" in m for m in messages)
+    assert "label 'positive', ' positive', is 9 tokens" in messages[1] and "' ' + 'p' + 'o'" in messages[1]

@@ -186,10 +186,16 @@ def _verdict_cells(grid: pd.DataFrame, family: str, basis: str) -> tuple[pd.Data
 def analyse_stage(ctx: StageContext[AnalyseParams]) -> dict[str, Any]:
     """Outputs ``grid``, ``masking`` (when both full and isolated were collected), ``comparison``,
     ``summary`` (random vs every activation selector), ``summary_sae`` (when SAE selectors ran)
-    and ``verdict`` (JSON: outcome overall and per part, the evidence lines, text, table)."""
+    and ``verdict`` (JSON: outcome overall and per part, the evidence lines, each task's baselines
+    and flag, text, and the printed table: the activation lines, the tasks' baselines, the best of
+    each family, every selector)."""
     from mechsel.analysis import (
+        baseline_check,
         compare_selectors,
         correlation_grid,
+        family_best,
+        format_baselines,
+        format_family_best,
         format_summary,
         masking_effect,
         summary_table,
@@ -205,6 +211,7 @@ def analyse_stage(ctx: StageContext[AnalyseParams]) -> dict[str, Any]:
     scores = _concat(ctx, "evaluate/", "scores")
     selections = _concat(ctx, "select/", "selections")
     examples = _concat(ctx, "data/", "examples")
+    baselines = _concat(ctx, "evaluate/", "baselines")
     kw = {"n_boot": a.n_boot, "level": a.level, "seed": a.seed}
     grid = correlation_grid(
         stats,
@@ -235,7 +242,8 @@ def analyse_stage(ctx: StageContext[AnalyseParams]) -> dict[str, Any]:
     out["summary"] = summary
     settings = a.verdict_settings()
     moments, basis = _verdict_cells(grid, "moments", a.rho_basis)
-    v = verdict(summary, moments, settings=settings, bounds=METRIC_RANGES, model=p.model, basis=basis)
+    checked = baseline_check(baselines, comparison) if not baselines.empty else None
+    v = verdict(summary, moments, settings=settings, bounds=METRIC_RANGES, model=p.model, basis=basis, baselines=checked)
     n_act = int(summary["selector"].nunique())
     note = (
         f"All {n_act} activation runs are compared with random (none picked by its test mean); the gain part's "
@@ -245,13 +253,25 @@ def analyse_stage(ctx: StageContext[AnalyseParams]) -> dict[str, Any]:
     )
     if a.rho_basis == "partial":
         note += f" The correlation part decides on the partial ρ given {', '.join(COVARIATES)} (raw ρ beside it in grid.parquet)."
-    text = [
-        format_summary(summary),
-        note,
-        "",
-        "Every selector, with the labels it used (B) and its paired baseline:",
-        format_comparison(comparison),
-    ]
+    text = [format_summary(summary), note, ""]
+    if checked is not None:
+        text += [
+            "Baselines of each task (0-shot: no demonstration; majority: always the most frequent test label). A task where "
+            "no line's 95% interval over seeds lies above the majority share is flagged: the model does not do it.",
+            format_baselines(checked),
+            "",
+        ]
+    best = family_best(comparison)
+    if not best.empty:
+        text += [
+            "Best of each family vs random (or the run's own paired baseline, under vs), per task and budget. Each line is "
+            "the family's run with the highest test "
+            "mean: picked by the numbers it is judged on, its difference is optimistic (winner's curse), unlike the "
+            "activation lines above, which list every run.",
+            format_family_best(best),
+            "",
+        ]
+    text += ["Every selector, with the labels it used (B) and its paired baseline:", format_comparison(comparison)]
     result = v.to_dict()
     sets = _sets(selections, scores, stats, p)
     if sets is not None:

@@ -4,14 +4,20 @@ A fixed set is put in the run's order (``random``: seeded by the seed) and share
 queries, so its prefix is encoded once; retrieval sets are used in the order retrieved.
 Identical prompts (e.g. a deterministic selector whose pool does not change with the seed) are
 scored once: each evaluation is checkpointed under a hash of its demonstrations and ordering.
+
+The task's baselines come last, so they never touch a selection's numbers: the 0-shot score (the
+same test queries with no demonstration, scored the same way, checkpointed like the others) and,
+for classification, the majority-class share (the accuracy of always answering the most frequent
+test label). A selector that does not beat the majority share shows nothing about selection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -23,7 +29,7 @@ from mechsel.tasks.prompts import OrderPolicy
 if TYPE_CHECKING:
     from mechsel.experiment.resources import Resources
 
-__all__ = ["EvaluateParams", "evaluate_stage"]
+__all__ = ["EvaluateParams", "evaluate_stage", "majority_share", "BASELINE_COLUMNS"]
 
 SCORE_COLUMNS = [
     "task",
@@ -40,6 +46,20 @@ SCORE_COLUMNS = [
     "ci_high",
     "n_test",
 ]
+
+BASELINE_COLUMNS = ["task", "metric", "zero_shot", "zero_shot_ci_low", "zero_shot_ci_high", "majority", "majority_label", "n_test"]
+"""Columns of the ``baselines`` output (one line per task)."""
+
+
+def majority_share(labels: Sequence[int | None]) -> tuple[float, int | None]:
+    """The share of the most frequent label among ``labels`` and that label (the smallest index on
+    a tie); ``(nan, None)`` when there are none (generation tasks)."""
+    known = [int(x) for x in labels if x is not None]
+    if not known:
+        return float("nan"), None
+    counts = np.bincount(known)
+    top = int(counts.argmax())
+    return float(counts[top] / len(known)), top
 
 
 @dataclass(frozen=True)
@@ -58,7 +78,10 @@ def evaluate_stage(ctx: StageContext[EvaluateParams]) -> dict[str, Any]:
     """Outputs ``scores`` — task, selector, selector_name, family, protocol, annotation_budget (B, the
     labels the run used), budget, seed, metric (headline:
     accuracy or bleu), score, ci_low, ci_high (bootstrap over queries), n_test, then one column per
-    other metric (macro_f1 or rouge_l) — and ``predictions`` (one row per run and test query)."""
+    other metric (macro_f1 or rouge_l) — ``predictions`` (one row per run and test query) and
+    ``baselines`` (one line: :data:`BASELINE_COLUMNS`; the 0-shot score of the headline metric with
+    its bootstrap interval, the majority-class share and label for classification, NaN and an
+    empty label for generation)."""
     from mechsel.icl import evaluate
 
     p = ctx.params
@@ -121,4 +144,29 @@ def evaluate_stage(ctx: StageContext[EvaluateParams]) -> dict[str, Any]:
         predictions.append(pred.assign(task=task, selector=label, budget=int(budget), seed=int(seed)))
     scores = pd.DataFrame(score_rows)
     extra = [c for c in scores.columns if c not in SCORE_COLUMNS]
-    return {"scores": scores[SCORE_COLUMNS + extra], "predictions": pd.concat(predictions, ignore_index=True)}
+    # the 0-shot baseline: no demonstration, same queries and scoring (after the selections, on purpose)
+    key = hash_json({"demos": [], "calibrate": p.calibrate, "n_boot": p.n_boot})
+
+    def zero_shot() -> dict[str, Any]:
+        result = evaluate(res.runner(task), test, [], calibrate=p.calibrate, n_boot=p.n_boot)
+        return {"metric": result.metric, "score": result.score, "ci": list(result.ci)}
+
+    zero = ctx.checkpoint(f"zero-shot-{key}", zero_shot)
+    share, label = majority_share([e.label for e in test])
+    names = splits.task.label_names
+    baselines = pd.DataFrame(
+        [
+            {
+                "task": task,
+                "metric": zero["metric"],
+                "zero_shot": zero["score"],
+                "zero_shot_ci_low": zero["ci"][0],
+                "zero_shot_ci_high": zero["ci"][1],
+                "majority": share,
+                "majority_label": "" if label is None else names[label],
+                "n_test": len(test),
+            }
+        ],
+        columns=BASELINE_COLUMNS,
+    )
+    return {"scores": scores[SCORE_COLUMNS + extra], "predictions": pd.concat(predictions, ignore_index=True), "baselines": baselines}

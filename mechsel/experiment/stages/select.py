@@ -1,7 +1,7 @@
 """``select/<task>``: every selector run, at every budget and seed, on that seed's selection pool.
 
-Seed ``s`` draws the selection pool from the candidates (``selection_pool`` of them, seeded by
-the split seed and ``s``), seeds the selector, and later orders the demonstrations. Annotation
+Seed ``s`` draws its selection pool from the candidates (``tasks[].seed_pool_size`` of them,
+seeded by the split seed and ``s``), seeds the selector, and later orders the demonstrations. Annotation
 runs choose ``k`` demonstrations once; retrieval runs choose ``k`` per test query from the
 annotated set (the whole pool, or another run's selection). Each (run, seed) is one checkpoint.
 """
@@ -78,8 +78,8 @@ class SelectParams(TaskStageParams):
     """Numbers of demonstrations k."""
     seeds: tuple[int, ...]
     """The task's seeds (a run's ``n_seeds`` takes the first of them)."""
-    pool_size: int
-    """Candidates in each seed's selection pool."""
+    seed_pool_size: int
+    """Candidates in each seed's selection pool (:attr:`TaskSettings.effective_seed_pool_size`)."""
     split_seed: int
     """Seed of the selection pools (with each seed)."""
     confidence_k: int
@@ -178,7 +178,7 @@ def select_stage(ctx: StageContext[SelectParams]) -> dict[str, Any]:
         return selector.select(pool, k, seed=seed), detail
 
     def one_run(run: SelectorRun, seed: int) -> pd.DataFrame:
-        pos = pool_positions(len(cands), p.pool_size, p.split_seed, seed)
+        pos = pool_positions(len(cands), p.seed_pool_size, p.split_seed, seed)
         rows = []
         retrieval = "annotate" not in SELECTORS.get(run.selector).modes or run.annotated is not None
         protocol = "fixed" if not retrieval else "annotate_then_retrieve" if run.annotated is not None else "retrieve_from_pool"
