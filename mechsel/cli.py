@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["main", "build_parser"]
 
 logger = logging.getLogger("mechsel.cli")
+NOISY_LOGGERS = ("choreographer", "kaleido", "httpx", "urllib3", "filelock")
+"""Libraries whose INFO records the CLI leaves out (warnings and errors still show)."""
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -130,6 +132,8 @@ def _logging(quiet: bool) -> None:
     handler.addFilter(_not_the_run_outcome)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
+    for name in NOISY_LOGGERS:  # their INFO lines (temp folders, requests) say nothing about the run
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
 def _run(args: argparse.Namespace, config: ExperimentConfig) -> int:
