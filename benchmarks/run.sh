@@ -3,7 +3,7 @@
 # lines: the machine (CPU model, cores, UTC date, load average at start) and the exact command.
 # stderr (progress bars, logging) goes to $BENCH_LOG (default ${TMPDIR:-/tmp}/mechsel-bench-<name>.log).
 # On a shared machine, wrap it in the shared lock:  flock /tmp/mechsel/heavy.lock benchmarks/run.sh collect --n 256
-# Usage: benchmarks/run.sh <collect|quality|icl_baseline|selectors|sae|scoring> [script arguments...]
+# Usage: benchmarks/run.sh <collect|quality|icl_baseline|selectors|sae|scoring|scale> [script arguments...]
 set -euo pipefail
 name="$1"; shift
 root="$(cd "$(dirname "$0")/.." && pwd)"

@@ -16,6 +16,8 @@ best run of each selector family vs random, and a three-way verdict (HOLDS, DOES
 INCONCLUSIVE) on the paper's finding, decided from intervals. ``config --check`` reads each task's
 data as the run would, without loading a model.
 An interrupted run resumes where it stopped when the same command is run again.
+``--set execution.engine=ray`` runs the same study's independent work on Ray workers (one
+machine's cores or a cluster: README, "Scaling out") without changing a number.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config field, e.g. --set selection.seeds=[0,1,2] (repeatable)",
+        help="override a config field, e.g. --set selection.seeds=[0,1,2] or --set execution.engine=ray (repeatable)",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars, warnings only")
 

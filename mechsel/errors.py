@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["MechselError", "ConfigError", "ProvenanceMismatchError", "DataError"]
+__all__ = ["MechselError", "ConfigError", "ProvenanceMismatchError", "DataError", "WorkerError"]
 
 
 class MechselError(ValueError):
@@ -21,6 +21,10 @@ class ProvenanceMismatchError(MechselError):
 
 class DataError(MechselError):
     """Input data is missing, empty or malformed."""
+
+
+class WorkerError(MechselError):
+    """A worker of a distributed run could not start, or died more often than it may be restarted."""
 
 
 def did_you_mean(name: object, options: Iterable[object]) -> str:

@@ -23,16 +23,17 @@ import torch
 from tqdm.auto import tqdm
 
 from mechsel.collection.config import CollectConfig
-from mechsel.collection.plan import Batch, build_plan, make_batches, pad_batch
+from mechsel.collection.plan import Batch, Plan, build_plan, make_batches, pad_batch
 from mechsel.collection.shards import ShardWriter, open_shard_writer
 from mechsel.collection.stream import pad_token_id, stream_batch
 from mechsel.errors import ConfigError, did_you_mean
 from mechsel.masks.hooks import strategy_hooks
+from mechsel.provenance import Provenance
 from mechsel.stats.base import STATISTICS, Reducer
 from mechsel.stats.moments import DEFAULT_MOMENTS
 from mechsel.stats.result import StatsResult
 
-__all__ = ["collect", "run_collect", "resolve_layers", "resolve_hook", "resolve_reducers"]
+__all__ = ["collect", "run_collect", "collect_provenance", "resolve_layers", "resolve_hook", "resolve_reducers"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +177,6 @@ def collect(
 
 def run_collect(model: Any, texts_or_prompts: Sequence[Any], config: CollectConfig) -> StatsResult:
     """:func:`collect` with the settings given as one :class:`CollectConfig`."""
-    from mechsel.models.loading import model_provenance
-
     cfg = config
     layers = resolve_layers(model, cfg.layers)
     suffix = resolve_hook(model, cfg.hook)
@@ -189,24 +188,7 @@ def run_collect(model: Any, texts_or_prompts: Sequence[Any], config: CollectConf
     hook_label = suffix.removeprefix("hook_")
     pad_id = pad_token_id(model)
     batches = make_batches(plan, cfg.batch_size)
-    extra: dict[str, Any] = {
-        "layers": list(layers),
-        "statistics": names,
-        "reducers": [_describe(r) for r in reducers],
-        "truncate": cfg.truncate,
-        "n_truncated": plan.n_truncated,
-        "n_reencoded_past_window": plan.n_reencoded,
-    }
-    provenance = model_provenance(
-        model,
-        hook=hook_label,
-        mask=cfg.mask,
-        positions=cfg.positions_label,
-        bos_policy=plan.bos_policy,
-        padding_side="right",
-        data_hash=plan.data_hash,
-        extra=extra,
-    )
+    provenance = _provenance(model, plan, cfg, layers, hook_label, reducers)
     n_tokens = sum(len(s.prompt) for s in plan.sequences)
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -229,6 +211,40 @@ def run_collect(model: Any, texts_or_prompts: Sequence[Any], config: CollectConf
         n_tokens=np.asarray(plan.n_tokens),
         provenance=provenance,
         meta={"seconds": seconds, "tokens": n_tokens, "batch_size": cfg.batch_size},
+    )
+
+
+def collect_provenance(model: Any, texts_or_prompts: Sequence[Any], config: CollectConfig) -> Provenance:
+    """The provenance :func:`run_collect` records for these inputs, without running the model
+    (the inputs are only tokenised and planned)."""
+    layers = resolve_layers(model, config.layers)
+    hook_label = resolve_hook(model, config.hook).removeprefix("hook_")
+    reducers = resolve_reducers(config.statistics)
+    return _provenance(model, build_plan(model, texts_or_prompts, config), config, layers, hook_label, reducers)
+
+
+def _provenance(
+    model: Any, plan: Plan, cfg: CollectConfig, layers: tuple[int, ...], hook_label: str, reducers: list[Reducer]
+) -> Provenance:
+    from mechsel.models.loading import model_provenance
+
+    extra: dict[str, Any] = {
+        "layers": list(layers),
+        "statistics": [name for r in reducers for name in r.statistic_names()],
+        "reducers": [_describe(r) for r in reducers],
+        "truncate": cfg.truncate,
+        "n_truncated": plan.n_truncated,
+        "n_reencoded_past_window": plan.n_reencoded,
+    }
+    return model_provenance(
+        model,
+        hook=hook_label,
+        mask=cfg.mask,
+        positions=cfg.positions_label,
+        bos_policy=plan.bos_policy,
+        padding_side="right",
+        data_hash=plan.data_hash,
+        extra=extra,
     )
 
 

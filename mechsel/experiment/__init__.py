@@ -8,6 +8,7 @@ tables' columns.
 from mechsel.experiment.config import (
     AnalysisSettings,
     CollectSettings,
+    ExecutionSettings,
     ExperimentConfig,
     ModelSettings,
     PlotSettings,
@@ -37,6 +38,7 @@ __all__ = [
     "SelectionSettings",
     "AnalysisSettings",
     "PlotSettings",
+    "ExecutionSettings",
     "load_config",
     "from_dict",
     "apply_overrides",

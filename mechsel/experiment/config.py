@@ -15,6 +15,7 @@ from typing import Any, Literal
 from mechsel.errors import ConfigError
 from mechsel.experiment.analysis_settings import AnalysisSettings, PlotSettings
 from mechsel.experiment.checks import choice, has_negative, positive
+from mechsel.experiment.execution import ExecutionSettings
 from mechsel.experiment.selection import SelectionSettings, SelectorRun
 from mechsel.experiment.settings import CollectSettings, ModelSettings, QualitySettings, SAESettings, TaskSettings
 from mechsel.icl.runner import CLASSIFICATION_METRICS, GENERATION_METRICS
@@ -31,11 +32,12 @@ __all__ = [
     "SelectionSettings",
     "AnalysisSettings",
     "PlotSettings",
+    "ExecutionSettings",
     "ExperimentConfig",
 ]
 
 
-NON_RESULT_FIELDS = ("name", "output_dir", "progress", "log_level", "plots")
+NON_RESULT_FIELDS = ("name", "output_dir", "progress", "log_level", "plots", "execution")
 """Top-level fields that never change a number (left out of the run's identity)."""
 
 
@@ -69,6 +71,9 @@ class ExperimentConfig:
     """Show progress bars."""
     log_level: Literal["DEBUG", "INFO", "WARNING"] = "INFO"
     """Level of ``run.log`` and the console."""
+    execution: ExecutionSettings = field(default_factory=ExecutionSettings)
+    """Where the independent units of work run: this process (``engine: local``) or Ray workers
+    (``engine: ray``). Never changes a number."""
     plugins: tuple[str, ...] = ()
     """Python modules imported before the config is read, so that what they register (e.g. a
     selector) can be named here: dotted module names or ``.py`` files (relative to the config

@@ -16,6 +16,11 @@ keeps its finished checkpoints, each written atomically, and resumes from them. 
 results to equal uninterrupted ones, every checkpointed step must be a pure function of its
 inputs (seed it from its own identity, not from a shared random stream).
 
+Independent steps go through :meth:`StageContext.map_units`: each is a *unit* (a checkpoint name
+and a small picklable descriptor) computed by a module-level function, here in order or on Ray
+workers (:mod:`mechsel.experiment.execution`); either way this process stores each result as the
+checkpoint of that name, so the files and values do not depend on where they were computed.
+
 Integrity: a finished stage's ``_done.json`` and each checkpoint's done-marker
 (``<file>.done``) record the size and SHA-256 of what they vouch for. A file that no longer
 matches (truncated, damaged) is logged, moved aside to ``stages/<stage>/.corrupt/<time>/``
@@ -33,19 +38,20 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from tqdm.auto import tqdm
 
 from mechsel.errors import ConfigError, DataError
+from mechsel.experiment.execution import MISSING, Executor, LocalExecutor, UnitFn
 from mechsel.experiment.store import check_file, file_digest, find_value, load_value, save_value, write_json
 from mechsel.paths import atomic_dir, safe_name, within
 from mechsel.provenance import hash_json
 from mechsel.serialize import to_dict
 
-__all__ = ["Stage", "StageContext", "StageRecord", "run_stages", "stage_key", "prune_stale"]
+__all__ = ["Stage", "StageContext", "StageRecord", "run_stages", "stage_key", "prune_stale", "MISSING"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,7 +63,6 @@ _ASIDE = ".corrupt"
 """Folder (inside each stage's folder) that damaged files are moved to."""
 _DEBRIS = ".*.tmp-*"
 """Temporary files and folders of atomic writes (see :mod:`mechsel.paths`)."""
-_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -96,24 +101,42 @@ class StageContext(Generic[P]):
     """Shared lazy resources (e.g. the model), passed to :func:`run_stages`."""
     progress: bool = True
     """Whether to show progress bars."""
+    executor: Executor = field(default_factory=LocalExecutor)
+    """Where :meth:`map_units` computes units (this process unless the run says otherwise)."""
 
     @property
     def params(self) -> P:
         """The stage's parameter dataclass."""
         return self.stage.params
 
+    def stored(self, name: str) -> Any:
+        """The stored value of step ``name`` if a previous attempt finished it and it matches its
+        done-marker, else :data:`MISSING` (a damaged file is moved aside, as :meth:`checkpoint` does)."""
+        found = find_value(self.work_dir / safe_name("checkpoint", name))
+        return MISSING if found is None else _load_checkpoint(found, self.work_dir.parent)
+
     def checkpoint(self, name: str, compute: Callable[[], T]) -> T:
         """Return the stored value of step ``name`` if a previous attempt finished it; otherwise
         ``compute()`` it, store it atomically, and return it."""
+        value = self.stored(name)
+        if value is not MISSING:
+            return value
         stem = self.work_dir / safe_name("checkpoint", name)
-        found = find_value(stem)
-        if found is not None:
-            value = _load_checkpoint(found, self.work_dir.parent)
-            if value is not _MISSING:
-                return value
         path = save_value(stem, compute())
         write_json(_marker(path), file_digest(path))  # written after the data: a file without one is unfinished
         return load_value(path)  # the stored form, as a resume would see it
+
+    def map_units(
+        self, fn: UnitFn[Any, Any, T], units: Sequence[tuple[str, Any]], shared: Any = None, *, desc: str | None = None
+    ) -> list[T]:
+        """``fn(resources, shared, unit)`` for every ``(checkpoint name, unit)`` of ``units``, each
+        result stored as the checkpoint of that name (finished ones are loaded, not recomputed).
+
+        ``fn`` must be a module-level function (workers find it by name) and ``unit`` and
+        ``shared`` small picklable values: ``shared`` goes to each worker once. Units with the same
+        name are computed once. Returns the stored values, in the order of ``units``.
+        """
+        return self.executor.map(self, fn, units, shared, desc=desc or self.stage.name)
 
 
 @dataclass(frozen=True)
@@ -200,7 +223,7 @@ def _move_aside(paths: Sequence[Path], stage_folder: Path, reason: str) -> None:
 
 
 def _load_checkpoint(path: Path, stage_folder: Path) -> Any:
-    """The value stored at ``path`` if it matches its done-marker, else ``_MISSING`` (moved aside)."""
+    """The value stored at ``path`` if it matches its done-marker, else :data:`MISSING` (moved aside)."""
     marker = _marker(path)
     reason = None
     if marker.is_file():
@@ -216,7 +239,7 @@ def _load_checkpoint(path: Path, stage_folder: Path) -> Any:
                 write_json(marker, file_digest(path))
             return value
     _move_aside([path, marker] if marker.is_file() else [path], stage_folder, reason)
-    return _MISSING
+    return MISSING
 
 
 def _load_outputs(folder: Path) -> dict[str, Any]:
@@ -253,10 +276,11 @@ def _run(
     outputs: Mapping[str, dict[str, Any]],
     resources: Any,
     progress: bool,
+    executor: Executor,
 ) -> Mapping[str, Any]:
     work = folder / f"{key}.partial"
     work.mkdir(parents=True, exist_ok=True)
-    ctx = StageContext(stage, key, work, {i: outputs[i] for i in stage.inputs}, resources, progress)
+    ctx = StageContext(stage, key, work, {i: outputs[i] for i in stage.inputs}, resources, progress, executor)
     produced = stage.run(ctx)
     if not isinstance(produced, Mapping):
         raise DataError(f"Stage {stage.name!r} must return a mapping of named outputs, got {type(produced).__name__}.")
@@ -270,8 +294,12 @@ def run_stages(
     resources: Any = None,
     progress: bool = True,
     on_stage_done: Callable[[StageRecord], None] | None = None,
+    executor: Executor | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[StageRecord]]:
     """Run ``stages`` in order under ``root``, loading finished ones from the cache.
+
+    ``executor`` computes the stages' units (:meth:`StageContext.map_units`); default: in this
+    process, in order (:class:`~mechsel.experiment.execution.LocalExecutor`).
 
     Returns:
         ``(outputs by stage name, one record per stage)``.
@@ -283,6 +311,7 @@ def run_stages(
     keys: dict[str, str] = {}
     outputs: dict[str, dict[str, Any]] = {}
     records: list[StageRecord] = []
+    executor = executor if executor is not None else LocalExecutor()
     bar = tqdm(stages, desc="stages", unit="stage", disable=not progress)
     for stage in bar:
         missing = [i for i in stage.inputs if i not in keys]
@@ -294,7 +323,7 @@ def run_stages(
         start = time.perf_counter()
         produced = None
         if stage.source:
-            produced = _run(stage, "pending", folder, keys, outputs, resources, progress)
+            produced = _run(stage, "pending", folder, keys, outputs, resources, progress, executor)
             if "fingerprint" not in produced:
                 raise DataError(f"Source stage {stage.name!r} must return an output named 'fingerprint'.")
             key = stage_key(stage, keys, produced["fingerprint"])
@@ -312,7 +341,7 @@ def run_stages(
             resumed = work.is_dir() and any(work.iterdir())
             if produced is None:
                 logger.info("stage %s: %s (%s)", stage.name, "resuming" if resumed else "running", key)
-                produced = _run(stage, key, folder, keys, outputs, resources, progress)
+                produced = _run(stage, key, folder, keys, outputs, resources, progress, executor)
             with atomic_dir(final) as tmp:
                 files = {}
                 for name, value in produced.items():

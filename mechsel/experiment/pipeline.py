@@ -21,6 +21,7 @@ import pandas as pd
 from mechsel.errors import ConfigError
 from mechsel.experiment.config import ExperimentConfig, SelectorRun
 from mechsel.experiment.engine import Stage, prune_stale, run_stages
+from mechsel.experiment.execution import make_executor
 from mechsel.experiment.figures import write_figures
 from mechsel.experiment.loading import dump_config
 from mechsel.experiment.report import write_report
@@ -202,7 +203,10 @@ def run_experiment(config: ExperimentConfig, *, overwrite: bool = False, model: 
     with RunDirectory(out, config.identity(), config=to_dict(config), overwrite=overwrite, log_level=config.log_level) as run_dir:
         atomic_write_text(out / "config.yaml", dump_config(config))
         resources = Resources(config, model=model, on_model_loaded=lambda info: run_dir.record("model", "loaded", info))
-        with matmul_precision(config.model.matmul_precision, resolve_device(config.model.device)) as precision:
+        with (
+            matmul_precision(config.model.matmul_precision, resolve_device(config.model.device)) as precision,
+            make_executor(config, model=model) as executor,
+        ):
             run_dir.record("model", "matmul_precision", precision.as_dict())
             outputs, records = run_stages(
                 build_stages(config),
@@ -212,6 +216,7 @@ def run_experiment(config: ExperimentConfig, *, overwrite: bool = False, model: 
                 on_stage_done=lambda r: run_dir.record(
                     "stages", r.name, {"key": r.key, "cached": r.cached, "seconds": round(r.seconds, 2)}
                 ),
+                executor=executor,
             )
         for t in config.tasks:
             run_dir.record("data", t.name, outputs[f"data/{t.name}"]["fingerprint"])

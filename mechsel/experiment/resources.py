@@ -1,13 +1,14 @@
 """Lazily built shared objects of a run: the model, each task's splits and ICL runner.
 
-Nothing is loaded until a stage asks, so a fully cached rerun never loads the model.
+Nothing is loaded until a stage asks, so a fully cached rerun never loads the model. Under the Ray
+engine each worker holds its own :class:`Resources`, built from the run's config, for the whole run.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 from mechsel.errors import ConfigError
 from mechsel.experiment.config import ExperimentConfig, TaskSettings
@@ -15,6 +16,7 @@ from mechsel.experiment.config import ExperimentConfig, TaskSettings
 __all__ = ["Resources"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Resources:
@@ -33,6 +35,7 @@ class Resources:
         self._announced = False
         self._splits: dict[str, Any] = {}
         self._runners: dict[str, Any] = {}
+        self._memo: dict[Hashable, Any] = {}
 
     @property
     def model(self) -> Any:
@@ -93,3 +96,11 @@ class Resources:
             t = self.task(name)
             self._runners[name] = ICLRunner(self.model, t.task_config(), bos=True, max_tokens=t.max_tokens)
         return self._runners[name]
+
+    def memo(self, key: Hashable, build: Callable[[], T]) -> T:
+        """``build()`` the first time ``key`` is asked for, the same object afterwards: what units of
+        work derive from these resources and would otherwise rebuild each time (a task's packed
+        prompts, the SAE reducers). The key must name everything the object depends on."""
+        if key not in self._memo:
+            self._memo[key] = build()
+        return self._memo[key]

@@ -14,7 +14,8 @@ it is appended (last, next to the query) to a random ``k``-shot context drawn fr
 Long runs checkpoint: with ``checkpoint_dir``, the pairs of every block of candidates are written
 atomically as ``block_<first>.npz`` next to ``meta.json`` (provenance of the run); a rerun with
 the same settings loads finished blocks and computes only the rest, and a rerun with different
-settings is refused rather than mixed.
+settings is refused rather than mixed. The blocks are independent (:func:`quality_block`); a
+distributed run computes them elsewhere and assembles them with :func:`quality_from_blocks`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,16 @@ from mechsel.tasks.base import Example
 from mechsel.tasks.prompts import sample_demonstrations
 from mechsel.tasks.splits import examples_hash
 
-__all__ = ["QualityResult", "quality_matrix", "marginal_gain", "quality_table"]
+__all__ = [
+    "QualityResult",
+    "quality_matrix",
+    "quality_provenance",
+    "quality_block",
+    "quality_from_blocks",
+    "marginal_gain",
+    "marginal_gain_block",
+    "quality_table",
+]
 
 
 def quality_table(ids: Sequence[object], scores: np.ndarray, *, value: str = "quality", count: str = "n_dev") -> pd.DataFrame:
@@ -168,43 +178,70 @@ def quality_matrix(
         checkpoint_dir: directory for resumable progress (see the module docstring).
         progress: tqdm bar over candidate blocks.
     """
-    _check_inputs(candidates, dev)
     metric = metric or runner.quality_metric
-    runner.check_metric(metric)
+    prov = quality_provenance(runner, candidates, dev, metric)
     if block_size < 1:
         raise ConfigError(f"block_size must be ≥ 1, got {block_size}.")
-    kind = runner.task.kind
-    prov = runner.provenance(
-        data_hash=hash_json([examples_hash(list(candidates)), examples_hash(list(dev))]),
-        candidates=examples_hash(list(candidates)),
-        dev=examples_hash(list(dev)),
-        kind="1-shot quality",
-        generation=asdict(runner.generation) if kind == "generation" else None,
-    )
     ckpt = _Checkpoint(checkpoint_dir, prov, block_size) if checkpoint_dir is not None else None
     outputs: list[np.ndarray] = []
     starts = list(range(0, len(candidates), block_size))
     for start in tqdm(starts, desc="quality", disable=not progress):
-        block = candidates[start : start + block_size]
         saved = ckpt.load(start) if ckpt is not None else None
         if saved is not None:
             outputs.append(saved["out"])
             continue
-        demo_sets = [[c] for c in block for _ in dev]
-        queries = [q for _ in block for q in dev]
-        per_cand = []
-        for i in range(len(block)):  # one call per candidate: its prompts share BOS + demonstration
-            sl = slice(i * len(dev), (i + 1) * len(dev))
-            if kind == "classification":
-                per_cand.append(runner.label_logprobs(demo_sets[sl], queries[sl]))
-            else:
-                per_cand.append(np.array([g.text for g in runner.generate(demo_sets[sl], queries[sl])]))
-        out = np.stack(per_cand)
+        out = quality_block(runner, candidates[start : start + block_size], dev)
         if ckpt is not None:
             ckpt.save(start, {"out": out})
         outputs.append(out)
-    result = QualityResult(candidate_ids=[c.id for c in candidates], dev_ids=[q.id for q in dev], metric=metric, provenance=prov)
-    stacked = np.concatenate(outputs, axis=0)
+    return quality_from_blocks(candidates, dev, outputs, kind=runner.task.kind, metric=metric, provenance=prov)
+
+
+def quality_provenance(runner: ICLRunner, candidates: Sequence[Example], dev: Sequence[Example], metric: PairMetric) -> Provenance:
+    """The provenance of a 1-shot quality run, after checking its inputs and ``metric`` (what
+    :func:`quality_matrix` does before its first block)."""
+    _check_inputs(candidates, dev)
+    runner.check_metric(metric)
+    return runner.provenance(
+        data_hash=hash_json([examples_hash(list(candidates)), examples_hash(list(dev))]),
+        candidates=examples_hash(list(candidates)),
+        dev=examples_hash(list(dev)),
+        kind="1-shot quality",
+        generation=asdict(runner.generation) if runner.task.kind == "generation" else None,
+    )
+
+
+def quality_block(runner: ICLRunner, block: Sequence[Example], dev: Sequence[Example]) -> np.ndarray:
+    """The raw outputs of one block of candidates, each the single demonstration of every dev
+    query: ``[len(block), n_dev, n_labels]`` label log-probabilities (classification) or
+    ``[len(block), n_dev]`` generated texts. Blocks are independent: :func:`quality_matrix` runs
+    them in order, the Ray engine on several workers, with the same numbers."""
+    demo_sets = [[c] for c in block for _ in dev]
+    queries = [q for _ in block for q in dev]
+    per_cand = []
+    for i in range(len(block)):  # one call per candidate: its prompts share BOS + demonstration
+        sl = slice(i * len(dev), (i + 1) * len(dev))
+        if runner.task.kind == "classification":
+            per_cand.append(runner.label_logprobs(demo_sets[sl], queries[sl]))
+        else:
+            per_cand.append(np.array([g.text for g in runner.generate(demo_sets[sl], queries[sl])]))
+    return np.stack(per_cand)
+
+
+def quality_from_blocks(
+    candidates: Sequence[Example],
+    dev: Sequence[Example],
+    outputs: Sequence[np.ndarray],
+    *,
+    kind: str,
+    metric: str,
+    provenance: Provenance,
+) -> QualityResult:
+    """The :class:`QualityResult` of the blocks' outputs (:func:`quality_block`, in candidate order)."""
+    result = QualityResult(candidate_ids=[c.id for c in candidates], dev_ids=[q.id for q in dev], metric=metric, provenance=provenance)
+    stacked = np.concatenate(list(outputs), axis=0)
+    if len(stacked) != len(candidates):
+        raise DataError(f"The blocks hold {len(stacked)} candidates' outputs, expected {len(candidates)}; pass every block, in order.")
     if kind == "classification":
         result.label_logprobs = stacked.astype(np.float32)
         result.gold = gold_labels(dev)
@@ -236,13 +273,25 @@ def marginal_gain(
         raise ConfigError("Give at least one seed.")
     metric = metric or runner.quality_metric
     runner.check_metric(metric)
-    gains = np.full((len(candidates), len(seeds)), np.nan)
-    for s, seed in enumerate(tqdm(list(seeds), desc="marginal gain", disable=not progress)):
-        context = sample_demonstrations(pool, k, seed=seed)
-        base = runner.pair_scores([context] * len(dev), list(dev), metric)[0].mean()
-        in_context = {e.id for e in context}
-        for i, c in enumerate(candidates):
-            if c.id in in_context:
-                continue
-            gains[i, s] = runner.pair_scores([[*context, c]] * len(dev), list(dev), metric)[0].mean() - base
-    return quality_table([c.id for c in candidates], gains, value="gain", count="n_seeds")
+    columns = [
+        marginal_gain_block(runner, candidates, dev, pool, k=k, seed=seed, metric=metric)
+        for seed in tqdm(list(seeds), desc="marginal gain", disable=not progress)
+    ]
+    return quality_table([c.id for c in candidates], np.stack(columns, axis=1), value="gain", count="n_seeds")
+
+
+def marginal_gain_block(
+    runner: ICLRunner, block: Sequence[Example], dev: Sequence[Example], pool: Sequence[Example], *, k: int, seed: int, metric: PairMetric
+) -> np.ndarray:
+    """``[len(block)]`` marginal gains of a block of candidates over seed ``seed``'s ``k``-shot
+    context (NaN for a candidate already in it): one column of :func:`marginal_gain`, or part of
+    one. Blocks and seeds are independent, so a distributed run computes them on several workers."""
+    context = sample_demonstrations(pool, k, seed=seed)
+    base = runner.pair_scores([context] * len(dev), list(dev), metric)[0].mean()
+    in_context = {e.id for e in context}
+    gains = np.full(len(block), np.nan)
+    for i, c in enumerate(block):
+        if c.id in in_context:
+            continue
+        gains[i] = runner.pair_scores([[*context, c]] * len(dev), list(dev), metric)[0].mean() - base
+    return gains

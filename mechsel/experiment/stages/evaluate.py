@@ -3,7 +3,8 @@
 A fixed set is put in the run's order (``random``: seeded by the seed) and shared by all test
 queries, so its prefix is encoded once; retrieval sets are used in the order retrieved.
 Identical prompts (e.g. a deterministic selector whose pool does not change with the seed) are
-scored once: each evaluation is checkpointed under a hash of its demonstrations and ordering.
+scored once: each evaluation is a unit of work (:class:`Evaluation`), checkpointed under a hash of
+its demonstrations and ordering.
 
 The task's baselines come last, so they never touch a selection's numbers: the 0-shot score (the
 same test queries with no demonstration, scored the same way, checkpointed like the others) and,
@@ -19,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from mechsel.experiment.engine import StageContext
 from mechsel.experiment.stages.base import TaskStageParams
@@ -29,7 +29,16 @@ from mechsel.tasks.prompts import OrderPolicy
 if TYPE_CHECKING:
     from mechsel.experiment.resources import Resources
 
-__all__ = ["EvaluateParams", "evaluate_stage", "majority_share", "BASELINE_COLUMNS"]
+__all__ = [
+    "EvaluateParams",
+    "Evaluation",
+    "evaluate_stage",
+    "evaluation_units",
+    "evaluation_unit",
+    "zero_shot_unit",
+    "majority_share",
+    "BASELINE_COLUMNS",
+]
 
 SCORE_COLUMNS = [
     "task",
@@ -74,6 +83,20 @@ class EvaluateParams(TaskStageParams):
     """Bootstrap resamples of each run's test-score interval (over queries)."""
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One unit of ``evaluate/<task>``: a selection's demonstrations scored on the test queries."""
+
+    fixed: tuple[str, ...] | None
+    """Example ids of a fixed set, in the selection's rank order (``None`` for per-query sets)."""
+    per_query: tuple[tuple[int, tuple[str, ...]], ...] | None
+    """Retrieval: (test query index, example ids in rank order) per query (``None`` for a fixed set)."""
+    order: OrderPolicy
+    """Order of a fixed set in the prompt (per-query sets keep the retrieved order)."""
+    seed: int
+    """Seed of a ``random`` order (0 otherwise)."""
+
+
 def evaluate_stage(ctx: StageContext[EvaluateParams]) -> dict[str, Any]:
     """Outputs ``scores`` — task, selector, selector_name, family, protocol, annotation_budget (B, the
     labels the run used), budget, seed, metric (headline:
@@ -82,46 +105,17 @@ def evaluate_stage(ctx: StageContext[EvaluateParams]) -> dict[str, Any]:
     ``baselines`` (one line: :data:`BASELINE_COLUMNS`; the 0-shot score of the headline metric with
     its bootstrap interval, the majority-class share and label for classification, NaN and an
     empty label for generation)."""
-    from mechsel.icl import evaluate
-
     p = ctx.params
     task = p.task
     res: Resources = ctx.resources
     splits = res.splits(task)
-    by_id = {str(e.id): e for e in splits.pool}
     test = list(splits.test)
-    selections = ctx.inputs[f"select/{task}"]["selections"]
-    orders = p.orders
+    groups = list(ctx.inputs[f"select/{task}"]["selections"].groupby(["selector", "budget", "seed"], sort=False))
+    units = evaluation_units(groups, splits, p)
+    outs = ctx.map_units(evaluation_unit, units, p, desc=f"evaluate {task}")
     score_rows, predictions = [], []
-    groups = list(selections.groupby(["selector", "budget", "seed"], sort=False))
-    for (label, budget, seed), sel in tqdm(groups, desc=f"evaluate {task}", unit="run", disable=not ctx.progress):
-        sel = sel.sort_values(["query", "rank"])
-        first = sel.iloc[0]
-        if (sel["query"] < 0).all():
-            demos: Any = [by_id[i] for i in sel["example_id"]]
-            order: OrderPolicy = orders[label]
-            spec = [d.id for d in demos]
-        else:
-            demos = {test[q].id: [by_id[i] for i in part["example_id"]] for q, part in sel.groupby("query")}
-            order = "given"
-            spec = {str(q): [str(d.id) for d in ds] for q, ds in demos.items()}
-        eval_seed = int(seed) if order == "random" else 0
-        key = hash_json({"demos": spec, "order": order, "seed": eval_seed, "calibrate": p.calibrate, "n_boot": p.n_boot})
-
-        def run_eval(demos: Any = demos, order: OrderPolicy = order, eval_seed: int = eval_seed) -> dict[str, Any]:
-            result = evaluate(res.runner(task), test, demos, order=order, seed=eval_seed, calibrate=p.calibrate, n_boot=p.n_boot)
-            frame = result.predictions.copy()
-            frame["demo_ids"] = frame["demo_ids"].map(lambda ids: ";".join(str(i) for i in ids))
-            if "references" in frame:
-                frame["references"] = frame["references"].map(lambda refs: "\n".join(refs))
-            return {
-                "metric": result.metric,
-                "scores": result.scores,
-                "cis": {k: list(v) for k, v in result.cis.items()},
-                "predictions": frame.to_dict(orient="list"),
-            }
-
-        out = ctx.checkpoint(f"eval-{key}", run_eval)
+    for ((label, budget, seed), sel), out in zip(groups, outs):
+        first = sel.sort_values(["query", "rank"]).iloc[0]
         row = {
             "task": task,
             "selector": label,
@@ -146,12 +140,7 @@ def evaluate_stage(ctx: StageContext[EvaluateParams]) -> dict[str, Any]:
     extra = [c for c in scores.columns if c not in SCORE_COLUMNS]
     # the 0-shot baseline: no demonstration, same queries and scoring (after the selections, on purpose)
     key = hash_json({"demos": [], "calibrate": p.calibrate, "n_boot": p.n_boot})
-
-    def zero_shot() -> dict[str, Any]:
-        result = evaluate(res.runner(task), test, [], calibrate=p.calibrate, n_boot=p.n_boot)
-        return {"metric": result.metric, "score": result.score, "ci": list(result.ci)}
-
-    zero = ctx.checkpoint(f"zero-shot-{key}", zero_shot)
+    [zero] = ctx.map_units(zero_shot_unit, [(f"zero-shot-{key}", None)], p, desc=f"evaluate {task} (0-shot)")
     share, label = majority_share([e.label for e in test])
     names = splits.task.label_names
     baselines = pd.DataFrame(
@@ -170,3 +159,58 @@ def evaluate_stage(ctx: StageContext[EvaluateParams]) -> dict[str, Any]:
         columns=BASELINE_COLUMNS,
     )
     return {"scores": scores[SCORE_COLUMNS + extra], "predictions": pd.concat(predictions, ignore_index=True), "baselines": baselines}
+
+
+def evaluation_units(groups: Sequence[tuple[Any, pd.DataFrame]], splits: Any, p: EvaluateParams) -> list[tuple[str, Evaluation]]:
+    """One ``(checkpoint name, unit)`` per ``((selector, budget, seed), selection rows)`` group; the
+    name hashes the demonstrations and their ordering, so identical prompts share a checkpoint."""
+    by_id = {str(e.id): e for e in splits.pool}
+    test = list(splits.test)
+    units = []
+    for (label, _, seed), sel in groups:
+        sel = sel.sort_values(["query", "rank"])
+        if (sel["query"] < 0).all():
+            ids = tuple(str(i) for i in sel["example_id"])
+            order: OrderPolicy = p.orders[label]
+            spec: Any = [by_id[i].id for i in ids]
+            unit = Evaluation(ids, None, order, int(seed) if order == "random" else 0)
+        else:
+            per_query = tuple((int(q), tuple(str(i) for i in part["example_id"])) for q, part in sel.groupby("query"))  # pyright: ignore[reportArgumentType]  (query indices are integers)
+            spec = {str(test[q].id): [str(by_id[i].id) for i in ids] for q, ids in per_query}
+            unit = Evaluation(None, per_query, "given", 0)
+        key = hash_json({"demos": spec, "order": unit.order, "seed": unit.seed, "calibrate": p.calibrate, "n_boot": p.n_boot})
+        units.append((f"eval-{key}", unit))
+    return units
+
+
+def evaluation_unit(res: Resources, p: EvaluateParams, unit: Evaluation) -> dict[str, Any]:
+    """The test scores, intervals and predictions of one selection (a unit of :func:`evaluate_stage`)."""
+    from mechsel.icl import evaluate
+
+    splits = res.splits(p.task)
+    by_id = {str(e.id): e for e in splits.pool}
+    test = list(splits.test)
+    demos: Any
+    if unit.per_query is None:
+        demos = [by_id[i] for i in unit.fixed or ()]
+    else:
+        demos = {test[q].id: [by_id[i] for i in ids] for q, ids in unit.per_query}
+    result = evaluate(res.runner(p.task), test, demos, order=unit.order, seed=unit.seed, calibrate=p.calibrate, n_boot=p.n_boot)
+    frame = result.predictions.copy()
+    frame["demo_ids"] = frame["demo_ids"].map(lambda ids: ";".join(str(i) for i in ids))
+    if "references" in frame:
+        frame["references"] = frame["references"].map(lambda refs: "\n".join(refs))
+    return {
+        "metric": result.metric,
+        "scores": result.scores,
+        "cis": {k: list(v) for k, v in result.cis.items()},
+        "predictions": frame.to_dict(orient="list"),
+    }
+
+
+def zero_shot_unit(res: Resources, p: EvaluateParams, unit: None) -> dict[str, Any]:
+    """The 0-shot score of the test queries (no demonstration, scored like every selection)."""
+    from mechsel.icl import evaluate
+
+    result = evaluate(res.runner(p.task), list(res.splits(p.task).test), [], calibrate=p.calibrate, n_boot=p.n_boot)
+    return {"metric": result.metric, "score": result.score, "ci": list(result.ci)}
