@@ -91,10 +91,11 @@ def build_stages(config: ExperimentConfig) -> list[Stage[Any]]:
             name, task_config.describe(), t.split_config(config.split_seed), t.source, task_config.subset_splits(t.source)
         )
         stages.append(Stage(data, data_stage, version=2, params=data_params, source=True))
-        # version 4 with SAEs: their top latents became a separate output (moment-only caches stay valid)
+        # with SAEs, version 4: their top latents became a separate output; 5: FVU against the dataset
+        # mean, new statistics and the training-data check (moment-only caches stay valid)
         collect_params = CollectParams(**base, collect=c, sae=config.sae, split_seed=config.split_seed)
         stages.append(
-            Stage(f"collect/{name}", collect_stage, inputs=(data,), version=4 if config.sae.enabled else 3, params=collect_params)
+            Stage(f"collect/{name}", collect_stage, inputs=(data,), version=5 if config.sae.enabled else 3, params=collect_params)
         )
         metric = t.quality_metric or default_quality_metric(task_config.kind)
         stages.append(

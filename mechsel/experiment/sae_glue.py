@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["load_configured_saes", "sae_reducers", "TOP_LATENTS"]
+__all__ = ["load_configured_saes", "sae_reducers", "training_data_check", "TOP_LATENTS"]
 
 TOP_LATENTS = 8
 """Top latents kept per example (they feed the SAE selectors, not the correlation grid)."""
@@ -40,3 +40,39 @@ def sae_reducers(model: Any, saes: Mapping[int, str], statistics: Sequence[str] 
 
     loaded = load_configured_saes(model, {int(k): v for k, v in saes.items()}, hook)
     return [SAEStatistics(loaded, statistics), SAETopLatents(loaded, TOP_LATENTS)]
+
+
+def training_data_check(saes: Mapping[int, str], task: str, texts: Sequence[str]) -> dict[str, Any]:
+    """Check that no SAE was trained on any of ``texts`` (the task's candidate, dev and test
+    examples), from the hashes ``mechsel train-sae`` saves beside each SAE.
+
+    Returns, per layer, the overlap found (0) or ``"not recorded"`` for SAEs that carry no record
+    (pretrained releases, older folders; a warning is logged). Raises :class:`DataError` on any
+    overlap, before the model runs.
+    """
+    import logging
+
+    from mechsel.errors import DataError
+    from mechsel.sae.demonstrations import TRAINING_TEXTS_FILE, training_overlap
+
+    record: dict[str, Any] = {}
+    for layer, spec in sorted(saes.items()):
+        overlap = training_overlap(spec, texts) if os.path.isdir(spec) else None
+        if overlap is None:
+            logging.getLogger(__name__).warning(
+                "The SAE of layer %s (%s) has no %s: whether it was trained on %s's examples cannot be checked.",
+                layer,
+                spec,
+                TRAINING_TEXTS_FILE,
+                task,
+            )
+            record[str(layer)] = "not recorded"
+            continue
+        if overlap:
+            raise DataError(
+                f"The SAE of layer {layer} ({spec}) was trained on {overlap} of task {task!r}'s candidate, dev and test "
+                f"examples, so its statistics would mix memorisation into example properties. Retrain it with "
+                f"`mechsel train-sae --set exclude=[<this config's YAML>]` (the default excludes the demo's examples)."
+            )
+        record[str(layer)] = {"overlap": 0, "n_examples_checked": len(texts)}
+    return record

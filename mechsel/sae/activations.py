@@ -1,29 +1,25 @@
-"""Generating SAE training activations: texts → token batches → selected hook activations.
+"""SAE training text: loading texts and encoding them as BOS + text, and the held-out split.
 
-Each text is encoded as BOS + text (cut to ``context_size``), texts are grouped by length into
-batches, and each batch runs through :func:`~mechsel.collection.stream.stream_batch`
-(``torch.inference_mode()``, ``stop_at_layer = max(layers) + 1``), whose hooks hand over the
-activations of real, non-BOS tokens, copied to the CPU at once. BOS positions carry massive
-activations (norms ~10× a text token's in Gemma 3) that would dominate an SAE's
-reconstruction loss; they are never selected, so never yielded.
+Activations are generated from these (and from demonstration prompts,
+:mod:`mechsel.sae.demonstrations`) through the collector's own token selection
+(:func:`mechsel.collection.selected.iter_selected`): BOS positions, which carry massive
+activations (norms ~10× a text token's in Gemma 3) that would dominate an SAE's reconstruction
+loss, are never selected.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
-from mechsel.collection.stream import pad_right, pad_token_id, stream_batch
 from mechsel.errors import ConfigError, DataError
 
-__all__ = ["load_texts", "encode_texts", "iter_activations", "split_held_out"]
+__all__ = ["load_texts", "encode_texts", "split_held_out"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,59 +92,17 @@ def encode_texts(model: Any, texts: Sequence[str], *, context_size: int) -> list
     return out
 
 
-def split_held_out(encoded: list[list[int]], n_eval_tokens: int, seed: int) -> tuple[list[list[int]], list[list[int]]]:
-    """Shuffle (seeded) and split off whole texts holding at least ``n_eval_tokens`` non-BOS tokens.
+def split_held_out(lengths: Sequence[int], n_eval_tokens: int, seed: int) -> tuple[list[int], list[int]]:
+    """Shuffle (seeded) the indices of sequences holding ``lengths`` summarised tokens and split off
+    whole sequences holding at least ``n_eval_tokens`` of them.
 
-    Returns ``(train, held_out)``.
+    Returns ``(train indices, held-out indices)``, each in the shuffled order.
     """
-    order = np.random.default_rng(seed).permutation(len(encoded))
-    shuffled = [encoded[i] for i in order]
-    counts = np.cumsum([len(s) - 1 for s in shuffled])
+    order = np.random.default_rng(seed).permutation(len(lengths))
+    counts = np.cumsum([lengths[i] for i in order])
+    if not len(counts):
+        raise DataError("No training sequences; pass more texts or examples.")
     cut = int(np.searchsorted(counts, n_eval_tokens)) + 1
-    if cut >= len(shuffled):
-        raise DataError(f"The texts hold only {int(counts[-1])} tokens; not enough for {n_eval_tokens} held-out tokens plus training.")
-    return shuffled[cut:], shuffled[:cut]
-
-
-def iter_activations(
-    model: Any,
-    encoded: Sequence[list[int]],
-    hook_names: Sequence[str],
-    *,
-    batch_tokens: int = 4096,
-    chunk: int = 2048,
-    progress: bool = False,
-) -> Iterator[dict[str, torch.Tensor]]:
-    """Yield ``{hook name: [tokens, d] float32 CPU}`` per model batch, BOS and padding excluded.
-
-    Sequences are taken in the given order in chunks of ``chunk``; inside a chunk they are sorted
-    by length and packed into right-padded batches of at most ``batch_tokens`` positions (at
-    least one sequence each), so batches carry little padding and amortise the per-call cost.
-    The order of tokens is shuffled later by the training buffer.
-    """
-    pad = pad_token_id(model)
-    bar = tqdm(total=sum(len(s) - 1 for s in encoded), desc="activations", unit="tok", disable=not progress)
-    try:
-        for start in range(0, len(encoded), chunk):
-            part = sorted(encoded[start : start + chunk], key=len, reverse=True)
-            first = 0
-            while first < len(part):
-                n = max(1, batch_tokens // len(part[first]))
-                batch = part[first : first + n]
-                first += n
-                yield _run_batch(model, batch, hook_names, pad)
-                bar.update(sum(len(s) - 1 for s in batch))
-    finally:
-        bar.close()
-
-
-def _run_batch(model: Any, batch: list[list[int]], hook_names: Sequence[str], pad: int) -> dict[str, torch.Tensor]:
-    # every position but the first: encode_texts puts BOS there
-    padded = pad_right(batch, pad, [np.arange(1, len(seq)) for seq in batch])
-    out: dict[str, torch.Tensor] = {}
-
-    def grab(name: str, acts: torch.Tensor) -> None:
-        out[name] = acts.to("cpu", torch.float32)
-
-    stream_batch(model, padded, hook_names, grab)
-    return out
+    if cut >= len(order):
+        raise DataError(f"The data hold only {int(counts[-1])} tokens; not enough for {n_eval_tokens} held-out tokens plus training.")
+    return [int(i) for i in order[cut:]], [int(i) for i in order[:cut]]

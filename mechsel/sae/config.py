@@ -7,12 +7,16 @@ from typing import Any, Literal, get_args
 
 from mechsel.errors import ConfigError
 
-__all__ = ["SAETrainConfig", "Architecture", "TEXT_DATASETS"]
+__all__ = ["SAETrainConfig", "Architecture", "DataFormat", "TEXT_DATASETS"]
 
 Architecture = Literal["topk", "standard"]
 """``topk``: ReLU of the k largest pre-activations (sae-lens ``TopKTrainingSAE``; trained with
 :class:`~mechsel.sae.sparse_topk.SparseTopKTrainingSAE`, the same module with a sparse step);
 ``standard``: ReLU with an L1 penalty (sae-lens ``StandardTrainingSAE``, dense step)."""
+
+DataFormat = Literal["demonstrations", "plain"]
+"""``demonstrations``: packed demonstration prompts of tasks, read at the tokens the statistics
+read (:mod:`mechsel.sae.demonstrations`); ``plain``: BOS + each text."""
 
 TEXT_DATASETS = {"sst2": "sentence", "ag_news": "text", "rte": "sentence1", "e2e_nlg": "human_reference"}
 """Datasets of the shared data folder usable as training text, and the field holding the text."""
@@ -80,9 +84,28 @@ class SAETrainConfig:
     context_size: int = 128
     """Tokens per text, BOS included; longer texts are cut."""
     datasets: tuple[str, ...] = ("sst2", "ag_news")
-    """Training text (ignored when texts are passed): shared-data dataset names (their train split,
-    see :data:`TEXT_DATASETS`) and/or local files: ``*.txt`` (one text per line), ``*.jsonl`` (the
-    ``text`` field of each line) or ``*.jsonl:<field>``."""
+    """Training data. With ``data_format: demonstrations``: registered task names (their train
+    split). With ``plain`` (ignored when texts are passed): shared-data dataset names (their train
+    split, see :data:`TEXT_DATASETS`) and/or local files: ``*.txt`` (one text per line),
+    ``*.jsonl`` (the ``text`` field of each line) or ``*.jsonl:<field>``."""
+    data_format: DataFormat = "demonstrations"
+    """``demonstrations`` (default): the tasks' examples as demonstration segments (template, text
+    and label word, ``demos_per_prompt`` to a prompt after one BOS), activations taken at exactly
+    the tokens the statistics summarise (text and label tokens; BOS and template excluded; under
+    ``mask``). ``plain``: BOS + each text, every token but BOS."""
+    exclude: tuple[str, ...] = ("demo", "quick")
+    """Experiment configs whose candidate, dev and test examples are left out of the training data
+    (``demo``, ``quick`` or YAML paths; compared by normalised text). The check and its counts are
+    recorded in the SAE's metadata, and the texts' hashes are saved next to it so an experiment can
+    verify its own examples were never trained on."""
+    demos_per_prompt: int = 4
+    """Demonstrations per training prompt (``demonstrations``); the experiment's
+    ``collect.context_size`` packs candidates the same way."""
+    mask: str = "full"
+    """Attention mask of the training prompts (``demonstrations``), one of the experiment's masks."""
+    n_loss_tokens: int = 5_000
+    """Held-out tokens (at least) on which the spliced-in loss is measured ("CE loss recovered":
+    three full forward passes of those prompts); 0 to skip."""
     data_dir: str | None = None
     """Data folder override (default :func:`mechsel.paths.data_dir`)."""
     seed: int = 0
@@ -137,8 +160,30 @@ class SAETrainConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (name == "lr" and value == 0):
                 raise ConfigError(f"{name} must be a {'positive' if name == 'lr' else 'non-negative'} number, got {value!r}.")
         datasets = (self.datasets,) if isinstance(self.datasets, str) else tuple(self.datasets)
+        if self.data_format not in get_args(DataFormat):
+            raise ConfigError(f"data_format must be one of {get_args(DataFormat)}, got {self.data_format!r}.")
+        if self.data_format == "demonstrations":
+            from mechsel.tasks import task_names
+
+            unknown = [d for d in datasets if d not in task_names()]
+            if unknown or not datasets:
+                raise ConfigError(
+                    f"datasets={datasets!r}: with data_format 'demonstrations' each entry is a task name, and "
+                    f"{unknown or datasets} is not one (tasks: {', '.join(task_names())}). For text files use data_format: plain."
+                )
+            from mechsel.masks.strategies import MASKS
+
+            if self.mask not in MASKS:
+                raise ConfigError(f"mask must be one of {', '.join(MASKS.names())}, got {self.mask!r}.")
+            _positive_int("demos_per_prompt", self.demos_per_prompt)
+        exclude = (self.exclude,) if isinstance(self.exclude, str) else tuple(self.exclude)
+        if not all(isinstance(e, str) and e for e in exclude):
+            raise ConfigError(f"exclude must list experiment configs ('demo', 'quick' or YAML paths), got {self.exclude!r}.")
+        object.__setattr__(self, "exclude", exclude)
+        if isinstance(self.n_loss_tokens, bool) or not isinstance(self.n_loss_tokens, int) or self.n_loss_tokens < 0:
+            raise ConfigError(f"n_loss_tokens must be a non-negative integer, got {self.n_loss_tokens!r}.")
         unknown = [d for d in datasets if not isinstance(d, str) or (d not in TEXT_DATASETS and not _is_text_file(d))]
-        if unknown or not datasets:
+        if self.data_format == "plain" and (unknown or not datasets):
             raise ConfigError(
                 f"datasets={datasets!r} names unknown text dataset(s) {unknown or datasets}. Choose from "
                 f"{sorted(TEXT_DATASETS)} (shared data folder), give a text file ('texts.txt': one text per line; "

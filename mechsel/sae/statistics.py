@@ -4,18 +4,34 @@ Two reducer families (:class:`~mechsel.stats.base.Reducer`), each holding one sa
 layer and passed to :func:`mechsel.collection.collect` as instances next to the moments:
 
 ``sae`` (:class:`SAEStatistics`) — for the latents ``f[t, j] = sae.encode(x_t)[j]`` of an
-example's selected tokens ``t`` (a latent is *active* where ``f > 0``):
+example's selected tokens ``t`` (a latent is *active* where ``f > 0``), the ones that vary between
+examples first:
 
-* ``sae_l0``: mean over tokens of the number of active latents;
-* ``sae_mean_act``: mean activation of the active (token, latent) entries (NaN if none);
-* ``sae_max_act``: largest latent activation;
 * ``sae_entropy``: entropy (nats) of the example's latent activation mass
   ``p_j = Σ_t f[t, j] / Σ_{t, j} f[t, j]`` (NaN if no mass);
 * ``sae_n_active``: number of distinct latents active on at least one token;
-* ``sae_explained_variance``: ``1 - Σ_t ||x_t - x̂_t||² / Σ_t ||x_t - x̄||²`` with ``x̄`` the
-  example's own mean activation (NaN for one token or constant activations) — a per-example
-  superposition diagnostic: how much of this example the dictionary explains;
-* ``sae_cosine``: mean over tokens of ``cos(x_t, x̂_t)``.
+* ``sae_top_mass``: share of the example's latent mass carried by its strongest latent,
+  ``max_j p_j`` (NaN if no mass);
+* ``sae_max_act``: largest latent activation;
+* ``sae_mean_act``: mean activation of the active (token, latent) entries (NaN if none);
+* ``sae_l0``: mean over tokens of the number of active latents. A TopK SAE makes this ``k`` on
+  every token by construction (fewer only where pre-activations are not positive), so it says
+  nothing about the example; the entropy, distinct latents and top-latent mass do;
+* ``sae_explained_variance``: ``1 - sae_fvu``;
+* ``sae_fvu``: fraction of variance unexplained against the *dataset* mean, as the field reports
+  it: ``Σ_t ||x_t - x̂_t||² / (n_t · V)`` with ``V`` the per-token variance of the SAE's
+  :class:`~mechsel.sae.reference.ActivationReference` (the dataset FVU is the token-weighted mean
+  of these);
+* ``sae_mse``: per-token squared error ``Σ_t ||x_t - x̂_t||² / n_t``;
+* ``sae_cosine``: mean over tokens of ``cos(x_t, x̂_t)``;
+* ``sae_ev_own_mean`` (not computed unless asked for): ``1 - Σ_t ||x_t - x̂_t||² / Σ_t ||x_t - x̄||²``
+  with ``x̄`` the example's *own* mean — unstable for examples of a few tokens (NaN for one token),
+  kept only under this name.
+
+``sae_fvu`` and ``sae_explained_variance`` need a reference: from ``references=``, else the one
+``mechsel train-sae`` stores in the SAE's metadata (:func:`~mechsel.sae.reference.reference_of`).
+Asked for without one, they raise before any work; by default (``statistics=None``) they are then
+left out and the provenance says why.
 
 The reducer also counts, per layer, in how many examples each latent fires; read the pool-level
 latent density with :meth:`SAEStatistics.latent_density` (or :func:`latent_density`).
@@ -41,9 +57,11 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mechsel.errors import ConfigError, DataError, did_you_mean
+from mechsel.sae.reference import ActivationReference, reference_of
 
 __all__ = [
     "SAE_STATISTIC_NAMES",
+    "DEFAULT_SAE_STATISTICS",
     "SAEStatistics",
     "SAETopLatents",
     "collect_sae",
@@ -54,14 +72,35 @@ __all__ = [
 ]
 
 SAE_STATISTIC_NAMES: tuple[str, ...] = (
-    "sae_l0",
-    "sae_mean_act",
-    "sae_max_act",
     "sae_entropy",
     "sae_n_active",
+    "sae_top_mass",
+    "sae_max_act",
+    "sae_mean_act",
+    "sae_l0",
+    "sae_explained_variance",
+    "sae_fvu",
+    "sae_mse",
+    "sae_cosine",
+    "sae_ev_own_mean",
+)
+"""Every statistic :class:`SAEStatistics` can compute (see the module docstring)."""
+
+DEFAULT_SAE_STATISTICS: tuple[str, ...] = (
+    "sae_entropy",
+    "sae_n_active",
+    "sae_top_mass",
+    "sae_max_act",
+    "sae_mean_act",
+    "sae_l0",
     "sae_explained_variance",
     "sae_cosine",
 )
+"""What :class:`SAEStatistics` computes by default: ``sae_fvu`` and ``sae_mse`` rank examples exactly
+as ``sae_explained_variance`` does (one reference variance for all), and ``sae_ev_own_mean`` is the
+unstable within-example ratio, so they are computed only when asked for."""
+
+_NEEDS_REFERENCE = frozenset({"sae_explained_variance", "sae_fvu"})
 
 
 def _as_layer_dict(saes: Any) -> dict[int, Any]:
@@ -138,15 +177,42 @@ class SAEStatistics(_PerLayerSAE):
 
     Args:
         saes: ``{layer: SAE}``, or one SAE (its layer read from its hook name).
-        statistics: the subset of :data:`SAE_STATISTIC_NAMES` to emit (default: all).
+        statistics: the subset of :data:`SAE_STATISTIC_NAMES` to emit (default:
+            :data:`DEFAULT_SAE_STATISTICS`, less those needing a reference when a layer has none).
+        references: ``{layer: ActivationReference}`` for ``sae_fvu`` / ``sae_explained_variance``;
+            default: each SAE's stored one (:func:`~mechsel.sae.reference.reference_of`).
         track_density: count, per layer and latent, the examples in which the latent fires.
     """
 
     family: ClassVar[str] = "sae"
 
-    def __init__(self, saes: Any, statistics: Sequence[str] | None = None, *, track_density: bool = True) -> None:
+    def __init__(
+        self,
+        saes: Any,
+        statistics: Sequence[str] | None = None,
+        *,
+        references: Mapping[int, ActivationReference] | None = None,
+        track_density: bool = True,
+    ) -> None:
         super().__init__(saes)
-        names = SAE_STATISTIC_NAMES if statistics is None else tuple(statistics)
+        refs = {layer: reference_of(sae) for layer, sae in self.saes.items()}
+        refs.update({int(k): v for k, v in (references or {}).items()})
+        missing = [layer for layer in self.layers if refs.get(layer) is None]
+        for layer in self.layers:
+            ref = refs.get(layer)
+            if ref is not None and len(ref.mean) != self.saes[layer].cfg.d_in:
+                raise ConfigError(
+                    f"The activation reference of layer {layer} has {len(ref.mean)} dimensions but its SAE's d_in is "
+                    f"{self.saes[layer].cfg.d_in}; measure it on this layer's hook (mechsel.sae.collect_reference)."
+                )
+        self.omitted: tuple[str, ...] = ()
+        if statistics is None:
+            names = DEFAULT_SAE_STATISTICS
+            if missing:
+                self.omitted = tuple(n for n in names if n in _NEEDS_REFERENCE)
+                names = tuple(n for n in names if n not in _NEEDS_REFERENCE)
+        else:
+            names = tuple(statistics)
         for name in names:
             if name not in SAE_STATISTIC_NAMES:
                 raise ConfigError(
@@ -155,12 +221,29 @@ class SAEStatistics(_PerLayerSAE):
                 )
         if not names:
             raise ConfigError(f"Ask the 'sae' family for at least one of: {', '.join(SAE_STATISTIC_NAMES)}.")
+        if missing and _NEEDS_REFERENCE & set(names):
+            raise ConfigError(
+                f"{sorted(_NEEDS_REFERENCE & set(names))} are measured against the dataset mean, but the SAE(s) of "
+                f"layer(s) {missing} carry no activation reference. Train the SAE with `mechsel train-sae` (it stores "
+                f"one), or measure one with mechsel.sae.collect_reference(...) and pass references={{layer: ref}} "
+                f"(or mechsel.sae.attach_reference(sae, ref)); or ask for 'sae_mse' instead."
+            )
         self.names = names
+        self.references = {layer: ref for layer, ref in refs.items() if ref is not None}
         self.track_density = track_density
         self.reset_density()
 
     def statistic_names(self) -> tuple[str, ...]:
         return self.names
+
+    def provenance_info(self) -> dict[str, Any]:
+        info = super().provenance_info()
+        for layer, entry in info["saes"].items():
+            ref = self.references.get(int(layer))
+            entry["reference"] = None if ref is None else {"variance": ref.variance, "n_tokens": ref.n_tokens, "source": ref.source}
+        if self.omitted:
+            info["omitted"] = {name: "no activation reference for this SAE" for name in self.omitted}
+        return info
 
     def reset_density(self) -> None:
         """Forget the latent firing counts accumulated so far."""
@@ -191,15 +274,20 @@ class SAEStatistics(_PerLayerSAE):
         )
         p = mass / total.clamp(min=torch.finfo(torch.float64).tiny)[:, None]
         out["sae_entropy"] = torch.where(total > 0, -torch.special.xlogy(p, p).sum(1), nan)
+        out["sae_top_mass"] = torch.where(total > 0, p.amax(1), nan)
         out["sae_n_active"] = fired.sum(1).to(torch.float64)
-        if need & {"sae_explained_variance", "sae_cosine"}:
+        if need & {"sae_explained_variance", "sae_fvu", "sae_mse", "sae_cosine", "sae_ev_own_mean"}:
             recon = sae.decode(feats).to(torch.float64)
-            if "sae_explained_variance" in need:
-                sse = _per_group((x - recon).pow(2).sum(1), groups, n_groups)
+            sse = _per_group((x - recon).pow(2).sum(1), groups, n_groups)
+            out["sae_mse"] = sse / n_tok
+            if need & _NEEDS_REFERENCE:
+                out["sae_fvu"] = out["sae_mse"] / self.references[layer].variance
+                out["sae_explained_variance"] = 1 - out["sae_fvu"]
+            if "sae_ev_own_mean" in need:
                 centre = _per_group(x, groups, n_groups) / n_tok[:, None]
                 sst = _per_group((x - centre[groups]).pow(2).sum(1), groups, n_groups)
                 scale = _per_group(x.pow(2).sum(1), groups, n_groups)
-                out["sae_explained_variance"] = torch.where(sst > 1e-12 * scale, 1 - sse / sst.clamp(min=1e-300), nan)
+                out["sae_ev_own_mean"] = torch.where(sst > 1e-12 * scale, 1 - sse / sst.clamp(min=1e-300), nan)
             if "sae_cosine" in need:
                 cos = torch.nn.functional.cosine_similarity(x, recon, dim=-1)
                 out["sae_cosine"] = _per_group(cos, groups, n_groups) / n_tok
@@ -293,6 +381,7 @@ def collect_sae(
     rank_by: Literal["max", "sum"] = "max",
     moments: Sequence[str] = (),
     weight_processing: str | None = None,
+    references: Mapping[int, ActivationReference] | None = None,
     **collect_kwargs: Any,
 ) -> Any:
     """Check the SAEs against the model, then collect SAE statistics (and optionally moments) in one pass.
@@ -301,11 +390,12 @@ def collect_sae(
         model: the TransformerLens model the activations come from.
         texts_or_prompts: as for :func:`mechsel.collection.collect`.
         saes: ``{layer: SAE}`` or one SAE; ``collect`` runs at exactly these layers.
-        statistics: subset of :data:`SAE_STATISTIC_NAMES` (default all).
+        statistics: subset of :data:`SAE_STATISTIC_NAMES` (default :data:`DEFAULT_SAE_STATISTICS`).
         top_k: top latents per example to add (:class:`SAETopLatents`); 0 for none.
         rank_by: how top latents are ranked.
         moments: moment statistic names to compute in the same pass (e.g. ``("mean", "kurtosis")``).
         weight_processing: the model's weight processing, if it was not loaded by mechsel.
+        references: activation references per layer for the FVU (default: the SAEs' stored ones).
         collect_kwargs: any other :func:`~mechsel.collection.collect` argument (``hook``, ``mask``,
             ``positions``, ``batch_size``, ...).
 
@@ -321,7 +411,7 @@ def collect_sae(
     hook = collect_kwargs.get("hook", "mlp_out")
     for layer, sae in by_layer.items():
         check_sae_matches(sae, model, hook, weight_processing, layer=layer)
-    reducers: list[Any] = [*moments, SAEStatistics(by_layer, statistics)]
+    reducers: list[Any] = [*moments, SAEStatistics(by_layer, statistics, references=references)]
     if top_k:
         reducers.append(SAETopLatents(by_layer, top_k, rank_by))
     return collect(model, texts_or_prompts, layers=sorted(by_layer), statistics=reducers, **collect_kwargs)

@@ -39,10 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from mechsel.errors import ConfigError, DataError
 from mechsel.provenance import hash_json, hash_texts, library_versions
-from mechsel.sae.activations import encode_texts, iter_activations, load_texts, split_held_out
+from mechsel.sae.activations import encode_texts, load_texts, split_held_out
 from mechsel.sae.config import SAETrainConfig
 from mechsel.sae.evaluation import evaluate_sae
 
@@ -114,41 +115,152 @@ def train_sae(model: Any, config: SAETrainConfig | None = None, *, texts: Sequen
     device = config.device or str(model.cfg.device)
     start = time.perf_counter()
 
-    given = texts is not None
-    texts = list(texts) if given else load_texts(config.datasets, split="train", data_dir=config.data_dir)
-    encoded = encode_texts(model, texts, context_size=config.context_size)
-    train_seqs, eval_seqs = split_held_out(encoded, config.n_eval_tokens, config.seed)
-    available = sum(len(s) - 1 for s in train_seqs)
+    data = _training_data(model, config, texts)
+    collect_cfg = data.collect_config(config, suffix)
+    available = data.n_train_tokens
     needed = config.n_steps * config.batch_size + config.buffer_tokens
     if available < needed:
         raise DataError(
-            f"The training texts hold {available} tokens (BOS excluded) after setting {config.n_eval_tokens} aside; "
+            f"The training data hold {available} tokens (BOS excluded) after setting {config.n_eval_tokens} aside; "
             f"training needs {config.n_steps * config.batch_size} ({config.n_steps} steps of {config.batch_size}) plus a {config.buffer_tokens}-token shuffling buffer. Pass more "
             f"texts (more datasets), or lower n_train_tokens / buffer_tokens."
         )
     timer = {"activations": 0.0}
-    eval_acts = _concat(
-        _timed(iter_activations(model, eval_seqs, list(hook_names.values()), batch_tokens=config.model_batch_tokens), timer)
-    )
+    eval_acts = _concat(_timed(_stream(model, data.held_out, collect_cfg, hook_names, config, progress=False), timer))
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         saes = {layer: _make_sae(config, eval_acts[hook_names[layer]].shape[1], device) for layer in config.layers}
-        stream = iter_activations(
-            model, train_seqs, list(hook_names.values()), batch_tokens=config.model_batch_tokens, progress=config.progress
-        )
+        stream = _stream(model, data.train, collect_cfg, hook_names, config, progress=config.progress)
         trained, scales, means, history = _fit(config, saes, hook_names, _timed(stream, timer), device)
 
-    data = {
-        "data_hash": hash_texts(texts),
-        "held_out_hash": hash_json(eval_seqs),
-        "datasets": "given texts" if given else list(config.datasets),
-        "n_texts": len(texts),
-    }
     target = default_run_dir(info.name, config)
-    result = _save_and_evaluate(model, info, config, trained, hook_names, eval_acts, scales, means, history, data, target, timer, start)
+    result = _save_and_evaluate(
+        model, info, config, trained, hook_names, eval_acts, scales, means, history, data, collect_cfg, target, timer, start
+    )
     logger.info("train_sae: %s", {layer: {k: round(v, 4) for k, v in m.items()} for layer, m in result.metrics.items()})
     return result
+
+
+@dataclass
+class _TrainingData:
+    """The prompts an SAE trains and is evaluated on, and what is recorded about them."""
+
+    train: list[Any]
+    held_out: list[Any]
+    n_train_tokens: int
+    texts: list[str]
+    record: dict[str, Any]
+    mask: str
+
+    def collect_config(self, config: SAETrainConfig, suffix: str) -> Any:
+        """The token selection of the statistics: text and label tokens, BOS and template excluded."""
+        from mechsel.collection import CollectConfig
+
+        return CollectConfig(layers=config.layers, hook=suffix.removeprefix("hook_"), mask=self.mask, positions="all", progress=False)  # type: ignore[arg-type]
+
+
+def _training_data(model: Any, config: SAETrainConfig, texts: Sequence[str] | None) -> _TrainingData:
+    """Prompts (seeded order), whole prompts set aside until they hold ``n_eval_tokens``."""
+    from mechsel.collection import CollectConfig
+    from mechsel.sae.demonstrations import excluded_texts, text_key, training_prompts
+
+    excluded, counts = excluded_texts(config.exclude) if config.exclude else (set(), {})
+    if texts is None and config.data_format == "demonstrations":
+        selection = CollectConfig(layers=config.layers, hook=config.hook, mask=config.mask, positions="all", progress=False)  # type: ignore[arg-type]
+        wanted = config.n_steps * config.batch_size + config.buffer_tokens + config.n_eval_tokens
+        prompts, used, per_task = training_prompts(
+            model,
+            config.datasets,
+            excluded,
+            demos_per_prompt=config.demos_per_prompt,
+            n_tokens=int(wanted * 1.05) + 1000,  # held-out prompts are whole, so they overshoot
+            config=selection,
+            seed=config.seed,
+            data_dir=config.data_dir,
+        )
+        lengths = _selected_counts(model, prompts, selection)
+        mask = config.mask
+        described: Any = {"format": "demonstrations", "tasks": list(config.datasets), "selected_tokens_per_task": per_task}
+    else:
+        given = texts is not None
+        raw = list(texts) if texts is not None else load_texts(config.datasets, split="train", data_dir=config.data_dir)
+        used = [t for t in raw if text_key(t) not in excluded]
+        prompts = [_plain_prompt(ids, i) for i, ids in enumerate(encode_texts(model, used, context_size=config.context_size))]
+        lengths = [len(p) - 1 for p in prompts]
+        mask = "alone"
+        described = {
+            "format": "plain",
+            "datasets": "given texts" if given else list(config.datasets),
+            "n_dropped_as_excluded": len(raw) - len(used),
+        }
+    overlap = sum(text_key(t) in excluded for t in used)
+    if overlap:
+        raise DataError(f"{overlap} training texts are examples of the excluded experiments {list(config.exclude)}; remove them.")
+    train_idx, eval_idx = split_held_out(lengths, config.n_eval_tokens, config.seed)
+    record = {
+        **described,
+        "data_hash": hash_texts(used),
+        "held_out_hash": hash_json([list(prompts[i].tokens) for i in eval_idx]),
+        "n_texts": len(used),
+        "disjoint_from": {
+            "configs": list(config.exclude),
+            "examples_per_task": counts,
+            "overlap_found": overlap,
+            "compared_by": "case-folded text with whitespace collapsed",
+        },
+    }
+    return _TrainingData(
+        train=[prompts[i] for i in train_idx],
+        held_out=[prompts[i] for i in eval_idx],
+        n_train_tokens=int(sum(lengths[i] for i in train_idx)),
+        texts=used,
+        record=record,
+        mask=mask,
+    )
+
+
+def _selected_counts(model: Any, prompts: list[Any], selection: Any) -> list[int]:
+    from mechsel.collection.plan import build_plan
+
+    plan = build_plan(model, prompts, selection)
+    counts = [0] * len(prompts)
+    for prompt_id, n in zip(plan.prompt_ids, plan.n_tokens):
+        counts[prompt_id] += n
+    return counts
+
+
+def _plain_prompt(ids: list[int], index: int) -> Any:
+    """BOS + a text's tokens as a one-segment prompt (every token but BOS is summarised)."""
+    from mechsel.masks.segments import Segment, SegmentedPrompt
+
+    n = len(ids)
+    return SegmentedPrompt(tuple(ids), ("bos",) + ("text",) * (n - 1), (Segment("bos", 0, 1), Segment("demo", 1, n, index)))
+
+
+def _stream(
+    model: Any, prompts: list[Any], collect_cfg: Any, hook_names: dict[int, str], config: SAETrainConfig, *, progress: bool
+) -> Iterator[dict[str, torch.Tensor]]:
+    """``{hook name: [tokens, d]}`` per model batch, chunk by chunk of prompts (in the seeded
+    order, so the length sorting inside a chunk does not order the whole stream)."""
+    import dataclasses as dc
+
+    from mechsel.collection.selected import iter_selected
+
+    bar = tqdm(total=len(prompts), desc="activations", unit="prompt", disable=not progress)
+    try:
+        for start in range(0, len(prompts), _CHUNK):
+            part = prompts[start : start + _CHUNK]
+            per_batch = max(1, config.model_batch_tokens // max(len(p) for p in part))
+            for block in iter_selected(model, part, dc.replace(collect_cfg, batch_size=per_batch)):
+                yield {hook_names[layer]: acts for layer, acts in block.items()}
+            bar.update(len(part))
+    finally:
+        bar.close()
+
+
+_CHUNK = 512
+"""Prompts per activation chunk: long enough for full batches, short against the mixing buffer."""
 
 
 def _resolve_config(config: SAETrainConfig | None, overrides: dict[str, Any]) -> SAETrainConfig:
@@ -284,7 +396,8 @@ def _save_and_evaluate(
     scales: dict[int, float],
     means: dict[int, torch.Tensor],
     history: dict[int, list[dict[str, float]]],
-    data: dict[str, Any],
+    data: _TrainingData,
+    collect_cfg: Any,
     target: Path,
     timer: dict[str, float],
     start: float,
@@ -292,12 +405,19 @@ def _save_and_evaluate(
     from sae_lens import SAE
 
     from mechsel.paths import atomic_dir
+    from mechsel.sae.demonstrations import save_training_hashes
+    from mechsel.sae.reference import ActivationReference
+    from mechsel.sae.splice import spliced_loss
 
     metrics: dict[int, dict[str, float]] = {}
     loaded: dict[int, Any] = {}
     versions = library_versions()
+    loss_prompts = _loss_prompts(model, data.held_out, collect_cfg, config.n_loss_tokens)
+    source = f"held-out {data.record['format']} tokens of {', '.join(config.datasets)} (train-sae, seed {config.seed})"
+    loss_seconds = 0.0
     with atomic_dir(target) as tmp:
         for layer, sae in saes.items():
+            reference = ActivationReference.from_acts(eval_acts[hook_names[layer]], source)
             meta = sae.cfg.metadata
             meta.model_name = info.name
             meta.hook_name = hook_names[layer]
@@ -312,21 +432,47 @@ def _save_and_evaluate(
                 "model_source": info.source,
                 "layer": layer,
                 "hook": hook_names[layer].split(".", 2)[2],
-                "bos_policy": "BOS prepended to every text; BOS positions excluded from training and evaluation",
+                "bos_policy": "BOS prepended to every prompt; BOS (and template) positions excluded from training and evaluation",
+                "token_selection": {"mask": collect_cfg.mask, "positions": collect_cfg.positions, "include_template": False},
                 "seed": config.seed,
                 "n_train_tokens": config.n_steps * config.batch_size,
                 "scaling_factor_folded": scales[layer],
-                **data,
+                **data.record,
+                "reference": reference.to_dict(),
                 "versions": versions,
             }
             folder = tmp / f"layer_{layer}"
             sae.save_inference_model(folder)
+            save_training_hashes(folder, data.texts)
             loaded[layer] = SAE.load_from_disk(str(folder), device=str(sae.device)).eval()
             metrics[layer] = evaluate_sae(loaded[layer], eval_acts[hook_names[layer]], baseline_mean=means[layer])
+            if loss_prompts:
+                t0 = time.perf_counter()
+                loss = spliced_loss(model, loaded[layer], loss_prompts, collect_cfg, layer=layer, mean=reference.mean_tensor())
+                loss_seconds += time.perf_counter() - t0
+                metrics[layer].update(loss.to_dict())
             report = {"config": config.to_dict(), "metrics": metrics[layer], "history": history[layer], "provenance": meta.mechsel}
             (folder / "mechsel_training.json").write_text(json.dumps(report, indent=2, default=str))
         total = time.perf_counter() - start
-        seconds = {"total": total, "activations": timer["activations"], "training": total - timer["activations"]}
-        run = {"config": config.to_dict(), "metrics": {str(k): v for k, v in metrics.items()}, "seconds": seconds, "data": data}
+        seconds = {
+            "total": total,
+            "activations": timer["activations"],
+            "spliced_loss": loss_seconds,
+            "training": total - timer["activations"] - loss_seconds,
+        }
+        run = {"config": config.to_dict(), "metrics": {str(k): v for k, v in metrics.items()}, "seconds": seconds, "data": data.record}
         (tmp / "run.json").write_text(json.dumps(run, indent=2, default=str))
     return SAETrainResult(path=target, saes=loaded, metrics=metrics, seconds=seconds)
+
+
+def _loss_prompts(model: Any, held_out: list[Any], collect_cfg: Any, n_tokens: int) -> list[Any]:
+    """The first held-out prompts holding at least ``n_tokens`` selected tokens (none for 0)."""
+    if n_tokens <= 0:
+        return []
+    counts = _selected_counts(model, held_out, collect_cfg)
+    total = 0
+    for i, n in enumerate(counts):
+        total += n
+        if total >= n_tokens:
+            return held_out[: i + 1]
+    return held_out

@@ -10,7 +10,9 @@ from sae_lens.saes.sae import SAEMetadata
 
 from mechsel.collection import collect
 from mechsel.errors import ConfigError, DataError
+from mechsel.sae.reference import ActivationReference, attach_reference, collect_reference, reference_of
 from mechsel.sae.statistics import (
+    DEFAULT_SAE_STATISTICS,
     SAE_STATISTIC_NAMES,
     SAEStatistics,
     SAETopLatents,
@@ -43,8 +45,9 @@ def direct_acts(model, text: str, layer: int) -> torch.Tensor:
     return cache[f"blocks.{layer}.hook_mlp_out"][0, 1:]
 
 
-def direct_stats(sae, x: torch.Tensor) -> dict[str, float]:
-    """Straightforward numpy versions of every statistic for one example."""
+def direct_stats(sae, x: torch.Tensor, variance: float) -> dict[str, float]:
+    """Straightforward numpy versions of every statistic for one example (``variance``: the
+    reference's per-token variance)."""
     with torch.no_grad():
         f = sae.encode(x).double().numpy()
         r = sae.decode(sae.encode(x)).double().numpy()
@@ -60,19 +63,31 @@ def direct_stats(sae, x: torch.Tensor) -> dict[str, float]:
         "sae_max_act": f.max(),
         "sae_entropy": -(p * np.log(p)).sum() if mass.sum() > 0 else np.nan,
         "sae_n_active": float((mass > 0).sum()),
-        "sae_explained_variance": 1 - ((xx - r) ** 2).sum() / sst if len(xx) > 1 else np.nan,
+        "sae_top_mass": p.max() if mass.sum() > 0 else np.nan,
+        "sae_ev_own_mean": 1 - ((xx - r) ** 2).sum() / sst if len(xx) > 1 else np.nan,
+        "sae_mse": ((xx - r) ** 2).sum() / len(xx),
+        "sae_fvu": ((xx - r) ** 2).sum() / (len(xx) * variance),
+        "sae_explained_variance": 1 - ((xx - r) ** 2).sum() / (len(xx) * variance),
         "sae_cosine": cos.mean(),
     }
+
+
+def hand_reference(model, texts, layer: int) -> ActivationReference:
+    """Mean and per-token variance of every text token, straight from numpy."""
+    x = np.concatenate([direct_acts(model, t, layer).double().numpy() for t in texts])
+    mean = x.mean(0)
+    return ActivationReference(tuple(mean.tolist()), float(((x - mean) ** 2).sum(1).mean()), len(x), "hand")
 
 
 @pytest.mark.parametrize("kind", ["topk", "standard"])
 def test_streaming_statistics_equal_direct_encode(tiny, kind):
     saes = {0: make_sae(kind, 0, seed=1), 1: make_sae(kind, 1, seed=2)}
-    result = collect_sae(tiny, TEXTS, saes, top_k=0, batch_size=4, progress=False)
+    refs = {layer: hand_reference(tiny, TEXTS, layer) for layer in saes}
+    result = collect_sae(tiny, TEXTS, saes, statistics=SAE_STATISTIC_NAMES, references=refs, top_k=0, batch_size=4, progress=False)
     assert set(result.statistics) == set(SAE_STATISTIC_NAMES)
     for row, text in enumerate(TEXTS):
         for layer, sae in saes.items():
-            want = direct_stats(sae, direct_acts(tiny, text, layer))
+            want = direct_stats(sae, direct_acts(tiny, text, layer), refs[layer].variance)
             for name, value in want.items():
                 got = result.array(name, [layer])[row, 0]
                 np.testing.assert_allclose(got, value, rtol=1e-5, atol=1e-6, err_msg=f"{name} layer {layer} row {row}")
@@ -147,3 +162,52 @@ def test_bad_inputs_teach(tiny):
         SAETopLatents({0: sae}, k=0)
     with pytest.raises(ConfigError, match="sets layers"):
         collect_sae(tiny, TEXTS, {0: sae}, layers=[0])
+
+
+def test_dataset_mean_fvu_against_a_hand_computation(tiny):
+    """Per example: squared error over the dataset variance, summed over its tokens; the dataset
+    FVU (numpy, all tokens against their mean) is the token-weighted mean of the examples'."""
+    sae = make_sae("topk", 1, seed=5)
+    ref = hand_reference(tiny, TEXTS, 1)
+    result = collect_sae(
+        tiny, TEXTS, {1: sae}, statistics=("sae_fvu", "sae_explained_variance"), references={1: ref}, top_k=0, progress=False
+    )
+    xs = [direct_acts(tiny, t, 1).double() for t in TEXTS]
+    with torch.no_grad():
+        errs = [((x - sae.decode(sae.encode(x.float())).double()) ** 2).sum().item() for x in xs]
+    x_all = torch.cat(xs).numpy()
+    variance = ((x_all - x_all.mean(0)) ** 2).sum(1).mean()
+    fvu = result.array("sae_fvu", [1])[:, 0]
+    np.testing.assert_allclose(fvu, [e / (len(x) * variance) for e, x in zip(errs, xs)], rtol=1e-6)
+    np.testing.assert_allclose(result.array("sae_explained_variance", [1])[:, 0], 1 - fvu, rtol=1e-9)
+    dataset_fvu = sum(errs) / ((x_all - x_all.mean(0)) ** 2).sum()
+    n = np.array([len(x) for x in xs])
+    assert (fvu * n).sum() / n.sum() == pytest.approx(dataset_fvu, rel=1e-6)
+
+
+def test_collect_reference_equals_numpy_over_the_same_tokens(tiny):
+    from mechsel.collection import CollectConfig
+
+    refs = collect_reference(tiny, TEXTS, CollectConfig(layers=(0, 1), batch_size=4, progress=False), source="test")
+    for layer in (0, 1):
+        want = hand_reference(tiny, TEXTS, layer)
+        np.testing.assert_allclose(refs[layer].mean, want.mean, rtol=1e-5, atol=1e-6)
+        assert refs[layer].variance == pytest.approx(want.variance, rel=1e-5)
+        assert refs[layer].n_tokens == want.n_tokens == sum(len(t) for t in TEXTS)
+
+
+def test_reference_is_stored_with_the_sae_and_needed_for_fvu(tiny):
+    sae = make_sae("topk", 0)
+    with pytest.raises(ConfigError, match="no activation reference"):
+        SAEStatistics({0: sae}, statistics=("sae_fvu",))
+    default = SAEStatistics({0: sae})  # no reference: FVU and EV left out, and said so
+    assert "sae_fvu" not in default.names and "sae_explained_variance" not in default.names
+    assert set(default.provenance_info()["omitted"]) == {"sae_explained_variance"}
+    ref = hand_reference(tiny, TEXTS, 0)
+    attach_reference(sae, ref)
+    assert reference_of(sae) == ref
+    assert SAEStatistics({0: sae}).names == DEFAULT_SAE_STATISTICS
+    with pytest.raises(ConfigError, match="d_in"):
+        attach_reference(make_sae("topk", 0, d_in=32), ActivationReference((0.0,) * 5, 1.0, 10, "x"))
+    with pytest.raises(DataError, match="positive"):
+        ActivationReference((0.0,), 0.0, 10, "constant")

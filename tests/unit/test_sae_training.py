@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,6 +77,8 @@ def small(tmp_path, **kw):
         dead_feature_window=3,
         output_dir=str(tmp_path / "run"),
         progress=False,
+        exclude=(),
+        n_loss_tokens=100,
     )
     base.update(kw)
     return SAETrainConfig(**base)
@@ -134,3 +137,88 @@ def test_evaluate_sae_against_direct_formulas():
     assert m["l0"] == pytest.approx((f > 0).sum(1).double().mean().item())
     assert m["dead_fraction"] == pytest.approx(1 - (f > 0).any(0).double().mean().item())
     assert m["baseline_fvu"] == pytest.approx(((x64**2).sum() / ((x64 - x64.mean(0)) ** 2).sum()).item())
+
+
+@pytest.fixture(scope="module")
+def tiny_reviews(tmp_path_factory):
+    """A registered classification task of 400 short reviews (train) and 40 (test); its folder."""
+    import numpy as np
+
+    from mechsel.tasks import TASKS, TaskConfig, get_task, register_task
+
+    if "tiny_reviews" in TASKS.names():
+        return Path(get_task("tiny_reviews").files["train"]).parent
+    folder = tmp_path_factory.mktemp("tiny_reviews")
+
+    words = ["fun", "dull", "great", "awful", "nice", "bad", "fine", "poor", "odd", "warm"]
+    rng = np.random.default_rng(0)
+    files = {}
+    for split, n in (("train", 400), ("test", 40)):
+        files[split] = str(folder / f"{split}.jsonl")
+        with open(files[split], "w") as fh:
+            for i in range(n):
+                text = " ".join(rng.choice(words, size=4)) + f" {split} {i}"
+                fh.write(json.dumps({"review": text, "stars": ["bad", "good"][int(rng.integers(2))]}) + "\n")
+    register_task(
+        TaskConfig(
+            name="tiny_reviews",
+            template="R: {review}\nA:",
+            input_fields=("review",),
+            label_field="stars",
+            label_names=("bad", "good"),
+            verbalizers=("B", "G"),
+            files=files,
+        )
+    )
+    return folder
+
+
+def test_demonstration_data_is_disjoint_from_the_experiments_and_carries_a_reference(tmp_path, tiny_reviews):
+    import yaml
+
+    from mechsel.experiment import load_config
+    from mechsel.experiment.resources import Resources
+    from mechsel.models import tiny_model
+    from mechsel.sae.demonstrations import TRAINING_TEXTS_FILE, training_overlap
+    from mechsel.sae.reference import reference_of
+
+    experiment = {
+        "model": {"name": "tiny-random"},
+        "tasks": [{"name": "tiny_reviews", "n_candidates": 40, "dev_size": 10, "test_size": 20}],
+        "selection": {"runs": [{"selector": "random"}, {"selector": "activation", "choose_statistic": True}], "budgets": [2]},
+    }
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(experiment))
+    tiny = tiny_model(n_ctx=512)
+    config = small(
+        tmp_path,
+        layers=(1,),
+        datasets=("tiny_reviews",),
+        exclude=(str(tmp_path / "exp.yaml"),),
+        data_format="demonstrations",
+        n_eval_tokens=300,
+        demos_per_prompt=2,
+    )
+    result = train_sae(tiny, config)
+    sae = result.saes[1]
+    meta = sae.cfg.metadata.mechsel
+    assert meta["format"] == "demonstrations" and meta["tasks"] == ["tiny_reviews"]
+    assert meta["token_selection"] == {"mask": "full", "positions": "all", "include_template": False}
+    assert meta["disjoint_from"]["overlap_found"] == 0
+    splits = Resources(load_config(tmp_path / "exp.yaml")).splits("tiny_reviews")
+    run_texts = [e.text() for part in (splits.pool, splits.dev, splits.test) for e in part]
+    assert meta["disjoint_from"]["examples_per_task"]["tiny_reviews"] == len(run_texts) == 70
+    folder = result.path / "layer_1"
+    assert (folder / TRAINING_TEXTS_FILE).is_file()
+    assert training_overlap(folder, run_texts) == 0
+    train_rows = [json.loads(line)["review"] for line in (tiny_reviews / "train.jsonl").read_text().splitlines()]
+    unused = set(train_rows) - set(run_texts)
+    assert training_overlap(folder, sorted(unused)) > 0  # it did train on the other train rows
+    ref = reference_of(sae)
+    assert ref is not None and ref.n_tokens == result.metrics[1]["n_tokens"] and len(ref.mean) == tiny.cfg.d_model
+    assert {"clean_loss", "spliced_loss", "ablated_loss", "ce_loss_recovered"} <= set(result.metrics[1])
+
+
+def test_demonstration_format_needs_task_names():
+    with pytest.raises(ConfigError, match="task name"):
+        SAETrainConfig(datasets=("texts.txt",))
+    assert SAETrainConfig(datasets=("texts.txt",), data_format="plain").datasets == ("texts.txt",)

@@ -90,6 +90,12 @@ def collect_stage(ctx: StageContext[CollectParams]) -> dict[str, Any]:
     splits = res.splits(task)
     n_prompts = math.ceil(len(splits.pool) / c.context_size)  # as candidate_prompts packs them
     kinds: tuple[Literal["moments", "sae"], ...] = ("moments", "sae") if p.sae.enabled else ("moments",)
+    sae_data: dict[str, Any] = {}
+    if p.sae.enabled:  # before any model work: an SAE trained on these examples is refused
+        from mechsel.experiment.sae_glue import training_data_check
+
+        texts = [e.text() for part in (splits.pool, splits.dev, splits.test) for e in part]
+        sae_data = {"sae/training_data": training_data_check(p.sae.saes, task, texts)}
     firsts = [(f"{kind}-{mask}-provenance", CollectChunk(kind, mask, 0)) for kind in kinds for mask in c.masks]
     chunks = [
         (f"{kind}-{mask}-{start:06d}", CollectChunk(kind, mask, start))
@@ -101,6 +107,7 @@ def collect_stage(ctx: StageContext[CollectParams]) -> dict[str, Any]:
         f"{unit.kind}/{unit.mask}": value
         for (_, unit), value in zip(firsts, ctx.map_units(chunk_provenance, firsts, p, desc=f"collect {task} (provenance)"))
     }
+    provenance.update(sae_data)
     stats = pd.concat(ctx.map_units(collect_chunk, chunks, p, desc=f"collect {task}"), ignore_index=True)
     stats.insert(0, "task", task)
     slots = candidate_slots(len(splits.pool), c.context_size, p.split_seed)
