@@ -13,7 +13,9 @@ imports for IDEs and type checkers (a unit test keeps the two in step)::
 Areas: :mod:`mechsel.models` (loading), :mod:`mechsel.masks` (attention-mask strategies),
 :mod:`mechsel.collection` / :mod:`mechsel.stats` (streaming statistics), :mod:`mechsel.tasks` and
 :mod:`mechsel.icl` (tasks, scoring, quality, evaluation), :mod:`mechsel.selectors`,
-:mod:`mechsel.sae`, :mod:`mechsel.analysis`, :mod:`mechsel.plots`, :mod:`mechsel.experiment`.
+:mod:`mechsel.sae`, :mod:`mechsel.heads` (induction and function-vector heads),
+:mod:`mechsel.attribution` (which demonstration the answer used), :mod:`mechsel.analysis`,
+:mod:`mechsel.plots`, :mod:`mechsel.experiment`.
 """
 
 from __future__ import annotations
@@ -57,6 +59,15 @@ _EXPORTS: dict[str, str] = {
     "train_sae": "mechsel.sae.training",
     "SAETrainConfig": "mechsel.sae.config",
     "collect_sae": "mechsel.sae.statistics",
+    "collect_reference": "mechsel.sae.reference",
+    "spliced_loss": "mechsel.sae.splice",
+    "causal_test": "mechsel.sae.causal",
+    "CausalTestConfig": "mechsel.sae.causal",
+    # mechanisms: heads and per-demonstration attribution
+    "induction_scores": "mechsel.heads",
+    "function_vector_scores": "mechsel.heads",
+    "attribute_demonstrations": "mechsel.attribution",
+    "attribution_view": "mechsel.attribution",
     # experiments
     "ExperimentConfig": "mechsel.experiment",
     "load_config": "mechsel.experiment",
@@ -102,6 +113,14 @@ __all__ = [
     "train_sae",
     "SAETrainConfig",
     "collect_sae",
+    "collect_reference",
+    "spliced_loss",
+    "causal_test",
+    "CausalTestConfig",
+    "induction_scores",
+    "function_vector_scores",
+    "attribute_demonstrations",
+    "attribution_view",
     "ExperimentConfig",
     "load_config",
     "demo_config",
@@ -117,6 +136,8 @@ __all__ = [
 """The public names (the same as :data:`_EXPORTS`; a unit test keeps them in step)."""
 
 if TYPE_CHECKING:  # the same names, visible to IDEs, type checkers and import-graph tools
+    from mechsel.attribution import attribute_demonstrations as attribute_demonstrations
+    from mechsel.attribution import attribution_view as attribution_view
     from mechsel.collection import CollectConfig as CollectConfig
     from mechsel.collection import collect as collect
     from mechsel.embeddings import embed_texts as embed_texts
@@ -130,6 +151,8 @@ if TYPE_CHECKING:  # the same names, visible to IDEs, type checkers and import-g
     from mechsel.experiment import load_results as load_results
     from mechsel.experiment import regenerate_figures as regenerate_figures
     from mechsel.experiment import run_experiment as run_experiment
+    from mechsel.heads import function_vector_scores as function_vector_scores
+    from mechsel.heads import induction_scores as induction_scores
     from mechsel.icl import ICLRunner as ICLRunner
     from mechsel.icl import evaluate as evaluate
     from mechsel.icl import quality_table as quality_table
@@ -139,8 +162,12 @@ if TYPE_CHECKING:  # the same names, visible to IDEs, type checkers and import-g
     from mechsel.models import model_provenance as model_provenance
     from mechsel.models import tiny_model as tiny_model
     from mechsel.provenance import Provenance as Provenance
+    from mechsel.sae.causal import CausalTestConfig as CausalTestConfig
+    from mechsel.sae.causal import causal_test as causal_test
     from mechsel.sae.config import SAETrainConfig as SAETrainConfig
     from mechsel.sae.loading import load_sae as load_sae
+    from mechsel.sae.reference import collect_reference as collect_reference
+    from mechsel.sae.splice import spliced_loss as spliced_loss
     from mechsel.sae.statistics import collect_sae as collect_sae
     from mechsel.sae.training import train_sae as train_sae
     from mechsel.selectors import SELECTORS as SELECTORS

@@ -4,8 +4,10 @@
 from mechsel.plots.activations import activation_distributions
 from mechsel.plots.comparison import selector_comparison
 from mechsel.plots.correlation import abs_rho_by_layer, best_statistic_scatter, rho_heatmap
+from mechsel.plots.heads import head_scores_heatmap
 from mechsel.plots.io import chromium_path, save_figure, static_export_available
 from mechsel.plots.sae import sae_panel
+from mechsel.plots.sae_causal import causal_effects
 
 __all__ = [
     "rho_heatmap",
@@ -13,6 +15,8 @@ __all__ = [
     "best_statistic_scatter",
     "selector_comparison",
     "sae_panel",
+    "causal_effects",
+    "head_scores_heatmap",
     "activation_distributions",
     "save_figure",
     "chromium_path",

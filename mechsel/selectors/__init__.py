@@ -23,6 +23,10 @@ neufs               NeuFS neuron-set clustering                          pool.ne
 sae_topk            top/bottom-k by an SAE latent statistic              pool.statistics (SAE)
 sae_diversity       farthest-first in SAE latent-profile space           pool.statistics (SAE)
 sae_coverage        coverage of task-relevant SAE latents                pool.statistics (SAE), labels
+qk_affinity         query-candidate cosine through induction heads'      model (query texts)
+                    W_Q / W_K (Kato et al.; retrieval)
+fv_alignment        1-shot head output aligned with the task's           model, labels
+                    function vector (Todd et al.), with diversity
 ==================  ==================================================  =====================
 """
 
@@ -31,6 +35,7 @@ from mechsel.selectors import (  # noqa: F401  (imported for registration)
     coverage,
     ideal,
     neufs,
+    relational,
     retrieval,
     sae,
     uncertainty,
@@ -55,6 +60,7 @@ from mechsel.selectors.base import (
     selector_names,
 )
 from mechsel.selectors.neufs import neuron_sets
+from mechsel.selectors.relational import FVAlignmentConfig, FVAlignmentSelector, QKAffinityConfig, QKAffinitySelector
 
 __all__ = [
     "SELECTORS",
@@ -73,4 +79,8 @@ __all__ = [
     "selector_names",
     "choose_statistic",
     "neuron_sets",
+    "QKAffinityConfig",
+    "QKAffinitySelector",
+    "FVAlignmentConfig",
+    "FVAlignmentSelector",
 ]

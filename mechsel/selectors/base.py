@@ -57,10 +57,12 @@ __all__ = [
 
 NeuronSet = frozenset[tuple[int, int]]
 
-Family = Literal["baseline", "activation", "sae", "similarity", "coverage", "uncertainty", "neuron"]
+Family = Literal["baseline", "activation", "sae", "similarity", "coverage", "uncertainty", "neuron", "internal-relational"]
 """The group a selector competes in: the summary compares the baseline with the best run of each
 family (``activation`` and ``sae`` read the model's statistics, ``similarity`` retrieves per
-query, ``coverage`` covers the pool, ``uncertainty`` reads model confidence, ``neuron`` NeuFS)."""
+query, ``coverage`` covers the pool, ``uncertainty`` reads model confidence, ``neuron`` NeuFS,
+``internal-relational`` relates examples through the model's own heads: induction-head
+query/key affinity, function-vector-head alignment)."""
 FAMILIES: tuple[str, ...] = get_args(Family)
 Need = Literal["statistics", "labels", "embeddings", "label_probs", "neuron_sets", "confidence_fn", "model"]
 """What a selector reads: a :class:`Pool` field (``statistics``, ``labels``, ``embeddings``,

@@ -18,6 +18,7 @@ from sae_lens import TopKSAE
 from mechsel.sae.activations import load_texts
 from mechsel.sae.config import SAETrainConfig
 from mechsel.sae.loading import check_sae_matches, load_sae
+from mechsel.sae.reference import reference_of
 from mechsel.sae.statistics import collect_sae
 from mechsel.sae.training import train_sae
 
@@ -25,10 +26,28 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 LAYER = 3
 HOOK = f"blocks.{LAYER}.hook_mlp_out"
+TINY = [  # the quick demo shrunk for test_demo_with_a_trained_sae_runs_the_sae_selectors
+    "tasks.0.n_candidates=8",
+    "tasks.0.dev_size=4",
+    "tasks.0.test_size=12",
+    "tasks.0.seed_pool_size=6",
+    "selection.budgets=[2]",
+    "selection.seeds=[0,1]",
+    "analysis.n_boot=100",
+    "analysis.n_perm=100",
+    "analysis.samples_per_example=200",
+    "plots.formats=[]",
+]
 
 
 @pytest.fixture(scope="module")
 def trained(embedded_model, shared_data_dir, tmp_path_factory):
+    from mechsel.experiment import demo_config, dump_config, load_config
+    from mechsel.serialize import to_dict
+
+    folder = tmp_path_factory.mktemp("sae")
+    shrunk = folder / "shrunk_quick.yaml"  # its examples are left out of the training texts, like the demo's
+    shrunk.write_text(dump_config(load_config(to_dict(demo_config(quick=True)), TINY)))
     sst2 = load_texts(("sst2",), data_dir=str(shared_data_dir))[:3000]
     news = load_texts(("ag_news",), data_dir=str(shared_data_dir))[:600]
     config = SAETrainConfig(
@@ -42,8 +61,10 @@ def trained(embedded_model, shared_data_dir, tmp_path_factory):
         lr=3e-3,
         lr_warm_up_steps=10,
         dead_feature_window=50,
-        output_dir=str(tmp_path_factory.mktemp("sae") / "run"),
+        output_dir=str(folder / "run"),
         progress=False,
+        exclude=("demo", "quick", str(shrunk)),
+        n_loss_tokens=1000,
     )
     return train_sae(embedded_model, config, texts=sst2 + news)
 
@@ -90,10 +111,15 @@ def test_saved_folder_round_trips_with_provenance(trained, embedded_model):
     assert meta["weight_processing"] == "none" and meta["layer"] == LAYER and meta["data_hash"]
     report = json.loads((folder / "mechsel_training.json").read_text())
     assert report["metrics"] == pytest.approx(trained.metrics[LAYER])
+    assert meta["disjoint_from"]["overlap_found"] == 0 and meta["reference"]["n_tokens"] == trained.metrics[LAYER]["n_tokens"]
+    # the spliced-in loss: the reconstruction recovers more of the loss than mean ablation
+    metrics = trained.metrics[LAYER]
+    assert metrics["spliced_loss"] < metrics["ablated_loss"] and metrics["ce_loss_recovered"] > 0, metrics
 
 
 def test_streaming_sae_statistics_match_direct_computation(trained, embedded_model, sst2_sentences):
     sae = trained.saes[LAYER]
+    variance = reference_of(sae).variance  # the held-out tokens' per-token variance, stored by train_sae
     texts = sst2_sentences[:12]
     result = collect_sae(embedded_model, texts, {LAYER: sae}, moments=("mean",), top_k=4, batch_size=4, progress=False)
     acts = _held_out_acts(embedded_model, texts)
@@ -106,7 +132,7 @@ def test_streaming_sae_statistics_match_direct_computation(trained, embedded_mod
             "sae_max_act": f.max().item(),
             "sae_n_active": (f > 0).any(0).sum().item(),
             "sae_cosine": torch.nn.functional.cosine_similarity(x, recon, dim=-1).mean().item(),
-            "sae_explained_variance": 1 - ((x - recon).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item(),
+            "sae_explained_variance": 1 - ((x - recon).pow(2).sum() / (len(x) * variance)).item(),
         }
         for name, value in expected.items():
             got = result.array(name, [LAYER])[i, 0]
@@ -129,23 +155,11 @@ def test_demo_with_a_trained_sae_runs_the_sae_selectors(trained, tmp_path):
     from mechsel.experiment import load_results
 
     out = tmp_path / "quick-sae"
-    tiny = [
-        "tasks.0.n_candidates=8",
-        "tasks.0.dev_size=4",
-        "tasks.0.test_size=12",
-        "tasks.0.seed_pool_size=6",
-        "selection.budgets=[2]",
-        "selection.seeds=[0,1]",
-        "analysis.n_boot=100",
-        "analysis.n_perm=100",
-        "analysis.samples_per_example=200",
-        "plots.formats=[]",
-    ]
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         status = main(
             ["demo", "--quick", "--quiet", "--output", str(out), "--sae", str(trained.path / f"layer_{LAYER}")]
-            + [a for o in tiny for a in ("--set", o)]
+            + [a for o in TINY for a in ("--set", o)]
         )
     printed = buffer.getvalue()
     assert status == 0, printed

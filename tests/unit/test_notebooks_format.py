@@ -11,8 +11,13 @@ REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
-def test_the_three_walkthroughs_exist():
-    assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_reproduce_paper.ipynb", "03_sae_followup.ipynb"]
+def test_the_four_walkthroughs_exist():
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_quickstart.ipynb",
+        "02_reproduce_paper.ipynb",
+        "03_sae_followup.ipynb",
+        "04_mechanisms.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

@@ -42,8 +42,9 @@ def _confidence(pool: Pool):
     return lambda selected: base + 0.01 * len(selected)
 
 
-# SAE selectors read SAE columns this pool lacks; tests/unit/test_sae_selectors.py covers them.
-_CORE = [n for n in selector_names() if SELECTORS.get(n).reads != "sae"]
+# SAE selectors read SAE columns this pool lacks (tests/unit/test_sae_selectors.py covers them), and
+# the relational ones need a model (tests/unit/test_selectors_relational.py runs these invariants on them).
+_CORE = [n for n in selector_names() if SELECTORS.get(n).reads != "sae" and "model" not in SELECTORS.get(n).needs_for({})]
 ANNOTATORS = [n for n in _CORE if "annotate" in SELECTORS.get(n).modes]
 RETRIEVERS = [n for n in _CORE if "retrieve" in SELECTORS.get(n).modes]
 PARAMS = {"activation": {"statistic": "kurtosis"}}
