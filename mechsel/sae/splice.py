@@ -76,13 +76,32 @@ class SplicedLoss:
         }
 
 
-def _token_losses(logits: Float[Tensor, "batch pos vocab"], tokens: Tensor, attention_mask: Tensor) -> tuple[float, int]:
-    """Summed next-token cross-entropy over real tokens, and the number of predictions."""
-    logp = torch.log_softmax(logits[:, :-1].to(torch.float64), dim=-1)
-    target = tokens[:, 1:].to(logp.device)
-    nll = -logp.gather(-1, target[..., None])[..., 0]
-    real = (attention_mask[:, 1:] > 0).to(logp.device)
-    return float(nll[real].sum()), int(real.sum())
+_CHUNK = 512
+"""Positions unembedded at a time: a 262k-token vocabulary (Gemma) makes full-batch logits tens of GB."""
+
+
+def _token_losses(
+    model: Any, resid: Float[Tensor, "batch pos d"], tokens: Tensor, attention_mask: Tensor, w_u: Tensor
+) -> tuple[float, int]:
+    """Summed next-token cross-entropy over real tokens, and the number of predictions.
+
+    The final norm, unembedding and soft-cap are applied a chunk of positions at a time (as
+    TransformerLens's forward applies them), so no ``[batch, pos, vocab]`` tensor is built."""
+    real = (attention_mask[:, 1:] > 0).to(resid.device)
+    rows = resid[:, :-1][real]  # [n, d]: positions predicting a real next token
+    targets = tokens[:, 1:].to(resid.device)[real]
+    cap = getattr(model.cfg, "output_logits_soft_cap", None)
+    total = 0.0
+    for start in range(0, rows.shape[0], _CHUNK):
+        x = rows[start : start + _CHUNK][:, None, :]
+        if model.cfg.normalization_type is not None:
+            x = model.ln_final(x)
+        logits = torch.nn.functional.linear(x[:, 0, :], w_u, model.b_U)
+        if cap is not None and cap > 0:
+            logits = cap * torch.tanh(logits / cap)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        total -= float(logp.gather(-1, targets[start : start + _CHUNK, None]).to(torch.float64).sum())
+    return total, int(rows.shape[0])
 
 
 @torch.no_grad()
@@ -120,6 +139,7 @@ def spliced_loss(
     totals: dict[Replacement, float] = {"clean": 0.0, "sae": 0.0, "mean": 0.0}
     n_pred = n_replaced = 0
     device = model.cfg.device
+    w_u = model.W_U.T.contiguous()  # once, not per chunk
     for batch in batches:
         select = batch.select.to(device)
         n_replaced += int(select.numel())
@@ -134,8 +154,8 @@ def spliced_loss(
                 layers=range(model.cfg.n_layers),
             )
             with masking, model.hooks(fwd_hooks=hooks):
-                logits = model(batch.tokens.to(device), attention_mask=batch.attention_mask.to(device))
-            loss, n = _token_losses(logits, batch.tokens, batch.attention_mask)
+                resid = model(batch.tokens.to(device), attention_mask=batch.attention_mask.to(device), stop_at_layer=model.cfg.n_layers)
+                loss, n = _token_losses(model, resid, batch.tokens, batch.attention_mask, w_u)
             totals[kind] += loss
         n_pred += n
     return SplicedLoss(layer, totals["clean"] / n_pred, totals["sae"] / n_pred, totals["mean"] / n_pred, n_pred, n_replaced)
