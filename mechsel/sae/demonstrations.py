@@ -129,12 +129,14 @@ def training_prompts(
     prompts: list[Any] = []
     used: list[str] = []
     tokens = dict.fromkeys(queues, 0)
+    cursor = dict.fromkeys(queues, 0)
     while sum(tokens.values()) < n_tokens:
-        live = [t for t in queues if queues[t]]
+        live = [t for t in queues if cursor[t] < len(queues[t])]
         if not live:
             break
         name = min(live, key=lambda t: tokens[t])
-        demos, queues[name] = queues[name][:demos_per_prompt], queues[name][demos_per_prompt:]
+        demos = queues[name][cursor[name] : cursor[name] + demos_per_prompt]
+        cursor[name] += demos_per_prompt
         prompt = encoders[name].demonstrations(demos)
         if len(prompt) > model.cfg.n_ctx:
             continue

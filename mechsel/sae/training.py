@@ -241,26 +241,32 @@ def _plain_prompt(ids: list[int], index: int) -> Any:
 def _stream(
     model: Any, prompts: list[Any], collect_cfg: Any, hook_names: dict[int, str], config: SAETrainConfig, *, progress: bool
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """``{hook name: [tokens, d]}`` per model batch, chunk by chunk of prompts (in the seeded
-    order, so the length sorting inside a chunk does not order the whole stream)."""
+    """``{hook name: [tokens, d]}`` per model batch, chunk by chunk of prompts in the seeded order.
+
+    The collector sorts a chunk's prompts by length (which, with one task per prompt, also groups
+    them by task), so a chunk holds at most a quarter of the shuffling buffer's tokens: the
+    buffer then mixes several chunks and the optimiser never sees a run of one length or task."""
     import dataclasses as dc
 
     from mechsel.collection.selected import iter_selected
 
+    budget = max(1, config.buffer_tokens // 4)
     bar = tqdm(total=len(prompts), desc="activations", unit="prompt", disable=not progress)
     try:
-        for start in range(0, len(prompts), _CHUNK):
-            part = prompts[start : start + _CHUNK]
+        start = 0
+        while start < len(prompts):
+            end, tokens = start, 0
+            while end < len(prompts) and (end == start or tokens + len(prompts[end]) <= budget):
+                tokens += len(prompts[end])
+                end += 1
+            part = prompts[start:end]
             per_batch = max(1, config.model_batch_tokens // max(len(p) for p in part))
             for block in iter_selected(model, part, dc.replace(collect_cfg, batch_size=per_batch)):
                 yield {hook_names[layer]: acts for layer, acts in block.items()}
             bar.update(len(part))
+            start = end
     finally:
         bar.close()
-
-
-_CHUNK = 512
-"""Prompts per activation chunk: long enough for full batches, short against the mixing buffer."""
 
 
 def _resolve_config(config: SAETrainConfig | None, overrides: dict[str, Any]) -> SAETrainConfig:
@@ -448,9 +454,13 @@ def _save_and_evaluate(
             metrics[layer] = evaluate_sae(loaded[layer], eval_acts[hook_names[layer]], baseline_mean=means[layer])
             if loss_prompts:
                 t0 = time.perf_counter()
-                loss = spliced_loss(model, loaded[layer], loss_prompts, collect_cfg, layer=layer, mean=reference.mean_tensor())
+                try:
+                    loss = spliced_loss(model, loaded[layer], loss_prompts, collect_cfg, layer=layer, mean=reference.mean_tensor())
+                    metrics[layer].update(loss.to_dict())
+                except (RuntimeError, MemoryError) as err:  # keep the trained SAE; say what is missing
+                    logger.warning("Layer %d: the spliced-in loss failed (%s); the SAE is saved without it.", layer, err)
+                    metrics[layer]["spliced_loss_error"] = float("nan")
                 loss_seconds += time.perf_counter() - t0
-                metrics[layer].update(loss.to_dict())
             report = {"config": config.to_dict(), "metrics": metrics[layer], "history": history[layer], "provenance": meta.mechsel}
             (folder / "mechsel_training.json").write_text(json.dumps(report, indent=2, default=str))
         total = time.perf_counter() - start
