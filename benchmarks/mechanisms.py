@@ -84,7 +84,7 @@ def causal(model, splits, args) -> list[str]:
     result = causal_test(runner, {layer: sae}, list(splits.pool), list(splits.test), config)
     seconds = time.perf_counter() - t0
     table = result.table
-    cols = ["layer", "m", "ablation", "latent_set", "metric", "effect", "ci_low", "ci_high", "p_value", "n_queries"]
+    cols = ["layer", "m", "ablation", "latent_set", "metric", "effect", "ci_low", "ci_high", "p_value", "draw_rank_p", "n_queries"]
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         print(f"causal test, layer {layer} ({seconds:.0f}s):")
         print(table[table["latent_set"].isin(["targeted", "random", "targeted - random"])][cols].to_string(index=False))
@@ -93,7 +93,7 @@ def causal(model, splits, args) -> list[str]:
     for row in comp.itertuples():
         out.append(
             f"RESULT causal_{row.metric}_targeted_minus_random_m{row.m}_{row.ablation} {row.effect:+.4f} "
-            f"[{row.ci_low:+.4f}, {row.ci_high:+.4f}] p={row.p_value:.3g} n={row.n_queries}"
+            f"[{row.ci_low:+.4f}, {row.ci_high:+.4f}] paired-t p={row.p_value:.3g} rank-among-draws p={row.draw_rank_p:.3g} n={row.n_queries}"
         )
     return out
 

@@ -148,6 +148,13 @@ def sae_changes(base: ExperimentConfig, paths: list[str]) -> dict[str, Any]:
                 f"--sae {raw}: its hook is {hook!r}, but the demo collects blocks.<layer>.hook_mlp_out; train one with `mechsel train-sae`."
             )
         layer = int(match.group(1))
+        if not (meta.get("metadata", {}).get("mechsel") or {}).get("reference"):
+            raise ConfigError(
+                f"--sae {raw}: this SAE carries no activation reference, so its explained variance against the "
+                f"dataset mean (which the demo's sae_topk run ranks by) cannot be computed. Retrain it with "
+                f"`mechsel train-sae` (which stores one), or attach one with mechsel.sae.reference.attach_reference "
+                f"and save it again."
+            )
         if layer in saes:
             raise ConfigError(f"--sae: two SAEs for layer {layer} ({saes[layer]} and {raw}); pass one per layer.")
         saes[layer] = str(Path(raw).resolve())

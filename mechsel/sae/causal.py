@@ -352,7 +352,10 @@ def summarise_effects(per_query: pd.DataFrame, level: float = 0.95) -> pd.DataFr
     clean run), ``sd``, paired t-interval ``ci_low``/``ci_high``, ``t_stat``, ``p_value`` (paired t
     test), ``n_queries``, ``significant`` (``p < 1 − level``) and, on the comparison lines, ``mde``.
     ``latent_set`` is ``targeted``, ``random draw i``, ``random`` (per query, the draws' mean) or
-    ``targeted - random`` (compared by the paired t-test of ``Δ_targeted`` against ``Δ_random``).
+    ``targeted - random`` (compared by the paired t-test of ``Δ_targeted`` against ``Δ_random``,
+    which treats the drawn random sets as fixed; ``draw_rank_p`` treats them as a sample:
+    ``(1 + #{draws whose mean |effect| ≥ the targeted set's}) / (1 + n_draws)``, whose floor is
+    ``1 / (1 + n_draws)``).
     """
     need = {"layer", "m", "ablation", "kind", "draw", "query_id", *METRICS, *(f"clean_{m}" for m in METRICS)}
     missing = sorted(need - set(per_query.columns))
@@ -376,6 +379,11 @@ def summarise_effects(per_query: pd.DataFrame, level: float = 0.95) -> pd.DataFr
             rows.append(_row({**keys, "latent_set": "random", "kind": "random", "draw": -1}, metric, r_mean, clean, level, False))
             row_keys = {**keys, "latent_set": "targeted - random", "kind": "difference", "draw": -1}
             rows.append(_row(row_keys, metric, t, r_mean, level, True))
+            # the paired t test treats the drawn random sets as fixed; this rank test treats them as
+            # a sample: how many draws moved the metric at least as much as the targeted set did
+            draw_effects = (r.to_numpy(np.float64) - clean[:, None]).mean(axis=0)
+            target_effect = float((t - clean).mean())
+            rows[-1]["draw_rank_p"] = (1 + int((np.abs(draw_effects) >= abs(target_effect)).sum())) / (1 + draw_effects.size)
     return pd.DataFrame(rows)
 
 

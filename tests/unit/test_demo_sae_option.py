@@ -15,7 +15,8 @@ from mechsel.serialize import to_dict
 def sae_folder(tmp_path, name, hook):
     folder = tmp_path / name
     folder.mkdir()
-    (folder / "cfg.json").write_text(json.dumps({"d_in": 640, "metadata": {"hook_name": hook}}))
+    reference = {"mean": [0.0] * 640, "variance": 1.0, "n_tokens": 10, "source": "test"}
+    (folder / "cfg.json").write_text(json.dumps({"d_in": 640, "metadata": {"hook_name": hook, "mechsel": {"reference": reference}}}))
     return folder
 
 
@@ -51,3 +52,11 @@ def test_bad_sae_folders_teach(tmp_path):
     same = [str(sae_folder(tmp_path, n, "blocks.5.hook_mlp_out")) for n in ("a", "b")]
     with pytest.raises(ConfigError, match="two SAEs for layer 5"):
         sae_changes(base, same)
+
+
+def test_an_sae_without_an_activation_reference_is_refused_up_front(tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "cfg.json").write_text(json.dumps({"d_in": 640, "metadata": {"hook_name": "blocks.9.hook_mlp_out"}}))
+    with pytest.raises(ConfigError, match="no activation reference"):
+        sae_changes(demo_config(quick=True), [str(folder)])

@@ -250,6 +250,13 @@ def test_paired_test_matches_scipy_and_accuracy_intervals_stay_in_range():
     assert (acc["ci_low"] >= -1).all() and (acc["ci_high"] <= 1).all()
     raw = sps.t.interval(0.95, 14, loc=14 / 15, scale=sps.sem(np.r_[np.ones(14), 0.0]))
     assert raw[1] > 1 and acc.loc["targeted", "ci_high"] == 1.0  # the raw t-interval spills over 1; ours does not
+    # the rank of the targeted effect among the draws' effects, counted by hand
+    for metric in ("gold_logprob", "accuracy"):
+        clean_m = runs[f"clean_{metric}"]["targeted"]
+        target = abs(float((runs[metric]["targeted"] - clean_m).mean()))
+        draws = [abs(float((runs[metric][f"random draw {d}"] - clean_m).mean())) for d in range(4)]
+        want = (1 + sum(x >= target for x in draws)) / 5
+        assert table.loc[("targeted - random", metric), "draw_rank_p"] == pytest.approx(want)
 
 
 # ------------------------------------------------------------------------------------ (5) matched draws
