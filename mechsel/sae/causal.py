@@ -299,7 +299,8 @@ def frequency_bins(frequency: np.ndarray, n_bins: int) -> np.ndarray:
 def matched_random_latents(bins: np.ndarray, targets: Sequence[int] | np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
     """``[n_draws, m]`` random latents, column ``i`` drawn uniformly from the bin of ``targets[i]``,
     never a target nor an earlier pick of the same draw. When a bin runs out, the nearest bins
-    (by index distance) supply the rest, with a logged warning."""
+    (by index distance) supply the rest, with a logged warning; a live target's stand-in is never a
+    latent that does not fire (bin ``-1``), whose ablation would change nothing."""
     bins = np.asarray(bins)
     tgt = np.asarray(targets, dtype=np.int64)
     if 2 * tgt.size > bins.size:
@@ -310,8 +311,12 @@ def matched_random_latents(bins: np.ndarray, targets: Sequence[int] | np.ndarray
         free = np.ones(bins.size, dtype=bool)
         free[tgt] = False
         for i, t in enumerate(tgt):
-            distance = np.abs(bins - bins[t])
-            step = int(distance[free].min())  # 0 unless the target's own bin has run out
+            distance = np.abs(bins - bins[t]).astype(np.float64)
+            if bins[t] >= 0:
+                distance[bins < 0] = np.inf
+            if not np.isfinite(distance[free]).any():
+                raise DataError(f"No live latent is left to stand in for target latent {int(t)}; lower m.")
+            step = distance[free].min()  # 0 unless the target's own bin has run out
             widened += step > 0
             pick = int(rng.choice(np.flatnonzero(free & (distance == step))))
             out[d, i] = pick
