@@ -10,7 +10,7 @@ Three measurements on Gemma 3 270M (float32, no weight processing), in one proce
   candidates): each head's average indirect effect on the gold label's probability.
 * **causal test of SAE latents** — :func:`mechsel.sae.causal_test` with the SAE trained by
   ``benchmarks/sae.py`` (``--sae-path``; layer 9, demonstration-format data disjoint from the
-  demo's examples): on ``--n-queries`` SST-2 test queries, each with 4 demonstrations drawn from
+  demo's examples): on ``--n-queries`` SST-2 test queries (default: all 80 of the demo), each with 4 demonstrations drawn from
   the demo's SST-2 candidates, the ``m`` latents the ``label_contrast`` rule singles out (largest
   label difference in mean activation over the candidates) are zero- or mean-ablated inside the
   demonstration tokens only, against ``--draws`` sets of ``m`` random latents of matched
@@ -101,7 +101,7 @@ def causal(model, splits, args) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sae-path", default=None, help="SAE folder for the causal test (skipped without)")
-    parser.add_argument("--n-queries", type=int, default=100)
+    parser.add_argument("--n-queries", type=int, default=80, help="test queries (the demo has 80 SST-2 test queries)")
     parser.add_argument("--m", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--fv-prompts", type=int, default=8)
