@@ -10,7 +10,7 @@ examples first:
 * ``sae_entropy``: entropy (nats) of the example's latent activation mass
   ``p_j = Σ_t f[t, j] / Σ_{t, j} f[t, j]`` (NaN if no mass);
 * ``sae_n_active``: number of distinct latents active on at least one token;
-* ``sae_top_mass``: share of the example's latent mass carried by its strongest latent,
+* ``sae_peak_share``: share of the example's latent mass carried by its strongest latent,
   ``max_j p_j`` (NaN if no mass);
 * ``sae_max_act``: largest latent activation;
 * ``sae_mean_act``: mean activation of the active (token, latent) entries (NaN if none);
@@ -74,7 +74,7 @@ __all__ = [
 SAE_STATISTIC_NAMES: tuple[str, ...] = (
     "sae_entropy",
     "sae_n_active",
-    "sae_top_mass",
+    "sae_peak_share",
     "sae_max_act",
     "sae_mean_act",
     "sae_l0",
@@ -89,7 +89,7 @@ SAE_STATISTIC_NAMES: tuple[str, ...] = (
 DEFAULT_SAE_STATISTICS: tuple[str, ...] = (
     "sae_entropy",
     "sae_n_active",
-    "sae_top_mass",
+    "sae_peak_share",
     "sae_max_act",
     "sae_mean_act",
     "sae_l0",
@@ -274,7 +274,7 @@ class SAEStatistics(_PerLayerSAE):
         )
         p = mass / total.clamp(min=torch.finfo(torch.float64).tiny)[:, None]
         out["sae_entropy"] = torch.where(total > 0, -torch.special.xlogy(p, p).sum(1), nan)
-        out["sae_top_mass"] = torch.where(total > 0, p.amax(1), nan)
+        out["sae_peak_share"] = torch.where(total > 0, p.amax(1), nan)
         out["sae_n_active"] = fired.sum(1).to(torch.float64)
         if need & {"sae_explained_variance", "sae_fvu", "sae_mse", "sae_cosine", "sae_ev_own_mean"}:
             recon = sae.decode(feats).to(torch.float64)

@@ -63,7 +63,7 @@ def direct_stats(sae, x: torch.Tensor, variance: float) -> dict[str, float]:
         "sae_max_act": f.max(),
         "sae_entropy": -(p * np.log(p)).sum() if mass.sum() > 0 else np.nan,
         "sae_n_active": float((mass > 0).sum()),
-        "sae_top_mass": p.max() if mass.sum() > 0 else np.nan,
+        "sae_peak_share": p.max() if mass.sum() > 0 else np.nan,
         "sae_ev_own_mean": 1 - ((xx - r) ** 2).sum() / sst if len(xx) > 1 else np.nan,
         "sae_mse": ((xx - r) ** 2).sum() / len(xx),
         "sae_fvu": ((xx - r) ** 2).sum() / (len(xx) * variance),
@@ -211,3 +211,8 @@ def test_reference_is_stored_with_the_sae_and_needed_for_fvu(tiny):
         attach_reference(make_sae("topk", 0, d_in=32), ActivationReference((0.0,) * 5, 1.0, 10, "x"))
     with pytest.raises(DataError, match="positive"):
         ActivationReference((0.0,), 0.0, 10, "constant")
+
+
+def test_no_statistic_name_takes_the_top_latent_prefix():
+    # ``sae_top{i}_latent`` / ``sae_top{i}_act`` are labels kept out of the correlation grid by name
+    assert not [n for n in SAE_STATISTIC_NAMES if n.startswith("sae_top")]
