@@ -53,7 +53,7 @@ def heads(model, splits, args) -> list[str]:
     top = ind.top(5)
     print(f"induction scores ({seconds:.1f}s): top heads " + ", ".join(f"L{lay}H{h} {ind.scores[lay, h]:.3f}" for lay, h in top))
     print(f"  median head {np.median(flat):.4f}, 90th percentile {np.quantile(flat, 0.9):.4f}, heads above 0.3: {(flat > 0.3).sum()}")
-    used = {e.text() for part in (splits.pool, splits.dev, splits.test) for e in part}
+    used = {e.text() for e in splits.examples}
     train = [e for e in load_examples("sst2", "train") if e.text() not in used][:2000]
     t0 = time.perf_counter()
     fv = function_vector_scores(model, "sst2", train, FunctionVectorConfig(n_prompts=args.fv_prompts), cache=False)

@@ -97,7 +97,7 @@ def disjointness(sae_folder) -> int:
         res = Resources(config)
         for task in config.tasks:
             splits = res.splits(task.name)
-            texts += [e.text() for part in (splits.pool, splits.dev, splits.test) for e in part]
+            texts += [e.text() for e in splits.examples]
     overlap = training_overlap(sae_folder, texts)
     if overlap is None:
         raise SystemExit(f"{sae_folder} holds no record of its training texts; train it with mechsel train-sae.")

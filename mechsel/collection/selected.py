@@ -22,12 +22,17 @@ from mechsel.collection.run import resolve_hook, resolve_layers
 from mechsel.collection.stream import pad_token_id, stream_batch
 from mechsel.masks.hooks import strategy_hooks
 
-__all__ = ["iter_selected", "selected_batches", "selected_token_count"]
+__all__ = ["iter_selected", "selected_batches", "selected_token_counts"]
 
 
-def selected_token_count(model: Any, inputs: Sequence[Any], config: CollectConfig) -> int:
-    """How many tokens :func:`iter_selected` would yield per layer (the inputs are only planned)."""
-    return int(sum(build_plan(model, inputs, config).n_tokens))
+def selected_token_counts(model: Any, inputs: Sequence[Any], config: CollectConfig) -> list[int]:
+    """How many tokens :func:`iter_selected` would yield per layer for each input (the inputs are
+    only planned)."""
+    plan = build_plan(model, inputs, config)
+    counts = [0] * len(inputs)
+    for prompt_id, n in zip(plan.prompt_ids, plan.n_tokens):
+        counts[prompt_id] += n
+    return counts
 
 
 def selected_batches(model: Any, inputs: Sequence[Any], config: CollectConfig) -> tuple[Plan, list[Batch]]:

@@ -162,15 +162,20 @@ def final_residual(
     return model(tokens, attention_mask=attention_mask, past_kv_cache=past_kv_cache, stop_at_layer=model.cfg.n_layers)
 
 
-def answer_logits(model: HookedTransformer, resid: Float[Tensor, "n d_model"]) -> Float[Tensor, "n d_vocab"]:
+def answer_logits(
+    model: HookedTransformer, resid: Float[Tensor, "n d_model"], w_u_t: Float[Tensor, "d_vocab d_model"] | None = None
+) -> Float[Tensor, "n d_vocab"]:
     """Full-vocabulary logits for a few final-residual rows: final norm, ``W_U``, ``b_U``, soft-cap.
 
     Equals ``model(...)``'s logits at those positions (the final norm acts per position).
+    ``w_u_t``: ``model.W_U.T.contiguous()`` made once by a caller that calls this many times (the
+    copy is 0.7 GB for a 262k-token vocabulary).
     """
     x = resid[:, None, :]
     if model.cfg.normalization_type is not None:
         x = model.ln_final(x)
-    logits = F.linear(x[:, 0, :], model.W_U.T.contiguous(), model.b_U)  # as TransformerLens's Unembed
+    w_u_t = model.W_U.T.contiguous() if w_u_t is None else w_u_t
+    logits = F.linear(x[:, 0, :], w_u_t, model.b_U)  # as TransformerLens's Unembed
     cap = getattr(model.cfg, "output_logits_soft_cap", None)
     if cap is not None and cap > 0:
         logits = cap * torch.tanh(logits / cap)

@@ -79,7 +79,7 @@ def excluded_texts(configs: Sequence[str]) -> tuple[set[str], dict[str, int]]:
         res = Resources(config)
         for task in config.tasks:
             splits = res.splits(task.name)
-            texts = [e.text() for part in (splits.pool, splits.dev, splits.test) for e in part]
+            texts = [e.text() for e in splits.examples]
             counts[task.name] = counts.get(task.name, 0) + len(texts)
             keys.update(text_key(t) for t in texts)
     return keys, counts
@@ -95,7 +95,7 @@ def training_prompts(
     config: Any,
     seed: int,
     data_dir: str | None = None,
-) -> tuple[list[Any], list[str], dict[str, int]]:
+) -> tuple[list[Any], list[int], list[str], dict[str, int]]:
     """Packed demonstration prompts from the tasks' ``train`` splits, no example in ``exclude``.
 
     Examples are taken in a seeded order; each prompt holds ``demos_per_prompt`` demonstrations of
@@ -105,9 +105,9 @@ def training_prompts(
     selects them) or the examples run out.
 
     Returns:
-        ``(prompts, texts used, selected tokens per task)``.
+        ``(prompts, selected tokens per prompt, texts used, selected tokens per task)``.
     """
-    from mechsel.collection.selected import selected_token_count
+    from mechsel.collection.selected import selected_token_counts
     from mechsel.tasks import PromptEncoder, get_task, load_examples
 
     bos = getattr(model.tokenizer, "bos_token_id", None)
@@ -118,8 +118,6 @@ def training_prompts(
     encoders: dict[str, Any] = {}
     for name in tasks:
         task = get_task(name)
-        if task.kind != "classification" and task.kind != "generation":
-            raise ConfigError(f"Task {name!r} has kind {task.kind!r}; SAE demonstration data needs a task with demonstrations.")
         examples = [e for e in load_examples(task, "train", data_dir=data_dir) if text_key(e.text()) not in exclude]
         if not examples:
             raise DataError(f"Task {name!r}: no train example is left after excluding the experiments' examples.")
@@ -127,6 +125,7 @@ def training_prompts(
         queues[name] = [examples[i] for i in order]
         encoders[name] = PromptEncoder(task, model.tokenizer, bos_token_id=int(bos))
     prompts: list[Any] = []
+    counts: list[int] = []
     used: list[str] = []
     tokens = dict.fromkeys(queues, 0)
     cursor = dict.fromkeys(queues, 0)
@@ -140,10 +139,11 @@ def training_prompts(
         prompt = encoders[name].demonstrations(demos)
         if len(prompt) > model.cfg.n_ctx:
             continue
-        tokens[name] += selected_token_count(model, [prompt], config)
+        counts.append(selected_token_counts(model, [prompt], config)[0])
+        tokens[name] += counts[-1]
         prompts.append(prompt)
         used.extend(e.text() for e in demos)
-    return prompts, used, tokens
+    return prompts, counts, used, tokens
 
 
 def save_training_hashes(folder: str | os.PathLike[str], texts: Iterable[str]) -> None:

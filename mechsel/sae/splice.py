@@ -81,25 +81,21 @@ _CHUNK = 512
 
 
 def _token_losses(
-    model: Any, resid: Float[Tensor, "batch pos d"], tokens: Tensor, attention_mask: Tensor, w_u: Tensor
+    model: Any, resid: Float[Tensor, "batch pos d"], tokens: Tensor, attention_mask: Tensor, w_u_t: Tensor
 ) -> tuple[float, int]:
     """Summed next-token cross-entropy over real tokens, and the number of predictions.
 
-    The final norm, unembedding and soft-cap are applied a chunk of positions at a time (as
-    TransformerLens's forward applies them), so no ``[batch, pos, vocab]`` tensor is built."""
+    The logits are made a chunk of positions at a time by
+    :func:`~mechsel.icl.kv.answer_logits` (final norm, unembedding, soft-cap, as the model's
+    forward), so no ``[batch, pos, vocab]`` tensor is built."""
+    from mechsel.icl.kv import answer_logits
+
     real = (attention_mask[:, 1:] > 0).to(resid.device)
     rows = resid[:, :-1][real]  # [n, d]: positions predicting a real next token
     targets = tokens[:, 1:].to(resid.device)[real]
-    cap = getattr(model.cfg, "output_logits_soft_cap", None)
     total = 0.0
     for start in range(0, rows.shape[0], _CHUNK):
-        x = rows[start : start + _CHUNK][:, None, :]
-        if model.cfg.normalization_type is not None:
-            x = model.ln_final(x)
-        logits = torch.nn.functional.linear(x[:, 0, :], w_u, model.b_U)
-        if cap is not None and cap > 0:
-            logits = cap * torch.tanh(logits / cap)
-        logp = torch.log_softmax(logits.float(), dim=-1)
+        logp = torch.log_softmax(answer_logits(model, rows[start : start + _CHUNK], w_u_t).float(), dim=-1)
         total -= float(logp.gather(-1, targets[start : start + _CHUNK, None]).to(torch.float64).sum())
     return total, int(rows.shape[0])
 
@@ -139,7 +135,7 @@ def spliced_loss(
     totals: dict[Replacement, float] = {"clean": 0.0, "sae": 0.0, "mean": 0.0}
     n_pred = n_replaced = 0
     device = model.cfg.device
-    w_u = model.W_U.T.contiguous()  # once, not per chunk
+    w_u_t = model.W_U.T.contiguous()  # once, not per chunk
     for batch in batches:
         select = batch.select.to(device)
         n_replaced += int(select.numel())
@@ -155,7 +151,7 @@ def spliced_loss(
             )
             with masking, model.hooks(fwd_hooks=hooks):
                 resid = model(batch.tokens.to(device), attention_mask=batch.attention_mask.to(device), stop_at_layer=model.cfg.n_layers)
-                loss, n = _token_losses(model, resid, batch.tokens, batch.attention_mask, w_u)
+                loss, n = _token_losses(model, resid, batch.tokens, batch.attention_mask, w_u_t)
             totals[kind] += loss
         n_pred += n
     return SplicedLoss(layer, totals["clean"] / n_pred, totals["sae"] / n_pred, totals["mean"] / n_pred, n_pred, n_replaced)

@@ -148,6 +148,8 @@ class _TrainingData:
 
     train: list[Any]
     held_out: list[Any]
+    held_out_lengths: list[int]
+    """Selected tokens of each held-out prompt."""
     n_train_tokens: int
     texts: list[str]
     record: dict[str, Any]
@@ -169,7 +171,7 @@ def _training_data(model: Any, config: SAETrainConfig, texts: Sequence[str] | No
     if texts is None and config.data_format == "demonstrations":
         selection = CollectConfig(layers=config.layers, hook=config.hook, mask=config.mask, positions="all", progress=False)  # type: ignore[arg-type]
         wanted = config.n_steps * config.batch_size + config.buffer_tokens + config.n_eval_tokens
-        prompts, used, per_task = training_prompts(
+        prompts, lengths, used, per_task = training_prompts(
             model,
             config.datasets,
             excluded,
@@ -179,7 +181,6 @@ def _training_data(model: Any, config: SAETrainConfig, texts: Sequence[str] | No
             seed=config.seed,
             data_dir=config.data_dir,
         )
-        lengths = _selected_counts(model, prompts, selection)
         mask = config.mask
         described: Any = {"format": "demonstrations", "tasks": list(config.datasets), "selected_tokens_per_task": per_task}
     else:
@@ -213,21 +214,12 @@ def _training_data(model: Any, config: SAETrainConfig, texts: Sequence[str] | No
     return _TrainingData(
         train=[prompts[i] for i in train_idx],
         held_out=[prompts[i] for i in eval_idx],
+        held_out_lengths=[lengths[i] for i in eval_idx],
         n_train_tokens=int(sum(lengths[i] for i in train_idx)),
         texts=used,
         record=record,
         mask=mask,
     )
-
-
-def _selected_counts(model: Any, prompts: list[Any], selection: Any) -> list[int]:
-    from mechsel.collection.plan import build_plan
-
-    plan = build_plan(model, prompts, selection)
-    counts = [0] * len(prompts)
-    for prompt_id, n in zip(plan.prompt_ids, plan.n_tokens):
-        counts[prompt_id] += n
-    return counts
 
 
 def _plain_prompt(ids: list[int], index: int) -> Any:
@@ -418,7 +410,7 @@ def _save_and_evaluate(
     metrics: dict[int, dict[str, float]] = {}
     loaded: dict[int, Any] = {}
     versions = library_versions()
-    loss_prompts = _loss_prompts(model, data.held_out, collect_cfg, config.n_loss_tokens)
+    loss_prompts = _loss_prompts(data, config.n_loss_tokens)
     source = f"held-out {data.record['format']} tokens of {', '.join(config.datasets)} (train-sae, seed {config.seed})"
     loss_seconds = 0.0
     with atomic_dir(target) as tmp:
@@ -475,14 +467,13 @@ def _save_and_evaluate(
     return SAETrainResult(path=target, saes=loaded, metrics=metrics, seconds=seconds)
 
 
-def _loss_prompts(model: Any, held_out: list[Any], collect_cfg: Any, n_tokens: int) -> list[Any]:
+def _loss_prompts(data: _TrainingData, n_tokens: int) -> list[Any]:
     """The first held-out prompts holding at least ``n_tokens`` selected tokens (none for 0)."""
     if n_tokens <= 0:
         return []
-    counts = _selected_counts(model, held_out, collect_cfg)
     total = 0
-    for i, n in enumerate(counts):
+    for i, n in enumerate(data.held_out_lengths):
         total += n
         if total >= n_tokens:
-            return held_out[: i + 1]
-    return held_out
+            return data.held_out[: i + 1]
+    return data.held_out

@@ -120,6 +120,11 @@ class TaskSplits:
     """Subset (``dev``, ``pool``, ``test``) → the split it was drawn from."""
 
     @property
+    def examples(self) -> tuple[Example, ...]:
+        """Every example of the three subsets: candidates, then dev, then test."""
+        return (*self.pool, *self.dev, *self.test)
+
+    @property
     def data_hash(self) -> str:
         """Hash of all three subsets (order-sensitive)."""
         return hash_json([examples_hash(self.pool), examples_hash(self.dev), examples_hash(self.test)])

@@ -205,7 +205,7 @@ def test_demonstration_data_is_disjoint_from_the_experiments_and_carries_a_refer
     assert meta["token_selection"] == {"mask": "full", "positions": "all", "include_template": False}
     assert meta["disjoint_from"]["overlap_found"] == 0
     splits = Resources(load_config(tmp_path / "exp.yaml")).splits("tiny_reviews")
-    run_texts = [e.text() for part in (splits.pool, splits.dev, splits.test) for e in part]
+    run_texts = [e.text() for e in splits.examples]
     assert meta["disjoint_from"]["examples_per_task"]["tiny_reviews"] == len(run_texts) == 70
     folder = result.path / "layer_1"
     assert (folder / TRAINING_TEXTS_FILE).is_file()

@@ -94,7 +94,7 @@ def collect_stage(ctx: StageContext[CollectParams]) -> dict[str, Any]:
     if p.sae.enabled:  # before any model work: an SAE trained on these examples is refused
         from mechsel.experiment.sae_glue import training_data_check
 
-        texts = [e.text() for part in (splits.pool, splits.dev, splits.test) for e in part]
+        texts = [e.text() for e in splits.examples]
         sae_data = {"sae/training_data": training_data_check(p.sae.saes, task, texts)}
     firsts = [(f"{kind}-{mask}-provenance", CollectChunk(kind, mask, 0)) for kind in kinds for mask in c.masks]
     chunks = [
