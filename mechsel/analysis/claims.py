@@ -1,0 +1,72 @@
+"""What every part of the verdict shares: the three outcomes, the settings, a decided part."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from mechsel.analysis.summary import PAPER_RHO_BOUND
+from mechsel.errors import ConfigError
+
+__all__ = ["Outcome", "RhoAdjust", "VerdictSettings", "PartVerdict", "WORD", "jsonable"]
+
+Outcome = Literal["holds", "does_not_hold", "inconclusive"]
+"""The three ways a claim can come out."""
+RhoAdjust = Literal["bonferroni", "intersection_union"]
+"""How the correlation part's all-cells-below claim is adjusted for the number of cells."""
+
+WORD = {"holds": "HOLDS", "does_not_hold": "DOES NOT HOLD", "inconclusive": "is INCONCLUSIVE"}
+
+
+@dataclass(frozen=True)
+class VerdictSettings:
+    """How the verdict decides (module docstring)."""
+
+    alpha: float = 0.05
+    """Level of every test and FDR of every Benjamini–Hochberg correction."""
+    margin: float = 0.03
+    """Equivalence margin of the gain part, as a fraction of the metric's range."""
+    rho_bound: float = PAPER_RHO_BOUND
+    """|ρ| above which a correlation is stronger than the paper reports."""
+    rho_adjust: RhoAdjust = "bonferroni"
+    """Adjustment of the correlation part's intervals for the number of cells."""
+    power: float = 0.8
+    """Power at which minimum detectable effects are stated."""
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "margin", "rho_bound", "power"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
+                raise ConfigError(f"verdict {name} must lie in (0, 1), got {v!r}.")
+        if self.power <= self.alpha:
+            raise ConfigError(f"power ({self.power}) must exceed alpha ({self.alpha}); 0.8 is the convention.")
+        if self.rho_adjust not in ("bonferroni", "intersection_union"):
+            raise ConfigError(f"rho_adjust must be 'bonferroni' or 'intersection_union', got {self.rho_adjust!r}.")
+
+
+@dataclass(frozen=True)
+class PartVerdict:
+    """One part of the finding (gain or correlation), decided."""
+
+    outcome: Outcome
+    """holds / does_not_hold / inconclusive."""
+    text: str
+    """Why, in one sentence."""
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    """The evidence: one dict per comparison line (gain) or per family (correlation)."""
+
+
+def jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return None if not np.isfinite(obj) else float(obj)
+    return obj
