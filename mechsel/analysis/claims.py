@@ -10,12 +10,15 @@ import numpy as np
 from mechsel.analysis.summary import PAPER_RHO_BOUND
 from mechsel.errors import ConfigError
 
-__all__ = ["Outcome", "RhoAdjust", "VerdictSettings", "PartVerdict", "WORD", "jsonable"]
+__all__ = ["Outcome", "RhoAdjust", "GainClaim", "VerdictSettings", "PartVerdict", "WORD", "jsonable"]
 
 Outcome = Literal["holds", "does_not_hold", "inconclusive"]
 """The three ways a claim can come out."""
 RhoAdjust = Literal["bonferroni", "intersection_union"]
 """How the correlation part's all-cells-below claim is adjusted for the number of cells."""
+GainClaim = Literal["non_superiority", "equivalence"]
+"""What the gain part must show to hold: ``non_superiority`` (the paper's "no gain": every line's
+upper one-sided bound below the margin) or ``equivalence`` (every line inside ±margin, TOST)."""
 
 WORD = {"holds": "HOLDS", "does_not_hold": "DOES NOT HOLD", "inconclusive": "is INCONCLUSIVE"}
 
@@ -27,7 +30,9 @@ class VerdictSettings:
     alpha: float = 0.05
     """Level of every test and FDR of every Benjamini–Hochberg correction."""
     margin: float = 0.03
-    """Equivalence margin of the gain part, as a fraction of the metric's range."""
+    """Margin of the gain part, as a fraction of the metric's range: a gain below it is no gain."""
+    gain_claim: GainClaim = "non_superiority"
+    """What the gain part must show to hold (:data:`GainClaim`)."""
     rho_bound: float = PAPER_RHO_BOUND
     """|ρ| above which a correlation is stronger than the paper reports."""
     rho_adjust: RhoAdjust = "bonferroni"
@@ -42,6 +47,8 @@ class VerdictSettings:
                 raise ConfigError(f"verdict {name} must lie in (0, 1), got {v!r}.")
         if self.power <= self.alpha:
             raise ConfigError(f"power ({self.power}) must exceed alpha ({self.alpha}); 0.8 is the convention.")
+        if self.gain_claim not in ("non_superiority", "equivalence"):
+            raise ConfigError(f"gain_claim must be 'non_superiority' or 'equivalence', got {self.gain_claim!r}.")
         if self.rho_adjust not in ("bonferroni", "intersection_union"):
             raise ConfigError(f"rho_adjust must be 'bonferroni' or 'intersection_union', got {self.rho_adjust!r}.")
 

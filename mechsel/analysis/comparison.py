@@ -5,16 +5,19 @@ Input: a tidy scores frame with one line per run — columns ``selector``, ``bud
 with the same (task, metric, budget, seed) are paired: with the same seed they share the pool,
 the test subset and everything else except the selection.
 
-Paired tests are the paired t-test and the Wilcoxon signed-rank test (exact for small samples;
-with 5 seeds its smallest two-sided p-value is 0.0625, so it cannot reach 0.05 — use ≥ 6 seeds
-when it matters). The effect size is Cohen's d_z = mean(diff) / sd(diff).
+Each paired line is decided by :func:`mechsel.analysis.paired.paired_inference`: the exact
+sign-flip test below ``exact_below`` seeds or without spread, the seeds × test-queries bootstrap
+when per-query predictions are given (accuracy), else the paired t test; the ``test`` and
+``interval`` columns name the method of each line. The paired t-test and the Wilcoxon signed-rank
+test are reported beside it (``p_ttest``, ``p_wilcoxon``). The effect size is Cohen's
+d_z = mean(diff) / sd(diff).
 
 Intervals respect the range of what they bound. A metric with a known range ``[lo, hi]`` (see
 :data:`mechsel.icl.metrics.METRIC_RANGES`) has its Student-t interval of the mean intersected
 with ``[lo, hi]`` and the interval of a difference intersected with ``[−(hi − lo), hi − lo]``.
 The true mean lies in that range, so the intersection covers it exactly as often as the
 t-interval does, and no interval runs past 1. Each comparison also reports its minimum
-detectable effect (:func:`mechsel.analysis.power.paired_mde`).
+detectable effect (never 0; ∞ when the line's test cannot reject at its number of seeds).
 """
 
 from __future__ import annotations
@@ -26,10 +29,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from mechsel.analysis.power import paired_mde
+from mechsel.analysis.paired import paired_inference
 from mechsel.errors import ConfigError, DataError
 
-__all__ = ["GROUP_KEYS", "Bounds", "mean_ci", "paired_interval", "paired_comparison", "compare_selectors"]
+__all__ = [
+    "GROUP_KEYS",
+    "Bounds",
+    "mean_ci",
+    "paired_interval",
+    "paired_comparison",
+    "compare_selectors",
+    "per_query_tables",
+    "query_matrix",
+]
 
 Bounds = tuple[float, float]
 """The range ``(low, high)`` a metric can take."""
@@ -76,7 +88,8 @@ def paired_comparison(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 
     Returns ``mean_diff``, ``sd_diff``, ``cohen_dz``, ``t_stat``, ``p_ttest`` (two-sided paired
     t-test), ``p_wilcoxon`` (two-sided signed-rank test) and ``n_pairs``. All-equal pairs give
-    p-values of 1 and d_z of 0 (no evidence of a difference); fewer than 2 pairs give NaN.
+    p-values of 1 and d_z of 0 (no evidence of a difference); pairs that all differ by the same
+    nonzero amount leave d_z, t and its p-value NaN (never ±∞ or 0); fewer than 2 pairs give NaN.
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
@@ -101,14 +114,59 @@ def paired_comparison(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
         out.update(cohen_dz=0.0, t_stat=0.0, p_ttest=1.0, p_wilcoxon=1.0)
         return out
     if sd <= 1e-12 * max(1.0, abs(out["mean_diff"])):
-        # Every pair differs by the same nonzero amount: an undefined t, but a consistent sign.
-        out.update(cohen_dz=float(np.sign(out["mean_diff"]) * np.inf), t_stat=float(np.sign(out["mean_diff"]) * np.inf), p_ttest=0.0)
+        # Every pair differs by the same nonzero amount: t is undefined (never ±∞); the exact
+        # sign-flip test of :mod:`mechsel.analysis.paired` decides such a line.
+        pass
     else:
         t = sps.ttest_rel(a[keep], b[keep])
         out.update(cohen_dz=out["mean_diff"] / sd, t_stat=float(t.statistic), p_ttest=float(t.pvalue))
     # scipy builds the wilcoxon result class at runtime, so its ``pvalue`` is invisible to the checker.
     out["p_wilcoxon"] = float(sps.wilcoxon(d, zero_method="wilcox").pvalue) if np.any(d != 0) else 1.0  # pyright: ignore[reportAttributeAccessIssue]
     return out
+
+
+def per_query_tables(predictions: pd.DataFrame | None, scores: pd.DataFrame, keys: Sequence[str]) -> dict[tuple, pd.DataFrame] | None:
+    """Per (group key, selector): seeds × queries table of 0/1 correctness, for accuracy lines only."""
+    if predictions is None or predictions.empty or "correct" not in predictions.columns:
+        return None
+    pk = [k for k in keys if k in predictions.columns]
+    if "metric" in keys and "metric" not in predictions.columns:
+        metric = scores.drop_duplicates([k for k in keys if k != "metric"] + ["selector"])
+        pred = predictions.merge(metric[[k for k in keys if k != "metric"] + ["selector", "metric"]], how="left")
+        pk = list(keys)
+    else:
+        pred = predictions
+    out = {}
+    for key, part in pred.groupby(pk + ["selector"], sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        where = dict(zip(pk, key[:-1]))
+        if where.get("metric", "accuracy") != "accuracy":
+            continue
+        table = part.pivot_table(index="seed", columns="query_id", values="correct", aggfunc="first")
+        out[tuple(where[k] for k in keys) + (key[-1],)] = table.astype(float)
+    return out
+
+
+def query_matrix(
+    per_query: dict[tuple, pd.DataFrame] | None,
+    key: tuple,
+    name: str,
+    ref: str,
+    seeds: pd.Index,
+    diffs: np.ndarray,
+) -> np.ndarray | None:
+    """Seeds × queries per-query differences of ``name`` − ``ref`` on ``seeds``, or None when
+    either has no predictions or they do not average to the score differences."""
+    if per_query is None:
+        return None
+    a, b = per_query.get(tuple(key) + (name,)), per_query.get(tuple(key) + (ref,))
+    if a is None or b is None or not set(seeds) <= set(a.index) or not set(seeds) <= set(b.index):
+        return None
+    cols = a.columns.intersection(b.columns)
+    m = a.loc[list(seeds), cols].to_numpy() - b.loc[list(seeds), cols].to_numpy()
+    if not np.isfinite(m).all() or not np.allclose(m.mean(axis=1), diffs, atol=1e-9):
+        return None
+    return m
 
 
 def _metric_bounds(bounds: Bounds | Mapping[str, Bounds] | None, metric: object) -> Bounds | None:
@@ -126,6 +184,11 @@ def compare_selectors(
     bounds: Bounds | Mapping[str, Bounds] | None = None,
     power: float = 0.8,
     protocol_baselines: Mapping[str, str] | None = None,
+    predictions: pd.DataFrame | None = None,
+    alpha: float | None = None,
+    exact_below: int = 10,
+    n_boot: int = 2000,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Per (task, metric, budget, selector): mean ± CI over seeds and a paired test vs ``baseline``.
 
@@ -141,13 +204,24 @@ def compare_selectors(
             protocol named here (e.g. ``{"annotate_then_retrieve": "random → kate"}``: vote-k's
             labels then retrieval is compared with random labels then the same retrieval);
             selectors of other protocols are compared with ``baseline``.
+        predictions: per-query results (columns ``selector``, ``seed``, ``query_id``, ``correct``
+            and the group keys present, as the evaluate stage writes them). With them an
+            accuracy line's intervals and test resample test queries as well as seeds.
+        alpha: level of the one-sided bounds ``diff_lower`` / ``diff_upper`` (default ``1 − level``:
+            at 0.95, one-sided 95% bounds, the ends of the 90% interval).
+        exact_below: fewer seeds than this use the exact sign-flip test.
+        n_boot: resamples of the seeds × queries bootstrap.
+        seed: its seed.
 
     Returns one line per group and selector with the group keys, ``selector`` (and ``family`` when
     the scores carry it), ``n_seeds``, ``mean``, ``sd``, ``ci_low``, ``ci_high`` and, paired by
     seed against its baseline (named in ``baseline``), ``mean_diff``, ``diff_ci_low``, ``diff_ci_high`` (bounded
     t-interval), ``sd_diff``, ``cohen_dz``, ``t_stat``, ``p_ttest``, ``p_wilcoxon``, ``n_pairs``,
-    ``mde`` (smallest mean difference the paired t-test detects with probability ``power``; NaN on
-    the baseline's own line), and ``better`` (mean_diff > 0 with p_ttest < 1 − level, unadjusted).
+    ``p_value`` / ``p_greater`` / ``p_less`` (two-sided and one-sided, of the line's ``test``),
+    ``test`` and ``interval`` (the methods), ``diff_lower`` / ``diff_upper`` (one-sided ``1 − alpha``
+    bounds), ``se_diff``, ``bound_alpha`` (their alpha), ``mde`` (smallest mean difference detected with probability ``power``;
+    never 0, ∞ when the test cannot reject; NaN on the baseline's own line), and ``better``
+    (mean_diff > 0 with p_value < 1 − level, unadjusted).
     """
     need = ["selector", "budget", "seed", "score"]
     missing = [c for c in need if c not in scores.columns]
@@ -156,6 +230,8 @@ def compare_selectors(
     if not 0.0 < level < 1.0:
         raise ConfigError(f"level must lie in (0, 1), got {level}.")
     keys = list(group_keys) if group_keys is not None else [k for k in GROUP_KEYS if k in scores.columns]
+    alpha = 1.0 - level if alpha is None else alpha
+    per_query = per_query_tables(predictions, scores, keys)
     dup = scores.duplicated(keys + ["selector", "seed"])
     if dup.any():
         raise DataError(f"The scores frame has several runs for the same {keys + ['selector', 'seed']}; one score per run.")
@@ -206,18 +282,50 @@ def compare_selectors(
                             "t_stat",
                             "p_ttest",
                             "p_wilcoxon",
+                            "p_value",
+                            "p_greater",
+                            "p_less",
+                            "diff_lower",
+                            "diff_upper",
+                            "se_diff",
                             "mde",
+                            "bound_alpha",
                         )
                     }
                 )
-                row["n_pairs"] = 0
+                row.update(n_pairs=0, test="", interval="")
             else:
                 common = s.index.intersection(base.index)
-                pair = paired_comparison(s.loc[common].to_numpy(), base.loc[common].to_numpy())
-                dlo, dhi = paired_interval(pair["mean_diff"], pair["sd_diff"], int(pair["n_pairs"]), level, width)
-                row.update(mean_diff=pair.pop("mean_diff"), diff_ci_low=dlo, diff_ci_high=dhi, **pair)
-                row["mde"] = paired_mde(pair["sd_diff"], int(pair["n_pairs"]), alpha=1.0 - level, power=power)
-            row["better"] = bool(row["mean_diff"] > 0 and row["p_ttest"] < 1.0 - level) if name != ref else False
+                a_, b_ = s.loc[common].to_numpy(dtype=float), base.loc[common].to_numpy(dtype=float)
+                pair = paired_comparison(a_, b_)
+                keep = np.isfinite(a_) & np.isfinite(b_)
+                matrix = query_matrix(per_query, key, str(name), ref, common[keep], a_[keep] - b_[keep])
+                inf = paired_inference(
+                    a_[keep] - b_[keep],
+                    matrix,
+                    level=level,
+                    alpha=alpha,
+                    power=power,
+                    span=width,
+                    exact_below=exact_below,
+                    n_boot=n_boot,
+                    seed=seed,
+                )
+                pair.pop("mean_diff")
+                row.update(mean_diff=inf.mean_diff, diff_ci_low=inf.ci_low, diff_ci_high=inf.ci_high, **pair)
+                row.update(
+                    p_value=inf.p_value,
+                    p_greater=inf.p_greater,
+                    p_less=inf.p_less,
+                    test=inf.test,
+                    interval=inf.interval,
+                    diff_lower=inf.diff_lower,
+                    diff_upper=inf.diff_upper,
+                    se_diff=inf.se,
+                    mde=inf.mde,
+                    bound_alpha=alpha,
+                )
+            row["better"] = bool(row["mean_diff"] > 0 and row["p_value"] < 1.0 - level) if name != ref else False
             rows.append(row)
     stat_cols = [
         "n_seeds",
@@ -234,6 +342,15 @@ def compare_selectors(
         "p_ttest",
         "p_wilcoxon",
         "n_pairs",
+        "p_value",
+        "p_greater",
+        "p_less",
+        "test",
+        "interval",
+        "diff_lower",
+        "diff_upper",
+        "se_diff",
+        "bound_alpha",
         "mde",
         "better",
     ]

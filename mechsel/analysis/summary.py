@@ -54,6 +54,13 @@ _COMPARISON_COLUMNS = (
     "p_ttest",
     "p_wilcoxon",
     "cohen_dz",
+    "p_value",
+    "test",
+    "interval",
+    "diff_lower",
+    "diff_upper",
+    "se_diff",
+    "bound_alpha",
     "mde",
 )
 
@@ -198,8 +205,10 @@ def format_summary(summary: pd.DataFrame, family: str = "activation") -> str:
     selector family compared with random (``activation``, ``SAE``).
 
     Means carry their 95% intervals (kept inside the metric's range), ``diff`` its paired
-    interval, ``mde`` the smallest difference the design detects at 80% power, ``ρ(cell)`` the
-    correlation of the cell the selector itself read.
+    interval, ``upper`` its one-sided upper bound (non-superiority: below the margin), ``p`` and
+    ``test`` the line's test and interval method, ``mde`` the smallest difference the design
+    detects at 80% power (``inf``: its exact test cannot reject at this many seeds), ``ρ(cell)``
+    the correlation of the cell the selector itself read.
     """
     columns = [
         ("task", "<"),
@@ -208,8 +217,11 @@ def format_summary(summary: pd.DataFrame, family: str = "activation") -> str:
         ("random [95% CI]", "<"),
         (f"{family} selector [95% CI]", "<"),
         ("diff [95% CI]", "<"),
-        ("p(t)", ">"),
+        ("upper", ">"),
+        ("p", ">"),
+        ("test", "<"),
         ("mde", ">"),
+        ("seeds", ">"),
         ("cell (its ρ)", "<"),
     ]
     rows = []
@@ -225,12 +237,29 @@ def format_summary(summary: pd.DataFrame, family: str = "activation") -> str:
                 f"{r['random_mean']:.3f} [{r['random_ci_low']:.3f}, {r['random_ci_high']:.3f}]",
                 f"{r['selector']} {r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
                 f"{r['mean_diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]",
-                f"{r['p_ttest']:.3g}",
+                f"{r.get('diff_upper', np.nan):+.3f}",
+                f"{_p(r):.3g}",
+                _method(r),
                 f"{r['mde']:.3f}",
+                str(int(cast(float, r["n_pairs"]))),
                 cell,
             ]
         )
     return aligned(columns, rows)
+
+
+_SHORT = {"paired t": "t", "seed×query bootstrap": "boot", "sign-flip exact": "exact", "sign-flip Monte Carlo": "flip-mc"}
+
+
+def _p(r: pd.Series) -> float:
+    return float(cast(float, r.get("p_value", r.get("p_ttest", np.nan))))
+
+
+def _method(r: pd.Series) -> str:
+    """Short names of a line's test / interval method: ``t``, ``boot`` (seeds × queries),
+    ``exact`` (sign-flip), joined with ``|`` for the larger of two p-values."""
+    test = str(r.get("test", "paired t") or "")
+    return "|".join(_SHORT.get(t.strip(), t.strip()) for t in test.split("|"))
 
 
 def aligned(columns: Sequence[tuple[str, str]], rows: list[list[str]]) -> str:
@@ -258,7 +287,8 @@ def format_comparison(comparison: pd.DataFrame) -> str:
         ("mean [95% CI]", "<"),
         ("vs", "<"),
         ("diff [95% CI]", "<"),
-        ("p(t)", ">"),
+        ("p", ">"),
+        ("test", "<"),
         ("mde", ">"),
         ("seeds", ">"),
     ]
@@ -276,7 +306,8 @@ def format_comparison(comparison: pd.DataFrame) -> str:
                 f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
                 "" if own else str(r.get("baseline", "")),
                 "" if own else f"{r['mean_diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]",
-                "" if own else f"{r['p_ttest']:.3g}",
+                "" if own else f"{_p(r):.3g}",
+                "" if own else _method(r),
                 "" if own else f"{r['mde']:.3f}",
                 str(int(cast(float, r["n_seeds"]))),
             ]

@@ -3,16 +3,23 @@
 The finding has two parts, each decided on its own and never from a test that merely failed to
 reject:
 
-**Gain** — "activation-based selection gives no gain over random". One line per (task, metric,
-budget, competing selector) of :func:`~mechsel.analysis.summary_table`:
+**Gain** — "activation-based selection gives no gain over random"
+(:mod:`mechsel.analysis.gain_claim`). One line per (task, metric, budget, competing selector) of
+:func:`~mechsel.analysis.summary_table`, each tested by the method that is valid at its number of
+seeds (:mod:`mechsel.analysis.paired`: exact sign-flip below 10 seeds or without spread, the
+seeds × test-queries bootstrap for accuracy, else the paired t):
 
 * DOES NOT HOLD when some selector beats random: its mean paired difference is positive and its
-  paired-t p-value, Benjamini–Hochberg-adjusted over all lines, is at most ``alpha``;
-* HOLDS when *every* line is shown equivalent to random: the ``1 − 2·alpha`` paired-t interval of
-  the difference lies inside ``±margin`` (two one-sided tests at ``alpha``; requiring it of every
-  line is an intersection–union test, level ``alpha`` without adjustment);
+  p-value, Benjamini–Hochberg-adjusted over all lines, is at most ``alpha``;
+* HOLDS (``gain_claim: non_superiority``, the default and the paper's claim) when *every* line's
+  one-sided ``1 − alpha`` upper bound lies below ``margin`` (intersection–union: level ``alpha``
+  without adjustment). A reliably *worse* line satisfies it and is reported as a finding of its
+  own. Under ``gain_claim: equivalence`` every line must also lie above ``−margin`` (TOST);
 * INCONCLUSIVE otherwise — the design could not tell. Each line carries its minimum detectable
-  effect (80% power); when it exceeds the margin the text says so.
+  effect (80% power; ∞ when its exact test cannot reject at its number of seeds, never 0).
+
+Lines of a sequential design (:mod:`mechsel.analysis.sequential`) are decided by their repeated
+bounds at the look where they stopped.
 
 ``margin`` is a fraction of the metric's range (0.03 → 0.03 accuracy, 3 BLEU points).
 
@@ -100,6 +107,8 @@ def verdict(
     model: str = "this model",
     basis: str = "ρ",
     baselines: pd.DataFrame | None = None,
+    sequential: pd.DataFrame | None = None,
+    n_looks: int | None = None,
 ) -> Verdict:
     """Decide the paper's finding from a summary table and (optionally) the activation cells of
     the correlation grid; see the module docstring for every rule.
@@ -114,9 +123,11 @@ def verdict(
         basis: what the grid's ``rho`` is (see :func:`correlation_part`).
         baselines: :func:`~mechsel.analysis.baselines.baseline_check` of the tasks; a flagged
             task adds a caution to the sentence.
+        sequential: looks of the gain lines run under a sequential design
+            (:func:`~mechsel.analysis.sequential.sequential_looks`), ``n_looks`` its looks.
     """
     settings = settings or VerdictSettings()
-    gain = gain_part(summary, settings, bounds)
+    gain = gain_part(summary, settings, bounds, sequential, n_looks)
     corr = correlation_part(grid, settings, basis) if grid is not None else None
     parts = {"gain": gain, **({"correlation": corr} if corr is not None else {})}
     failing = [name for name, p in parts.items() if p.outcome == "does_not_hold"]

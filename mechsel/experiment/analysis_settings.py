@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from mechsel.analysis.claims import GainClaim
 from mechsel.analysis.correlation import CIMethod, PMethod
 from mechsel.analysis.grid import FdrFamily
 from mechsel.analysis.verdict import RhoAdjust, VerdictSettings
@@ -45,7 +46,13 @@ class AnalysisSettings:
     """Adjustment of the all-cells-below claim: ``bonferroni`` (simultaneous intervals within each
     family) or ``intersection_union`` (each cell at alpha; valid for an all-cells claim)."""
     margin: float = 0.03
-    """Equivalence margin of the gain part, as a fraction of the metric's range (0.03 accuracy)."""
+    """Margin of the gain part, as a fraction of the metric's range (0.03 accuracy): a gain below
+    it is no gain."""
+    gain_claim: GainClaim = "non_superiority"
+    """What the gain part must show to hold: ``non_superiority`` (the paper's "no gain": every
+    line's one-sided upper bound below the margin) or ``equivalence`` (inside ±margin, TOST)."""
+    exact_below: int = 10
+    """Paired comparisons with fewer seeds use the exact sign-flip test (and its inverted interval)."""
     power: float = 0.8
     """Power at which every comparison's minimum detectable effect is stated."""
     n_extreme: int = 3
@@ -61,6 +68,8 @@ class AnalysisSettings:
         choice("analysis.fdr_family", self.fdr_family, get_args(FdrFamily))
         choice("analysis.rho_adjust", self.rho_adjust, get_args(RhoAdjust))
         choice("analysis.rho_basis", self.rho_basis, ("partial", "raw"))
+        choice("analysis.gain_claim", self.gain_claim, get_args(GainClaim))
+        positive("analysis.exact_below", self.exact_below, minimum=0)
         positive("analysis.n_boot", self.n_boot, minimum=0)
         positive("analysis.n_perm", self.n_perm, minimum=0)
         positive("analysis.n_extreme", self.n_extreme)
@@ -76,7 +85,12 @@ class AnalysisSettings:
     def verdict_settings(self) -> VerdictSettings:
         """The verdict's settings, read from these fields."""
         return VerdictSettings(
-            alpha=self.alpha, margin=self.margin, rho_bound=self.rho_threshold, rho_adjust=self.rho_adjust, power=self.power
+            alpha=self.alpha,
+            margin=self.margin,
+            gain_claim=self.gain_claim,
+            rho_bound=self.rho_threshold,
+            rho_adjust=self.rho_adjust,
+            power=self.power,
         )
 
 

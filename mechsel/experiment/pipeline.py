@@ -37,6 +37,7 @@ from mechsel.experiment.stages.features import FEATURES, FeaturesParams, feature
 from mechsel.experiment.stages.quality import QualityParams, quality_stage
 from mechsel.experiment.stages.samples import SamplesParams, samples_stage
 from mechsel.experiment.stages.select import SelectParams, select_stage
+from mechsel.experiment.stages.sequential import SequentialParams, sequential_stage
 from mechsel.paths import atomic_write_text
 from mechsel.serialize import to_dict
 
@@ -124,6 +125,9 @@ def build_stages(config: ExperimentConfig) -> list[Stage[Any]]:
         evaluate = EvaluateParams(**base, orders={r.label or r.selector: r.order for r in runs}, calibrate=s.calibrate, n_boot=EVAL_N_BOOT)
         # version 3: the task's baselines (0-shot score, majority-class share) as an output of their own
         stages.append(Stage(f"evaluate/{name}", evaluate_stage, inputs=(data, f"select/{name}"), version=3, params=evaluate))
+        if s.sequential.applies_to(name):
+            stages.append(_sequential_stage(config, t, select, evaluate, runs, sel_inputs))
+            analyse_inputs.append(f"sequential/{name}")
         samples = SamplesParams(**base, summary=c.summary(), n_extreme=a.n_extreme, samples_per_example=a.samples_per_example, seed=a.seed)
         stages.append(Stage(f"samples/{name}", samples_stage, inputs=(data, f"quality/{name}"), params=samples))
         analyse_inputs += [data, f"collect/{name}", f"quality/{name}", f"select/{name}", f"evaluate/{name}"]
@@ -132,9 +136,51 @@ def build_stages(config: ExperimentConfig) -> list[Stage[Any]]:
             for r in runs
             if SELECTORS.get(r.selector).reads is not None
         ]
-    params = AnalyseParams(a, s.baseline, s.retrieval_baseline, config.model.name, tuple(cell_runs))
+    seq = [st.params.design for st in stages if st.name.startswith("sequential/")]
+    params = AnalyseParams(
+        a, s.baseline, s.retrieval_baseline, config.model.name, tuple(cell_runs), n_looks=len(seq[0].looks) if seq else None
+    )
     stages.append(Stage("analyse", analyse_stage, inputs=tuple(analyse_inputs), version=6, params=params))
     return stages
+
+
+def _sequential_stage(
+    config: ExperimentConfig,
+    t: Any,
+    select: SelectParams,
+    evaluate: EvaluateParams,
+    runs: Sequence[SelectorRun],
+    sel_inputs: tuple[str, ...],
+) -> Stage[Any]:
+    """``sequential/<task>``: seeds added to the task's undecided gain lines (:class:`SequentialSettings`)."""
+    from mechsel.analysis.sequential import SequentialDesign
+
+    s, a = config.selection, config.analysis
+    q = s.sequential
+    seeds = s.seeds_for(t)
+    first = q.first_look or len(seeds)
+    if q.max_seeds < first:
+        raise ConfigError(
+            f"selection.sequential.max_seeds={q.max_seeds} is below the first look ({first} seeds of task {t.name!r}); "
+            f"raise max_seeds or lower first_look."
+        )
+    design = SequentialDesign.of(first, q.batch, q.max_seeds, alpha=a.alpha, rho=float(q.spending))
+    start = max(s.seeds) + 1
+    params = SequentialParams(
+        task=t.name,
+        model=select.model,
+        max_tokens=select.max_tokens,
+        select=select,
+        evaluate=evaluate,
+        baseline=s.baseline,
+        competing=tuple(r.label for r in runs if r.family == "activation"),
+        design=design,
+        margin=a.margin,
+        new_seeds=tuple(range(start, start + q.max_seeds)),
+        analysis_n_boot=a.n_boot,
+        analysis_seed=a.seed,
+    )
+    return Stage(f"sequential/{t.name}", sequential_stage, inputs=(*sel_inputs, f"evaluate/{t.name}"), params=params)
 
 
 @dataclass
@@ -170,16 +216,23 @@ def _collect_tables(config: ExperimentConfig, outputs: dict[str, dict[str, Any]]
         frames = [outputs[f"{prefix}/{t.name}"][name] for t in config.tasks if name in outputs.get(f"{prefix}/{t.name}", {})]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
+    def both(name: str, first: str) -> pd.DataFrame:
+        frames = [f for f in (cat(first, name), cat("sequential", name)) if not f.empty]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
     tables = {
         "examples": cat("data", "examples"),
         "statistics": cat("collect", "statistics"),
         "quality": cat("quality", "quality"),
-        "selections": cat("select", "selections"),
-        "scores": cat("evaluate", "scores"),
-        "predictions": cat("evaluate", "predictions"),
+        "selections": both("selections", "select"),
+        "scores": both("scores", "evaluate"),
+        "predictions": both("predictions", "evaluate"),
         "baselines": cat("evaluate", "baselines"),
         "activation_samples": cat("samples", "activation_samples"),
     }
+    looks = cat("sequential", "looks")
+    if not looks.empty:
+        tables["looks"] = looks
     for name in ("grid", "masking", "comparison", "summary", "summary_sae", "sets"):
         if name in outputs["analyse"]:
             tables[name] = outputs["analyse"][name]

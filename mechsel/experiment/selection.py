@@ -78,6 +78,40 @@ class SelectorRun:
 
 
 @dataclass(frozen=True)
+class SequentialSettings:
+    """The gain part's sequential design (:mod:`mechsel.analysis.sequential`): after the
+    configured seeds, seeds are added in batches to the (task, budget) lines of the activation
+    family against the baseline that are still undecided, until each is decided or has
+    ``max_seeds``. Every added unit is checkpointed like the others."""
+
+    enabled: bool = False
+    """Whether to add seeds at all (off: the fixed design, every line on the configured seeds)."""
+    tasks: tuple[str, ...] | None = None
+    """Tasks whose lines are extended (``null``: every task)."""
+    first_look: int | None = None
+    """Seeds at the first look (``null``: the task's configured seeds)."""
+    batch: int = 50
+    """Seeds added per look."""
+    max_seeds: int = 400
+    """The most seeds a line gets (the last look)."""
+    spending: float = 2.0
+    """Exponent ``rho`` of the alpha-spending function ``alpha · t^rho`` (1: Pocock-like, 3:
+    O'Brien–Fleming-like)."""
+
+    def __post_init__(self) -> None:
+        positive("selection.sequential.batch", self.batch)
+        positive("selection.sequential.max_seeds", self.max_seeds, minimum=2)
+        if self.first_look is not None:
+            positive("selection.sequential.first_look", self.first_look, minimum=2)
+        if isinstance(self.spending, bool) or not isinstance(self.spending, (int, float)) or not self.spending > 0:
+            raise ConfigError(f"selection.sequential.spending must be a positive number (2 is the default), got {self.spending!r}.")
+
+    def applies_to(self, task: str) -> bool:
+        """Whether ``task``'s lines are extended."""
+        return self.enabled and (self.tasks is None or task in self.tasks)
+
+
+@dataclass(frozen=True)
 class SelectionSettings:
     """The selector comparison: who, at which budgets, over which seeds."""
 
@@ -103,6 +137,8 @@ class SelectionSettings:
     see :func:`mechsel.icl.make_confidence_fn`."""
     calibrate: bool = False
     """Contextual calibration of test predictions (classification)."""
+    sequential: SequentialSettings = field(default_factory=SequentialSettings)
+    """Seeds added to the undecided gain lines (off by default)."""
 
     def __post_init__(self) -> None:
         if not self.runs:

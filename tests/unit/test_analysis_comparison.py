@@ -102,12 +102,57 @@ def test_bounded_intervals_stay_in_range_and_keep_the_t_interval_inside():
             "score": np.r_[v, v[::-1]],
         }
     )
-    comp = compare_selectors(scores, bounds={"accuracy": (0.0, 1.0)})
+    comp = compare_selectors(scores, bounds={"accuracy": (0.0, 1.0)}, exact_below=2)
     assert (comp["ci_high"] <= 1.0).all() and (comp["ci_low"] >= 0.0).all()
     act = comp[comp["selector"] == "act"].iloc[0]
     d = v[::-1] - v
     dlo, dhi = stats.t.interval(0.95, 4, loc=d.mean(), scale=stats.sem(d))
+    assert act["test"] == "paired t" and act["interval"] == "t"
     assert (act["diff_ci_low"], act["diff_ci_high"]) == pytest.approx((max(dlo, -1.0), min(dhi, 1.0)))
+    # by default 5 seeds use the exact sign-flip test, whose smallest p-value (2/32) is above 0.05:
+    # it cannot reject, so the interval is the whole range of a difference and the mde infinite
+    exact = compare_selectors(scores, bounds={"accuracy": (0.0, 1.0)})
+    act = exact[exact["selector"] == "act"].iloc[0]
+    assert act["test"] == "sign-flip exact"
+    assert (act["diff_ci_low"], act["diff_ci_high"]) == (-1.0, 1.0)
+    assert act["mde"] == np.inf
+
+
+def test_identical_seed_differences_do_not_decide():
+    """3 seeds each +1/48: the paired t would say t = ∞, p = 0; the exact sign-flip p is 2/8."""
+    base = np.array([0.5, 0.6, 0.7])
+    scores = pd.DataFrame(
+        {
+            "selector": ["random"] * 3 + ["act"] * 3,
+            "budget": 4,
+            "seed": [0, 1, 2] * 2,
+            "metric": "accuracy",
+            "score": np.r_[base, base + 1 / 48],
+        }
+    )
+    act = compare_selectors(scores, bounds={"accuracy": (0.0, 1.0)}).set_index("selector").loc["act"]
+    assert act["p_value"] == pytest.approx(0.25)
+    assert np.isnan(act["p_ttest"]) and np.isnan(act["t_stat"])
+    assert act["diff_ci_high"] - act["diff_ci_low"] > 0.5 and act["mde"] > 0
+
+
+def test_per_query_predictions_widen_a_zero_variance_line():
+    """20 seeds, the selector always gets the same one extra query right: with the predictions the
+    interval resamples queries and does not collapse; the p-value agrees with it."""
+    rows, preds = [], []
+    for seed in range(20):
+        for sel, extra in (("random", 0), ("act", 1)):
+            correct = np.zeros(48)
+            correct[:24] = 1
+            correct[30] = extra
+            rows.append({"selector": sel, "budget": 4, "seed": seed, "metric": "accuracy", "score": correct.mean()})
+            preds += [{"selector": sel, "budget": 4, "seed": seed, "query_id": str(q), "correct": bool(c)} for q, c in enumerate(correct)]
+    comp = compare_selectors(pd.DataFrame(rows), bounds={"accuracy": (0.0, 1.0)}, predictions=pd.DataFrame(preds))
+    act = comp.set_index("selector").loc["act"]
+    assert act["test"] == "seed×query bootstrap" and act["interval"] == "seed×query bootstrap"
+    assert act["diff_ci_low"] <= 0.0 < act["diff_ci_high"] and act["p_value"] > 0.05
+    plain = compare_selectors(pd.DataFrame(rows), bounds={"accuracy": (0.0, 1.0)}).set_index("selector").loc["act"]
+    assert plain["test"] == "sign-flip Monte Carlo" and plain["p_value"] < 0.001  # seeds alone: every one agrees
 
 
 def _grid(rho, n=48, task="sst2"):

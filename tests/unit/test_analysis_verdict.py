@@ -15,7 +15,7 @@ from mechsel.errors import ConfigError, DataError
 RANGES = {"accuracy": (0.0, 1.0)}
 
 
-def _summary(gain=0.0, noise=0.005, seeds=20, seed=0, budgets=(4, 8)):
+def _summary(gain=0.0, noise=0.005, seeds=20, seed=0, budgets=(4, 8), exact_below=2):
     rng = np.random.default_rng(seed)
     rows = []
     for budget in budgets:
@@ -44,7 +44,7 @@ def _summary(gain=0.0, noise=0.005, seeds=20, seed=0, budgets=(4, 8)):
                     "score": act[s],
                 }
             )
-    return summary_table(compare_selectors(pd.DataFrame(rows), bounds=RANGES))
+    return summary_table(compare_selectors(pd.DataFrame(rows), bounds=RANGES, exact_below=exact_below))
 
 
 def _grid(rhos, n):
@@ -64,7 +64,7 @@ def _grid(rhos, n):
 
 
 def test_gain_holds_only_when_every_interval_is_inside_the_margin():
-    part = gain_part(_summary(gain=0.0, noise=0.005), VerdictSettings(), RANGES)
+    part = gain_part(_summary(gain=0.0, noise=0.005), VerdictSettings(gain_claim="equivalence"), RANGES)
     assert part.outcome == "holds" and all(x["equivalent"] for x in part.lines)
     assert "equivalent to random within ±0.03" in part.text
 
@@ -91,7 +91,7 @@ def test_equivalence_decision_matches_a_hand_computed_tost():
         noise = rng.uniform(0.002, 0.03)
         seeds = int(rng.integers(4, 25))
         summary = _summary(gain=gain, noise=noise, seeds=seeds, seed=trial, budgets=(4,))
-        line = gain_part(summary, VerdictSettings(margin=0.03), RANGES).lines[0]
+        line = gain_part(summary, VerdictSettings(margin=0.03, gain_claim="equivalence"), RANGES).lines[0]
         r = summary.iloc[0]
         se = r["sd_diff"] / np.sqrt(r["n_pairs"])
         df = r["n_pairs"] - 1
@@ -151,3 +151,55 @@ def test_bad_settings_and_inputs_teach():
         gain_part(pd.DataFrame({"selector": ["a"]}), VerdictSettings())
     with pytest.raises(DataError, match="lacks columns"):
         correlation_part(pd.DataFrame({"rho": [0.1]}), VerdictSettings())
+
+
+def _scores(diffs, budget=4, base=0.6):
+    rows = []
+    for s_, d in enumerate(diffs):
+        rows.append(
+            {"task": "sst2", "metric": "accuracy", "budget": budget, "seed": s_, "selector": "random", "family": "baseline", "score": base}
+        )
+        rows.append(
+            {
+                "task": "sst2",
+                "metric": "accuracy",
+                "budget": budget,
+                "seed": s_,
+                "selector": "act",
+                "family": "activation",
+                "score": base + d,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_a_reliably_worse_line_is_not_superior():
+    """The paper's claim is "no gain": a line reliably below random satisfies it (and is reported),
+    where the old equivalence rule left it INCONCLUSIVE."""
+    rng = np.random.default_rng(11)
+    diffs = -0.04 + 0.02 * rng.normal(size=100)
+    summary = summary_table(compare_selectors(_scores(diffs), bounds=RANGES))
+    part = gain_part(summary, VerdictSettings(), RANGES)
+    line = part.lines[0]
+    # hand computation: the one-sided 95% upper bound of the paired t
+    upper = diffs.mean() + stats.t.ppf(0.95, 99) * diffs.std(ddof=1) / 10
+    assert line["bound_high"] == pytest.approx(upper)
+    assert part.outcome == "holds" and line["worse_than_random"] and "reliably worse than random" in part.text
+    assert gain_part(summary, VerdictSettings(gain_claim="equivalence"), RANGES).outcome == "inconclusive"
+
+
+def test_three_identical_gains_of_one_query_do_not_decide():
+    """3 seeds each +1/48 (the issue's synthetic input): exact sign-flip p = 0.25, not DOES NOT HOLD."""
+    summary = summary_table(compare_selectors(_scores(np.full(3, 1 / 48)), bounds=RANGES))
+    part = gain_part(summary, VerdictSettings(), RANGES)
+    assert summary.iloc[0]["p_value"] == pytest.approx(0.25) and summary.iloc[0]["test"] == "sign-flip exact"
+    assert part.outcome == "inconclusive" and not part.lines[0]["beats_random"]
+    assert part.lines[0]["mde"] == np.inf and "too few seeds" in part.text
+    # zero differences from 3 seeds are no evidence of equivalence either
+    flat = summary_table(compare_selectors(_scores(np.zeros(3)), bounds=RANGES))
+    assert gain_part(flat, VerdictSettings(gain_claim="equivalence"), RANGES).outcome == "inconclusive"
+
+
+def test_gain_claim_is_checked():
+    with pytest.raises(ConfigError, match="gain_claim"):
+        VerdictSettings(gain_claim="superiority")

@@ -48,6 +48,31 @@ class AnalyseParams:
     """The model's name (named in the verdict)."""
     cell_runs: tuple[CellRun, ...]
     """Every run that reads statistics, per task."""
+    n_looks: int | None = None
+    """Looks of the sequential design (``None``: no task runs one)."""
+
+
+def _joined(ctx: StageContext[AnalyseParams], prefix: str, name: str) -> pd.DataFrame:
+    """``name`` of the ``prefix`` stages followed by that of the sequential stages (added seeds)."""
+    frames = [f for f in (_concat(ctx, prefix, name), _concat(ctx, "sequential/", name)) if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def format_looks(looks: pd.DataFrame) -> str:
+    """One line per (task, budget, selector): the seeds it ended with, its last repeated upper
+    bound and how it ended."""
+    out = []
+    for (task, budget, selector), part in looks.groupby(["task", "budget", "selector"], sort=True):
+        last = part.sort_values("look").iloc[-1]
+        how = {"non_superior": "decided: no gain (upper bound below the margin)", "beats": "decided: beats the baseline"}.get(
+            str(last["decision"]), "undecided at its last look"
+        )
+        worse = "; reliably worse" if bool(last["worse"]) else ""
+        out.append(
+            f"  {task} k {int(budget)} {selector}: {int(last['n_pairs'])} seeds (look {int(last['look'])}), diff {last['diff']:+.3f}, "
+            f"repeated bounds [{last['seq_lower']:+.3f}, {last['seq_upper']:+.3f}] — {how}{worse}"
+        )
+    return "\n".join(out)
 
 
 def _concat(ctx: StageContext[AnalyseParams], prefix: str, name: str) -> pd.DataFrame:
@@ -208,8 +233,10 @@ def analyse_stage(ctx: StageContext[AnalyseParams]) -> dict[str, Any]:
     a = p.analysis
     stats = _concat(ctx, "collect/", "statistics")
     quality = _concat(ctx, "quality/", "quality")
-    scores = _concat(ctx, "evaluate/", "scores")
-    selections = _concat(ctx, "select/", "selections")
+    scores = _joined(ctx, "evaluate/", "scores")
+    predictions = _joined(ctx, "evaluate/", "predictions")
+    selections = _joined(ctx, "select/", "selections")
+    looks = _concat(ctx, "sequential/", "looks")
     examples = _concat(ctx, "data/", "examples")
     baselines = _concat(ctx, "evaluate/", "baselines")
     kw = {"n_boot": a.n_boot, "level": a.level, "seed": a.seed}
@@ -235,6 +262,11 @@ def analyse_stage(ctx: StageContext[AnalyseParams]) -> dict[str, Any]:
         bounds=METRIC_RANGES,
         power=a.power,
         protocol_baselines={"annotate_then_retrieve": rb} if rb else None,
+        predictions=predictions,
+        alpha=a.alpha,
+        exact_below=a.exact_below,
+        n_boot=a.n_boot,
+        seed=a.seed,
     )
     out["comparison"] = comparison
     cells = selector_cells(p.cell_runs, selections)
@@ -243,7 +275,17 @@ def analyse_stage(ctx: StageContext[AnalyseParams]) -> dict[str, Any]:
     settings = a.verdict_settings()
     moments, basis = _verdict_cells(grid, "moments", a.rho_basis)
     checked = baseline_check(baselines, comparison) if not baselines.empty else None
-    v = verdict(summary, moments, settings=settings, bounds=METRIC_RANGES, model=p.model, basis=basis, baselines=checked)
+    v = verdict(
+        summary,
+        moments,
+        settings=settings,
+        bounds=METRIC_RANGES,
+        model=p.model,
+        basis=basis,
+        baselines=checked,
+        sequential=looks if not looks.empty else None,
+        n_looks=p.n_looks,
+    )
     n_act = int(summary["selector"].nunique())
     note = (
         f"All {n_act} activation runs are compared with random (none picked by its test mean); the gain part's "
@@ -253,7 +295,14 @@ def analyse_stage(ctx: StageContext[AnalyseParams]) -> dict[str, Any]:
     )
     if a.rho_basis == "partial":
         note += f" The correlation part decides on the partial ρ given {', '.join(COVARIATES)} (raw ρ beside it in grid.parquet)."
+    note += (
+        f" upper: the one-sided {1 - a.alpha:.0%} upper bound of diff (the gain part holds when every line's is below "
+        f"{a.margin:g}); test: exact = sign-flip over seeds, boot = seeds × test queries bootstrap, t = paired t."
+    )
     text = [format_summary(summary), note, ""]
+    if not looks.empty:
+        text += ["Sequential design (seeds added in batches to the undecided lines; repeated bounds keep the error at alpha):"]
+        text += [format_looks(looks), ""]
     if checked is not None:
         text += [
             "Baselines of each task (0-shot: no demonstration; majority: always the most frequent test label). A task where "

@@ -38,6 +38,7 @@ __all__ = [
     "zero_shot_unit",
     "majority_share",
     "BASELINE_COLUMNS",
+    "score_tables",
 ]
 
 SCORE_COLUMNS = [
@@ -113,31 +114,7 @@ def evaluate_stage(ctx: StageContext[EvaluateParams]) -> dict[str, Any]:
     groups = list(ctx.inputs[f"select/{task}"]["selections"].groupby(["selector", "budget", "seed"], sort=False))
     units = evaluation_units(groups, splits, p)
     outs = ctx.map_units(evaluation_unit, units, p, desc=f"evaluate {task}")
-    score_rows, predictions = [], []
-    for ((label, budget, seed), sel), out in zip(groups, outs):
-        first = sel.sort_values(["query", "rank"]).iloc[0]
-        row = {
-            "task": task,
-            "selector": label,
-            "selector_name": first["selector_name"],
-            "family": first["family"],
-            "protocol": first["protocol"],
-            "annotation_budget": int(first["annotation_budget"]),
-            "budget": int(budget),
-            "seed": int(seed),
-            "metric": out["metric"],
-            "score": out["scores"][out["metric"]],
-            "ci_low": out["cis"][out["metric"]][0],
-            "ci_high": out["cis"][out["metric"]][1],
-            "n_test": len(test),
-        }
-        row.update({name: value for name, value in out["scores"].items() if name != out["metric"]})
-        score_rows.append(row)
-        pred = pd.DataFrame(out["predictions"])
-        pred["query_id"] = pred["query_id"].astype(str)
-        predictions.append(pred.assign(task=task, selector=label, budget=int(budget), seed=int(seed)))
-    scores = pd.DataFrame(score_rows)
-    extra = [c for c in scores.columns if c not in SCORE_COLUMNS]
+    scores, predictions = score_tables(task, groups, outs, len(test))
     # the 0-shot baseline: no demonstration, same queries and scoring (after the selections, on purpose)
     key = hash_json({"demos": [], "calibrate": p.calibrate, "n_boot": p.n_boot})
     [zero] = ctx.map_units(zero_shot_unit, [(f"zero-shot-{key}", None)], p, desc=f"evaluate {task} (0-shot)")
@@ -158,7 +135,40 @@ def evaluate_stage(ctx: StageContext[EvaluateParams]) -> dict[str, Any]:
         ],
         columns=BASELINE_COLUMNS,
     )
-    return {"scores": scores[SCORE_COLUMNS + extra], "predictions": pd.concat(predictions, ignore_index=True), "baselines": baselines}
+    return {"scores": scores, "predictions": predictions, "baselines": baselines}
+
+
+def score_tables(
+    task: str, groups: Sequence[tuple[Any, pd.DataFrame]], outs: Sequence[dict[str, Any]], n_test: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``scores`` and ``predictions`` tables of evaluated ``groups`` (``((selector, budget,
+    seed), selection rows)``) from their units' outputs ``outs`` (:func:`evaluation_unit`)."""
+    score_rows, predictions = [], []
+    for ((label, budget, seed), sel), out in zip(groups, outs):
+        first = sel.sort_values(["query", "rank"]).iloc[0]
+        row = {
+            "task": task,
+            "selector": label,
+            "selector_name": first["selector_name"],
+            "family": first["family"],
+            "protocol": first["protocol"],
+            "annotation_budget": int(first["annotation_budget"]),
+            "budget": int(budget),
+            "seed": int(seed),
+            "metric": out["metric"],
+            "score": out["scores"][out["metric"]],
+            "ci_low": out["cis"][out["metric"]][0],
+            "ci_high": out["cis"][out["metric"]][1],
+            "n_test": n_test,
+        }
+        row.update({name: value for name, value in out["scores"].items() if name != out["metric"]})
+        score_rows.append(row)
+        pred = pd.DataFrame(out["predictions"])
+        pred["query_id"] = pred["query_id"].astype(str)
+        predictions.append(pred.assign(task=task, selector=label, budget=int(budget), seed=int(seed)))
+    scores = pd.DataFrame(score_rows)
+    extra = [c for c in scores.columns if c not in SCORE_COLUMNS]
+    return scores[SCORE_COLUMNS + extra], pd.concat(predictions, ignore_index=True)
 
 
 def evaluation_units(groups: Sequence[tuple[Any, pd.DataFrame]], splits: Any, p: EvaluateParams) -> list[tuple[str, Evaluation]]:

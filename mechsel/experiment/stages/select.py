@@ -9,6 +9,7 @@ annotated set (the whole pool, or another run's selection). Each (run, seed) is 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from mechsel.selectors.base import Selection, Selector
 if TYPE_CHECKING:
     from mechsel.experiment.resources import Resources
 
-__all__ = ["SelectParams", "select_stage", "pool_positions", "wide_statistics"]
+__all__ = ["SelectParams", "Selecting", "select_stage", "pool_positions", "wide_statistics"]
 
 SELECTION_COLUMNS = [
     "task",
@@ -113,98 +114,117 @@ def _selector(
     return get_selector(run.selector, **params, **kwargs), detail
 
 
-def select_stage(ctx: StageContext[SelectParams]) -> dict[str, Any]:
-    """Outputs ``selections``: task, selector (run label), selector_name, family, budget, seed,
-    query (test position for retrieval, -1 for a fixed set), rank (prompt order), example_id,
-    score (the selector's score of the pick), detail (JSON: e.g. the statistic chosen)."""
-    from mechsel.selectors import SELECTORS, Pool, Queries
+class Selecting:
+    """Everything one task's selector runs read (statistics, quality, features, the pools), and
+    :meth:`one_run`, which makes one run's selections for one seed. ``select/<task>`` runs it for
+    every configured seed; the sequential design (:mod:`mechsel.experiment.stages.sequential`)
+    for the seeds it adds."""
 
-    p = ctx.params
-    task = p.task
-    res: Resources = ctx.resources
-    splits = res.splits(task)
-    cands = list(splits.pool)
-    ids = [str(e.id) for e in cands]
-    stats = ctx.inputs[f"collect/{task}"]["statistics"]
-    top_latents = ctx.inputs[f"collect/{task}"].get("sae_top_latents")
-    quality = ctx.inputs[f"quality/{task}"]["quality"].set_index("example_id")["quality"].reindex(ids).to_numpy()
-    feats = ctx.inputs[f"features/{task}"]
-    emb = feats.get("embeddings")
-    label_probs = feats.get("label_probs")
-    nsets = None
-    if "neuron_sets" in feats:
-        from mechsel.experiment.stages.features import unpack_neuron_sets
+    def __init__(self, inputs: Mapping[str, Mapping[str, Any]], p: SelectParams, res: Resources) -> None:
+        self.p = p
+        self.res = res
+        task = p.task
+        self.splits = res.splits(task)
+        self.cands = list(self.splits.pool)
+        self.ids = [str(e.id) for e in self.cands]
+        self.stats = inputs[f"collect/{task}"]["statistics"]
+        self.top_latents = inputs[f"collect/{task}"].get("sae_top_latents")
+        self.quality = inputs[f"quality/{task}"]["quality"].set_index("example_id")["quality"].reindex(self.ids).to_numpy()
+        feats = inputs[f"features/{task}"]
+        self.emb = feats.get("embeddings")
+        self.label_probs = feats.get("label_probs")
+        self.nsets = None
+        if "neuron_sets" in feats:
+            from mechsel.experiment.stages.features import unpack_neuron_sets
 
-        nsets = unpack_neuron_sets(feats["neuron_sets"])
-    runs = {r.label: r for r in p.runs}
-    tables: dict[tuple[str, str], pd.DataFrame] = {}
+            self.nsets = unpack_neuron_sets(feats["neuron_sets"])
+        self.runs = {r.label: r for r in p.runs}
+        self.tables: dict[tuple[str, str], pd.DataFrame] = {}
 
-    def table(family: str, mask: str) -> pd.DataFrame:
-        if (family, mask) not in tables:
-            wide = wide_statistics(stats, family, mask, ids)
-            if family == "sae" and top_latents is not None:  # the SAE selectors read top latents too
-                wide = pd.concat([wide, wide_statistics(top_latents, family, mask, ids)], axis=1)
-            tables[family, mask] = wide
-        return tables[family, mask]
+    def table(self, family: str, mask: str) -> pd.DataFrame:
+        if (family, mask) not in self.tables:
+            wide = wide_statistics(self.stats, family, mask, self.ids)
+            if family == "sae" and self.top_latents is not None:  # the SAE selectors read top latents too
+                wide = pd.concat([wide, wide_statistics(self.top_latents, family, mask, self.ids)], axis=1)
+            self.tables[family, mask] = wide
+        return self.tables[family, mask]
 
-    def make_pool(pos: np.ndarray, run: SelectorRun) -> Pool:
+    def make_pool(self, pos: np.ndarray, run: SelectorRun) -> Any:
+        from mechsel.selectors import SELECTORS, Pool
+
         reads = SELECTORS.get(run.selector).reads
+        cands, emb, label_probs, nsets = self.cands, self.emb, self.label_probs, self.nsets
         return Pool(
-            ids=[ids[i] for i in pos],
+            ids=[self.ids[i] for i in pos],
             texts=[cands[i].text() for i in pos],
             labels=np.array([-1 if cands[i].label is None else cands[i].label for i in pos]),
             embeddings=None if emb is None else emb["candidates"][pos],
-            statistics=None if reads is None else table(reads, run.mask or "").iloc[pos].reset_index(drop=True),
+            statistics=None if reads is None else self.table(reads, run.mask or "").iloc[pos].reset_index(drop=True),
             label_probs=None if label_probs is None else label_probs[pos],
             neuron_sets=None if nsets is None else [nsets[i] for i in pos],
         )
 
-    def annotate(run: SelectorRun, pos: np.ndarray, k: int, seed: int) -> tuple[Selection, dict[str, Any]]:
-        pool = make_pool(pos, run)
+    def annotate(self, run: SelectorRun, pos: np.ndarray, k: int, seed: int) -> tuple[Selection, dict[str, Any]]:
+        p, res, cands, emb = self.p, self.res, self.cands, self.emb
+        pool = self.make_pool(pos, run)
 
         def confidence_fn() -> Any:
             from mechsel.icl import make_confidence_fn
 
             return make_confidence_fn(
-                res.runner(task),
+                res.runner(p.task),
                 [cands[i] for i in pos],
                 k=p.confidence_k,
                 kind=p.confidence,
                 embeddings=None if emb is None else emb["candidates"][pos],
             )
 
-        all_stats = table("moments", run.mask or "") if run.choose_statistic else None
-        selector, detail = _selector(run, quality, all_stats, confidence_fn=confidence_fn, model=lambda: res.model)
+        all_stats = self.table("moments", run.mask or "") if run.choose_statistic else None
+        selector, detail = _selector(run, self.quality, all_stats, confidence_fn=confidence_fn, model=lambda: res.model)
         return selector.select(pool, k, seed=seed), detail
 
-    def one_run(run: SelectorRun, seed: int) -> pd.DataFrame:
-        pos = pool_positions(len(cands), p.seed_pool_size, p.split_seed, seed)
+    def one_run(self, run: SelectorRun, seed: int, budgets: Sequence[int] | None = None) -> pd.DataFrame:
+        """The selections of ``run`` for ``seed`` at ``budgets`` (default: every configured budget)."""
+        from mechsel.selectors import SELECTORS, Queries
+
+        p, ids, emb = self.p, self.ids, self.emb
+        pos = pool_positions(len(self.cands), p.seed_pool_size, p.split_seed, seed)
         rows = []
         retrieval = "annotate" not in SELECTORS.get(run.selector).modes or run.annotated is not None
         protocol = "fixed" if not retrieval else "annotate_then_retrieve" if run.annotated is not None else "retrieve_from_pool"
-        for k in p.budgets:
+        for k in p.budgets if budgets is None else budgets:
             if not retrieval:
-                sel, detail = annotate(run, pos, k, seed)
+                sel, detail = self.annotate(run, pos, k, seed)
                 for rank, (i, score) in enumerate(zip(sel.indices, sel.scores)):
                     rows.append((k, k, -1, rank, ids[pos[i]], score, detail))
                 continue
-            pool = make_pool(pos, run)
+            pool = self.make_pool(pos, run)
             annotated = np.arange(len(pos))
             detail = {}
             if run.annotated is not None:
                 size = min(run.annotation_budget or 4 * max(p.budgets), len(pos))
-                base, _ = annotate(runs[run.annotated], pos, size, seed)
+                base, _ = self.annotate(self.runs[run.annotated], pos, size, seed)
                 annotated = np.array(base.indices)
                 detail = {"annotated_by": run.annotated, "annotated": [ids[pos[i]] for i in base.indices]}
-            queries = Queries(texts=[e.text() for e in splits.test], embeddings=None if emb is None else emb["test"])
-            selector, _ = _selector(run, None, None, model=lambda: res.model)
+            queries = Queries(texts=[e.text() for e in self.splits.test], embeddings=None if emb is None else emb["test"])
+            selector, _ = _selector(run, None, None, model=lambda: self.res.model)
             for q, sel in enumerate(selector.retrieve(pool, annotated, queries, min(k, len(annotated)), seed=seed)):
                 for rank, (i, score) in enumerate(zip(sel.indices, sel.scores)):
                     rows.append((k, len(annotated), q, rank, ids[pos[i]], score, detail if q == 0 and rank == 0 else {}))
         frame = pd.DataFrame(rows, columns=["budget", "annotation_budget", "query", "rank", "example_id", "score", "detail"])
         frame["detail"] = frame["detail"].map(lambda d: json.dumps(d, default=str) if d else "")
-        return frame.assign(task=task, selector=run.label, selector_name=run.selector, family=run.family, seed=seed, protocol=protocol)
+        return frame.assign(task=p.task, selector=run.label, selector_name=run.selector, family=run.family, seed=seed, protocol=protocol)
 
+
+def select_stage(ctx: StageContext[SelectParams]) -> dict[str, Any]:
+    """Outputs ``selections``: task, selector (run label), selector_name, family, budget, seed,
+    query (test position for retrieval, -1 for a fixed set), rank (prompt order), example_id,
+    score (the selector's score of the pick), detail (JSON: e.g. the statistic chosen)."""
+    p = ctx.params
+    task = p.task
+    selecting = Selecting(ctx.inputs, p, ctx.resources)
+    runs = selecting.runs
+    one_run = selecting.one_run
     frames = []
     jobs = [(j, label, seed) for j, label in enumerate(runs) for seed in p.seeds[: runs[label].n_seeds or None]]
     for j, label, seed in tqdm(jobs, desc=f"select {task}", unit="run", disable=not ctx.progress):
