@@ -8,6 +8,7 @@
     mechsel config [CONFIG.yaml | --demo | --quick] [--check] [--set KEY=VALUE ...]
     mechsel collect [--n 8] [--mask alone] [--layers 0 5 17] [--statistics mean kurtosis]
     mechsel train-sae [--set KEY=VALUE ...]
+    mechsel data [TASK ...] | mechsel data export TASK DIR
 
 ``run`` and ``demo`` print the summary table (random vs every activation selector, with bounded 95%
 CIs over seeds, the minimum detectable effect and the cell each selector read), each task's 0-shot
@@ -85,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--families", nargs="+", help="figure families (default: all)")
     p.add_argument("--formats", nargs="*", default=["png", "svg"], help="static formats when Chromium is available")
 
+    p = sub.add_parser("plan", help="seeds, test queries and candidates a finished run would need to decide each part, and the time")
+    p.add_argument("run_dir", help="output directory of a finished run (or a pilot)")
+
     p = sub.add_parser("config", help="print a resolved config (every field, defaults included)")
     p.add_argument("config", nargs="?", help="YAML config")
     p.add_argument("--demo", action="store_true", help="the demo config")
@@ -103,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--positions", default="all", choices=list(POSITIONS))
     p.add_argument("--layers", type=int, nargs="+", help="layers (default: all)")
     p.add_argument("--statistics", nargs="+", default=list(DEFAULT_MOMENTS))
+
+    p = sub.add_parser("data", help="where each task's data is found (data directories, the packaged subset, the hub), or export a task")
+    p.add_argument("args", nargs="*", metavar="TASK | export TASK DIR", help="tasks to list (default: all), or `export TASK DIR`")
+    p.add_argument("--data-dir", default=None, help="data directory for `export` (default: the resolution order)")
 
     p = sub.add_parser("train-sae", help="train SAEs on a model's hook_mlp_out (default: the embedded model; see mechsel.sae)")
     p.add_argument("--model", default=None, help="TransformerLens model name (default: the embedded Gemma 3 270M)")
@@ -178,6 +186,13 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     print(f"Wrote {len(written)} files:")
     for path in written:
         print(f"  {path}")
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from mechsel.experiment.plan import plan_run
+
+    print(plan_run(args.run_dir)[2])
     return 0
 
 
@@ -274,13 +289,45 @@ def _cmd_train_sae(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    from mechsel.tasks import get_task, locate_task, task_names
+    from mechsel.tasks.inventory import export_task, task_sources
+
+    if args.args[:1] == ["export"]:
+        if len(args.args) != 3:
+            raise MechselError(f"usage: mechsel data export TASK DIR (got {' '.join(args.args[1:]) or 'nothing'} after export).")
+        task, folder = args.args[1:]
+        for s in export_task(task, folder, data_dir=args.data_dir):
+            part = f" of the split's {s.split_rows} (partial: its index file is beside it)" if s.split_rows else ""
+            print(f"{s.path}: {s.rows} rows{part}")
+        print(f"read them with MECHSEL_DATA_DIR={folder}")
+        return 0
+    for name in args.args or task_names():
+        cfg = get_task(name)
+        try:
+            used = locate_task(cfg).describe()
+        except MechselError as err:
+            used = f"nowhere ({err})"
+        print(f"{cfg.name}: read from {used}")
+        for source in task_sources(cfg):
+            mark = "+" if source.has else "-"
+            print(f"  {mark} {source.place}" + (f": {source.note}" if source.note else ""))
+            for split in source.splits:
+                rows = f"{split.rows:,} rows" + (f" of {split.split_rows:,}" if split.split_rows else "")
+                size = f", {split.bytes / 1e6:.2f} MB" if split.bytes is not None else ""
+                print(f"      {split.name}: {rows}{size}")
+    return 0
+
+
 COMMANDS = {
     "demo": _cmd_demo,
     "run": _cmd_run,
     "figures": _cmd_figures,
+    "plan": _cmd_plan,
     "config": _cmd_config,
     "collect": _cmd_collect,
     "train-sae": _cmd_train_sae,
+    "data": _cmd_data,
 }
 
 

@@ -1,10 +1,11 @@
 """Where mechsel keeps its cache and finds its data, and atomic writes.
 
 Cache directory: ``$MECHSEL_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/mechsel``, else
-``~/.cache/mechsel``. Data directory (local copies of the task datasets): an explicit argument,
-else ``$MECHSEL_DATA_DIR``, else ``../shared/data`` relative to the working directory or to the
-repository that holds this package. Nothing is guessed beyond that list; a missing directory
-raises and says where it looked.
+``~/.cache/mechsel``. Data directory (full local copies of the task datasets): an explicit
+argument, else ``$MECHSEL_DATA_DIR``, else ``../shared/data`` relative to the working directory
+or to the repository that holds this package (:func:`default_data_dirs`). Nothing is guessed
+beyond that list; a missing directory raises and says where it looked. Task loading goes on past
+the default directories to the packaged subset and the hub (:func:`mechsel.tasks.locate_task`).
 
 Names that become paths (stage, output and checkpoint names; task names) go through
 :func:`safe_name`, and anything that deletes or writes by pattern checks with :func:`within` that
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from mechsel.errors import ConfigError, DataError
 
-__all__ = ["cache_dir", "data_dir", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "safe_name", "within"]
+__all__ = ["cache_dir", "data_dir", "default_data_dirs", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "safe_name", "within"]
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -73,9 +74,14 @@ def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
     return path
 
 
-def _data_dir_candidates() -> list[Path]:
+def default_data_dirs() -> list[Path]:
+    """The data directories used when neither an argument nor ``$MECHSEL_DATA_DIR`` names one, in order."""
     here = Path(__file__).resolve().parent.parent
-    return [Path.cwd() / ".." / "shared" / "data", here / ".." / "shared" / "data"]
+    out: list[Path] = []
+    for path in (Path.cwd() / ".." / "shared" / "data", here / ".." / "shared" / "data"):
+        if all(path.resolve() != p.resolve() for p in out):
+            out.append(path)
+    return out
 
 
 def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
@@ -85,15 +91,17 @@ def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
     elif os.environ.get("MECHSEL_DATA_DIR"):
         candidates = [Path(os.environ["MECHSEL_DATA_DIR"])]
     else:
-        candidates = _data_dir_candidates()
+        candidates = default_data_dirs()
     for path in candidates:
         if path.is_dir():
             return path.resolve()
     looked = ", ".join(str(p) for p in candidates)
+    chosen = "drop data_dir=..." if override is not None else "unset MECHSEL_DATA_DIR" if os.environ.get("MECHSEL_DATA_DIR") else ""
+    fallback = f"; or {chosen} so that task loading" if chosen else "; task loading (load_examples, make_splits)"
     raise DataError(
-        f"No mechsel data directory found (looked in: {looked}). Set MECHSEL_DATA_DIR to a folder "
-        f"holding one sub-folder per task (e.g. sst2/train.jsonl), pass data_dir=..., or load "
-        f"the task from the Hugging Face hub with source='hub' when you are online."
+        f"No mechsel data directory found (looked in: {looked}). Set MECHSEL_DATA_DIR to a folder holding one "
+        f"sub-folder per task (e.g. sst2/train.jsonl) or pass data_dir=...{fallback} uses the subset packaged with "
+        f"mechsel or, online, the Hugging Face hub (see `mechsel data`)."
     )
 
 

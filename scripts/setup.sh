@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet torch==2.13.0
-.venv/bin/python -m pip install --quiet -c requirements/lock.txt -e ".[dev]"
+.venv/bin/python -m pip install --quiet -c requirements/lock.txt -e ".[dev,ray]"
 
 # Static figures (PNG/SVG): kaleido drives a Chromium. Skip when mechsel already finds one
 # (BROWSER_PATH, PATH, typical paths, kaleido's download); else install Debian's when we can

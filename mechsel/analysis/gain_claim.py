@@ -57,7 +57,7 @@ def _sequential_line(looks: pd.DataFrame | None, r: pd.Series) -> pd.Series | No
     mine = looks
     for k in ("task", "metric", "budget", "selector"):
         if k in mine.columns and k in r:
-            mine = mine[mine[k] == r[k]]
+            mine = cast(pd.DataFrame, mine[mine[k] == r[k]])
     return None if mine.empty else mine.sort_values("look").iloc[-1]
 
 
@@ -100,8 +100,9 @@ def gain_part(
         seq = _sequential_line(sequential, r)
         design = "fixed"
         if seq is not None:
-            design = f"sequential, look {int(seq['look'])} of {n_looks or '?'} ({int(seq['n_pairs'])} seeds)"
-            lo, hi = float(seq["seq_lower"]), float(seq["seq_upper"])
+            look, pairs = int(cast(int, seq["look"])), int(cast(int, seq["n_pairs"]))
+            design = f"sequential, look {look} of {n_looks or '?'} ({pairs} seeds)"
+            lo, hi = float(cast(float, seq["seq_lower"])), float(cast(float, seq["seq_upper"]))
             beats, worse = bool(seq["beats"]), bool(seq["worse"])
             method = "repeated bounds (alpha spending)"
         else:

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import product
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats as sps
@@ -240,7 +240,7 @@ def paired_inference(
         pg, pl = sign_flip_p(x, "greater", seed=seed), sign_flip_p(x, "less", seed=seed)
     else:
         test = "paired t"
-        res = sps.ttest_1samp(x, 0.0)
+        res: Any = sps.ttest_1samp(x, 0.0)
         t_stat, df = float(res.statistic), n - 1
         p2 = float(res.pvalue)
         pg, pl = float(sps.t.sf(t_stat, df)), float(sps.t.cdf(t_stat, df))

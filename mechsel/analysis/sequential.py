@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -198,7 +199,7 @@ def sequential_looks(
     if not frames:
         return pd.DataFrame(columns=[*LINE_KEYS, "look", "n_pairs", "diff", "se", "decision"])
     out = pd.concat(frames, ignore_index=True)
-    return out[[*LINE_KEYS, *[c for c in out.columns if c not in LINE_KEYS]]]
+    return cast(pd.DataFrame, out[[*LINE_KEYS, *[c for c in out.columns if c not in LINE_KEYS]]])
 
 
 def pending(looks: pd.DataFrame, lines: pd.DataFrame, design: SequentialDesign) -> pd.DataFrame:
@@ -208,7 +209,7 @@ def pending(looks: pd.DataFrame, lines: pd.DataFrame, design: SequentialDesign) 
     for _, line in lines.iterrows():
         mine = looks
         for k in LINE_KEYS:
-            mine = mine[mine[k] == line[k]]
+            mine = cast(pd.DataFrame, mine[mine[k] == line[k]])
         done = len(mine)
         if done and (mine["decision"].iloc[-1] or done >= len(design.looks)):
             continue

@@ -144,6 +144,9 @@ class ExperimentConfig:
                 "selection.runs holds no activation-family selector; the summary compares random with the best activation "
                 "selector. Add e.g. {selector: activation, choose_statistic: true}."
             )
+        unknown = [x for x in (sel.sequential.tasks or ()) if x not in names]
+        if unknown:
+            raise ConfigError(f"selection.sequential.tasks names {unknown}, which are not tasks of this config: {names}.")
         for r in sel.runs:
             unknown = [x for x in (r.tasks or ()) if x not in names]
             if unknown:

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from mechsel.experiment.config import ExperimentConfig
     from mechsel.experiment.engine import StageContext
 
-__all__ = ["Engine", "ExecutionSettings", "Executor", "LocalExecutor", "UnitFn", "MISSING", "make_executor"]
+__all__ = ["Engine", "ExecutionSettings", "Executor", "LocalExecutor", "UnitFn", "MISSING", "make_executor", "import_ray"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,21 @@ class _Missing:
 
 MISSING: Any = _Missing()
 """What :meth:`~mechsel.experiment.engine.StageContext.stored` returns for a step not (validly) stored."""
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a one-line :class:`ConfigError` naming the extra that installs it.
+
+    Ray is an optional dependency (``pip install 'mechsel[ray]'``); ``engine: ray`` checks for it
+    when the config is read, before any model is loaded."""
+    try:
+        import ray
+    except ImportError as err:
+        raise ConfigError(
+            f"execution.engine: ray needs Ray, which is not importable ({err}); install it with pip install 'mechsel[ray]' "
+            f"(or, in a checkout, pip install -e '.[ray]'), or set execution.engine: local."
+        ) from None
+    return ray
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,8 @@ class ExecutionSettings:
 
     def __post_init__(self) -> None:
         choice("execution.engine", self.engine, get_args(Engine))
+        if self.engine == "ray":
+            import_ray()
         address = self.address
         if not isinstance(address, str) or not (
             address in ("", "auto") or address.startswith("ray://") or re.fullmatch(r"[\w.\-]+:\d+", address)

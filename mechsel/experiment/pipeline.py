@@ -173,7 +173,7 @@ def _sequential_stage(
         select=select,
         evaluate=evaluate,
         baseline=s.baseline,
-        competing=tuple(r.label for r in runs if r.family == "activation"),
+        competing=tuple(str(r.label) for r in runs if r.family == "activation"),
         design=design,
         margin=a.margin,
         new_seeds=tuple(range(start, start + q.max_seeds)),

@@ -55,14 +55,9 @@ IN_FLIGHT = 2
 
 
 def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError as err:
-        raise ConfigError(
-            f"execution.engine: ray needs the 'ray' package, which is not importable ({err}). Install mechsel with its "
-            f"dependencies (pip install -e .), or pip install 'ray==2.60.0'; or set execution.engine: local."
-        ) from None
-    return ray
+    from mechsel.experiment.execution import import_ray
+
+    return import_ray()
 
 
 class _Worker:

@@ -45,6 +45,7 @@ def tiny_model(
     n_ctx: int = 128,
     positional_embedding_type: Literal["rotary", "standard"] = "rotary",
     normalization_type: Literal["RMS", "LN"] = "RMS",
+    act_fn: str = "gelu",
     seed: int = 0,
     **cfg_overrides: Any,
 ) -> HookedTransformer:
@@ -61,7 +62,7 @@ def tiny_model(
         d_mlp=d_mlp,
         d_vocab=d_vocab,
         n_ctx=n_ctx,
-        act_fn="gelu",
+        act_fn=act_fn,
         normalization_type=normalization_type,
         positional_embedding_type=positional_embedding_type,
         seed=seed,

@@ -12,7 +12,7 @@ e2e_nlg     generation      ``Attributes: {meaning_representation}...`` the refe
 
 from mechsel.tasks import builtin  # noqa: F401  (imported for registration)
 from mechsel.tasks.base import TASKS, Example, TaskConfig, TaskKind, get_task, register_task, task_names
-from mechsel.tasks.loading import load_examples, load_rows, local_split_files, rows_to_examples
+from mechsel.tasks.loading import TaskLocation, load_examples, load_rows, local_split_files, locate_task, rows_to_examples
 from mechsel.tasks.prompts import (
     OrderPolicy,
     Overflow,
@@ -31,6 +31,8 @@ __all__ = [
     "get_task",
     "register_task",
     "task_names",
+    "TaskLocation",
+    "locate_task",
     "load_examples",
     "load_rows",
     "local_split_files",

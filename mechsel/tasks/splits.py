@@ -47,7 +47,7 @@ import numpy as np
 from mechsel.errors import ConfigError, DataError
 from mechsel.provenance import hash_json
 from mechsel.tasks.base import Example, TaskConfig, get_task
-from mechsel.tasks.loading import Reader, Source, load_examples
+from mechsel.tasks.loading import Reader, Source, SplitExamples, check_choices, locate_task, read_split
 
 __all__ = ["SplitConfig", "TaskSplits", "make_splits", "examples_hash", "stratified_label_order", "word_count"]
 
@@ -118,6 +118,9 @@ class TaskSplits:
     """How they were drawn."""
     sources: Mapping[str, str] = field(default_factory=dict)
     """Subset (``dev``, ``pool``, ``test``) → the split it was drawn from."""
+    origin: str = ""
+    """Where the rows were read from (:meth:`mechsel.tasks.TaskLocation.describe`); draws from a
+    full data directory and from the packaged subset are identical, so it is not in the hash."""
 
     @property
     def examples(self) -> tuple[Example, ...]:
@@ -213,18 +216,38 @@ def _check_shares(
             )
 
 
+def _missing_row(cfg: TaskConfig, split: str, data: SplitExamples, subset: str, row: int) -> DataError:
+    return DataError(
+        f"Task {cfg.name!r}: this draw of the {subset} subset needs row {row} of split {split!r}, which the packaged "
+        f"subset does not hold (it ships {len(data.examples)} of the split's {data.n_rows} rows: those the demo configs and "
+        f"the draws listed in mechsel/data/MANIFEST.json reach, so those give the same examples as the full data). "
+        f"Set MECHSEL_DATA_DIR to a full copy of the data, go online to read the task from the hub, or draw smaller "
+        f"subsets (or another split seed)."
+    )
+
+
 def _draw_group(
-    cfg: TaskConfig, split: str, examples: list[Example], subsets: list[str], config: SplitConfig, rng: np.random.Generator, stratify: bool
+    cfg: TaskConfig, split: str, data: SplitExamples, subsets: list[str], config: SplitConfig, rng: np.random.Generator, stratify: bool
 ) -> dict[str, tuple[Example, ...]]:
-    """Draw ``subsets`` (in order) disjointly from one source split."""
-    free = np.ones(len(examples), dtype=bool)
-    long_enough = None if config.min_words is None else np.array([word_count(e) >= config.min_words for e in examples])
+    """Draw ``subsets`` (in order) disjointly from one source split.
+
+    The draw is a function of the full split (its size, labels and word counts), so a packaged
+    partial split, which describes the rows it leaves out, gives the same examples."""
+    examples = data.examples
+    at = dict(zip(data.positions, examples)) if data.positions is not None else None
+    free = np.ones(data.n_rows, dtype=bool)
+    if config.min_words is None:
+        long_enough = None
+    elif data.words is not None:
+        long_enough = np.asarray(data.words) >= config.min_words
+    else:
+        long_enough = np.array([word_count(e) for e in examples]) >= config.min_words
     if stratify:
-        labels = np.array([e.label for e in examples], dtype=np.int64)
+        labels = np.asarray(data.labels if data.labels is not None else [e.label for e in examples], dtype=np.int64)
         targets = np.bincount(labels, minlength=cfg.n_labels)
         queues = [rng.permutation(np.flatnonzero(labels == label)) for label in range(cfg.n_labels)]
     else:
-        queues = [rng.permutation(len(examples))]
+        queues = [rng.permutation(data.n_rows)]
     out = {}
     for subset in subsets:
         filtered = subset == "pool" and long_enough is not None
@@ -244,7 +267,13 @@ def _draw_group(
         else:
             chosen = [int(i) for i in avail[0][:n]]
         free[chosen] = False
-        out[subset] = tuple(examples[i] for i in chosen)
+        if at is None:
+            out[subset] = tuple(examples[i] for i in chosen)
+        else:
+            lost = next((i for i in chosen if i not in at), None)
+            if lost is not None:
+                raise _missing_row(cfg, split, data, subset, lost)
+            out[subset] = tuple(at[i] for i in chosen)
     return out
 
 
@@ -271,16 +300,18 @@ def make_splits(
     """
     cfg = get_task(task)
     config = config or SplitConfig()
-    sources = cfg.subset_splits(source)
+    check_choices(source, reader)
+    location = locate_task(cfg, data_dir, source=source)
+    sources = cfg.subset_splits("hub" if location.kind == "hub" else "local")
     groups: dict[str, list[str]] = {}
     for subset in SUBSETS:
         groups.setdefault(sources[subset], []).append(subset)
-    loaded = {}
+    loaded: dict[str, SplitExamples] = {}
     for split, subsets in groups.items():
         try:
-            loaded[split] = load_examples(cfg, split, source=source, data_dir=data_dir, reader=reader)
+            loaded[split] = read_split(cfg, split, location, reader=reader)
         except DataError as err:
-            test_field = "hub_test_split" if source == "hub" and cfg.hub_test_split else "test_split"
+            test_field = "hub_test_split" if location.kind == "hub" and cfg.hub_test_split else "test_split"
             field_name = "pool_split" if "pool" in subsets else "dev_split" if "dev" in subsets else test_field
             raise DataError(
                 f"Task {cfg.name!r} draws its {' and '.join(subsets)} subset{'s' if len(subsets) > 1 else ''} from split {split!r} "
@@ -290,4 +321,6 @@ def make_splits(
     drawn: dict[str, tuple[Example, ...]] = {}
     for split, subsets in groups.items():
         drawn.update(_draw_group(cfg, split, loaded[split], subsets, config, _group_rng(config.seed, subsets), stratify))
-    return TaskSplits(task=cfg, pool=drawn["pool"], dev=drawn["dev"], test=drawn["test"], config=config, sources=sources)
+    return TaskSplits(
+        task=cfg, pool=drawn["pool"], dev=drawn["dev"], test=drawn["test"], config=config, sources=sources, origin=location.describe()
+    )

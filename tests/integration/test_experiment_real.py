@@ -116,9 +116,14 @@ def test_rerun_is_cached_and_interrupted_run_resumes_identically(cli_run, overri
         pd.testing.assert_frame_equal(result.tables[name].reset_index(drop=True), ref[name].reset_index(drop=True), check_dtype=False)
 
 
-def test_quick_demo_from_the_cli_runs_every_selector_family(tmp_path):
-    """``mechsel demo --quick`` (shrunk further by ``--set``) on the embedded model: every selector
-    family runs, and what it prints is the saved summary and verdict."""
+def test_quick_demo_from_the_cli_runs_every_selector_family_on_the_packaged_data_alone(tmp_path, monkeypatch):
+    """``mechsel demo --quick`` (shrunk further by ``--set``) on the embedded model, with no data
+    folder anywhere (no ``$MECHSEL_DATA_DIR``, no ``../shared/data``): the packaged subset alone
+    feeds it, every selector family runs, and what it prints is the saved summary and verdict."""
+    import mechsel.paths
+
+    monkeypatch.delenv("MECHSEL_DATA_DIR", raising=False)
+    monkeypatch.setattr(mechsel.paths, "default_data_dirs", lambda: [tmp_path / "no-shared-data"])
     out = tmp_path / "quick"
     tiny = [
         "tasks.0.n_candidates=8",
@@ -140,7 +145,8 @@ def test_quick_demo_from_the_cli_runs_every_selector_family(tmp_path):
     tables = load_results(out)
     scores = tables["scores"]
     assert set(scores["family"]) == {"baseline", "activation", "similarity", "coverage", "uncertainty", "neuron"}
-    assert len(scores) == 10 * 3 and sorted(scores["seed"].unique()) == [0, 1, 2]
+    assert len(scores) == 8 * 3 and sorted(scores["seed"].unique()) == [0, 1, 2]
+    assert "the packaged subset" in (out / "run.log").read_text()
     assert set(scores["protocol"]) == {"fixed", "retrieve_from_pool", "annotate_then_retrieve"}
     verdict = tables["verdict"]
     assert verdict["outcome"] in {"holds", "does_not_hold", "inconclusive"} and verdict["text"] in printed

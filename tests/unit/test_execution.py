@@ -147,3 +147,26 @@ def test_the_embedded_model_converts_once_when_processes_start_together(tmp_path
     for t in threads:
         t.join()
     assert len(converted) == 1 and len(set(found)) == 1 and len(found) == 3
+
+
+def test_ray_missing_is_one_error_line_naming_the_extra(monkeypatch, tmp_path, capsys):
+    """Ray is the optional extra ``mechsel[ray]``: without it, ``engine: ray`` fails when the
+    config is read (no model is loaded), in one ``mechsel: error:`` line that names the extra."""
+    import mechsel.models
+    from mechsel.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    base = to_dict(demo_config(quick=True))
+    with pytest.raises(ConfigError, match=r"execution.engine: ray needs Ray.*pip install 'mechsel\[ray\]'"):
+        load_config(base, ["execution.engine=ray"])
+    assert load_config(base).execution.engine == "local"  # the local engine does not need it
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded before the config was checked")
+
+    monkeypatch.setattr(mechsel.models, "load_model", no_model)
+    status = main(["demo", "--quick", "--quiet", "--output", str(tmp_path / "run"), "--set", "execution.engine=ray"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("mechsel: error:") and "pip install 'mechsel[ray]'" in lines[0]
+    assert not (tmp_path / "run").exists()

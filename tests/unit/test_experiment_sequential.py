@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -67,3 +68,36 @@ def test_looks_are_written_with_the_results(tmp_path, model):
     assert (folder / "looks.parquet").is_file()
     v = json.loads((folder / "verdict.json").read_text())
     assert v["parts"]["gain"]["lines"][0]["n_seeds"] == 5 or v["parts"]["gain"]["lines"][0]["design"].startswith("sequential")
+
+
+def test_plan_reports_seeds_and_time_per_undecided_line(tmp_path, model, capsys):
+    from scipy import stats
+
+    from mechsel.cli import main
+    from mechsel.experiment.plan import SEQUENTIAL_INFLATION, plan_run
+
+    res = run_experiment(load_config(_config(tmp_path, "fixed")), model=model)
+    gain, corr, text = plan_run(res.output_dir)
+    undecided = [x for x in res.verdict["parts"]["gain"]["lines"] if x["outcome"] == "inconclusive"]
+    assert len(gain) == len(undecided) >= 1
+    r = gain.iloc[0]
+    # hand computation of the components and the seeds from the per-query predictions
+    pred = res.tables["predictions"]
+    line = undecided[0]
+
+    def tab(sel):
+        part = pred[(pred["budget"] == line["budget"]) & (pred["selector"] == sel)]
+        return part.pivot_table(index="seed", columns="query_id", values="correct", aggfunc="first").astype(float)
+
+    d = (tab(line["selector"]) - tab("random")).to_numpy()
+    within = d.var(axis=1, ddof=1).mean()
+    sd_set = np.sqrt(max(d.mean(axis=1).var(ddof=1) - within / d.shape[1], 0.0))
+    assert r["sd_set"] == pytest.approx(sd_set) and r["sd_query"] == pytest.approx(np.sqrt(within))
+    sd = np.hypot(sd_set, np.sqrt(within) / np.sqrt(d.shape[1]))
+    gap = line["margin"] - line["diff"] if line["diff"] < line["margin"] else line["diff"]
+    if sd > 0 and gap > 0:
+        expect = np.ceil(SEQUENTIAL_INFLATION * ((stats.norm.isf(0.05) + stats.norm.isf(0.2)) * sd / gap) ** 2)
+        assert r["seeds_needed"] == expect
+    assert "seeds needed" in text
+    assert main(["plan", str(res.output_dir)]) == 0 and "Gain part" in capsys.readouterr().out
+    assert main(["plan", str(tmp_path / "nothing")]) == 2 and "mechsel: error:" in capsys.readouterr().err

@@ -23,6 +23,7 @@ from mechsel.experiment import load_config
 from mechsel.experiment.pipeline import build_stages
 from mechsel.experiment.stages.data import DataParams, data_stage
 from mechsel.tasks import SplitConfig, TaskConfig, get_task, load_examples, make_splits
+from mechsel.tasks.loading import SplitExamples
 from mechsel.tasks.splits import stratified_label_order
 
 MINIMAL = {"selection": {"runs": [{"selector": "random"}, {"selector": "activation", "choose_statistic": True}], "budgets": [2]}}
@@ -250,7 +251,12 @@ def test_sst2_on_the_hub_draws_dev_and_test_disjointly_from_validation(shared_da
     the local files (tests have no network)."""
     assert get_task("sst2").subset_splits("hub") == {"dev": "validation", "pool": "train", "test": "validation"}
     local = functools.cache(functools.partial(load_examples, "sst2"))
-    monkeypatch.setattr(splits_module, "load_examples", lambda cfg, split, *, source, data_dir, reader: local(split))
+
+    def from_local_files(cfg, split, location, *, reader):
+        assert location.kind == "hub"
+        return SplitExamples(local(split), len(local(split)), location)
+
+    monkeypatch.setattr(splits_module, "read_split", from_local_files)
     s = make_splits("sst2", SplitConfig(pool_size=100, dev_size=64, test_size=300, seed=0), source="hub")
     val = [r["label"] for r in read_jsonl(shared_data_dir / "sst2" / "validation.jsonl")]
     assert s.sources["test"] == "validation" and all(e.split == "validation" for e in (*s.dev, *s.test))

@@ -62,7 +62,8 @@ def format_looks(looks: pd.DataFrame) -> str:
     """One line per (task, budget, selector): the seeds it ended with, its last repeated upper
     bound and how it ended."""
     out = []
-    for (task, budget, selector), part in looks.groupby(["task", "budget", "selector"], sort=True):
+    for key, part in looks.groupby(["task", "budget", "selector"], sort=True):
+        task, budget, selector = cast(tuple[Any, Any, Any], key)
         last = part.sort_values("look").iloc[-1]
         how = {"non_superior": "decided: no gain (upper bound below the margin)", "beats": "decided: beats the baseline"}.get(
             str(last["decision"]), "undecided at its last look"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from mechsel.experiment.resources import Resources
 
 __all__ = ["DataParams", "data_stage"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ def data_stage(ctx: StageContext[DataParams]) -> dict[str, Any]:
             f"The subsets of task {task!r} were drawn with {splits.config}, but tasks[{task}] asks for {wanted}. "
             f"Draw them with TaskSettings.split_config(split_seed) (in Resources.splits) so every setting is honoured."
         )
+    logger.info("data %s: drawn from %s", task, splits.origin or "its source")
     rows = []
     for subset, examples in (("candidate", splits.pool), ("dev", splits.dev), ("test", splits.test)):
         for pos, e in enumerate(examples):

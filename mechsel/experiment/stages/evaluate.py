@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -168,7 +168,7 @@ def score_tables(
         predictions.append(pred.assign(task=task, selector=label, budget=int(budget), seed=int(seed)))
     scores = pd.DataFrame(score_rows)
     extra = [c for c in scores.columns if c not in SCORE_COLUMNS]
-    return scores[SCORE_COLUMNS + extra], pd.concat(predictions, ignore_index=True)
+    return cast(pd.DataFrame, scores[SCORE_COLUMNS + extra]), pd.concat(predictions, ignore_index=True)
 
 
 def evaluation_units(groups: Sequence[tuple[Any, pd.DataFrame]], splits: Any, p: EvaluateParams) -> list[tuple[str, Evaluation]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -80,8 +80,10 @@ def margins_of(metric: str, fraction: float) -> dict[str, float]:
 
 
 def _select(ctx: StageContext[SequentialParams], selecting: Selecting, label: str, k: int, seed: int) -> pd.DataFrame:
-    """One run's selections at budget ``k`` for ``seed``, checkpointed."""
-    return ctx.checkpoint(f"select-{label}-k{k}-s{seed}", lambda: selecting.one_run(selecting.runs[label], seed, (k,)))
+    """One run's selections at budget ``k`` for ``seed``, checkpointed under the run's position
+    (labels hold spaces and brackets, which checkpoint names may not)."""
+    j = list(selecting.runs).index(label)
+    return ctx.checkpoint(f"select-run{j:02d}-k{k}-s{seed}", lambda: selecting.one_run(selecting.runs[label], seed, (k,)))
 
 
 def sequential_stage(ctx: StageContext[SequentialParams]) -> dict[str, Any]:
@@ -104,10 +106,11 @@ def sequential_stage(ctx: StageContext[SequentialParams]) -> dict[str, Any]:
         todo = pending(looks, lines, p.design)
         jobs: list[tuple[str, int, int]] = []
         for _, line in todo.iterrows():
-            want = order[: int(line["next_n"])]
+            want = order[: int(cast(int, line["next_n"]))]
+            budget = int(cast(int, line["budget"]))
             for label in (str(line["selector"]), p.baseline):
-                have = set(all_scores[(all_scores["selector"] == label) & (all_scores["budget"] == line["budget"])]["seed"])
-                jobs += [(label, int(line["budget"]), s) for s in want if s not in have]
+                have = set(all_scores[(all_scores["selector"] == label) & (all_scores["budget"] == budget)]["seed"])
+                jobs += [(label, budget, s) for s in want if s not in have]
         jobs = sorted(set(jobs), key=lambda j: (j[1], order.index(j[2]), j[0]))
         if not jobs:
             break
@@ -115,8 +118,8 @@ def sequential_stage(ctx: StageContext[SequentialParams]) -> dict[str, Any]:
         if selecting is None:
             selecting = Selecting(ctx.inputs, p.select, res)
         frames = [_select(ctx, selecting, label, k, seed) for label, k, seed in jobs]
-        sel = pd.concat(frames, ignore_index=True)[SELECTION_COLUMNS]
-        groups = list(sel.groupby(["selector", "budget", "seed"], sort=False))
+        sel = cast(pd.DataFrame, pd.concat(frames, ignore_index=True)[SELECTION_COLUMNS])
+        groups = [(key, cast(pd.DataFrame, g)) for key, g in sel.groupby(["selector", "budget", "seed"], sort=False)]
         outs = ctx.map_units(evaluation_unit, evaluation_units(groups, res.splits(task), p.evaluate), p.evaluate, desc=f"sequential {task}")
         new_scores, new_pred = score_tables(task, groups, outs, len(res.splits(task).test))
         added_sel.append(sel)
