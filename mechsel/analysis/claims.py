@@ -14,7 +14,7 @@ __all__ = ["Outcome", "RhoAdjust", "GainClaim", "VerdictSettings", "PartVerdict"
 
 Outcome = Literal["holds", "does_not_hold", "inconclusive"]
 """The three ways a claim can come out."""
-RhoAdjust = Literal["bonferroni", "intersection_union"]
+RhoAdjust = Literal["max_t", "bonferroni", "intersection_union"]
 """How the correlation part's all-cells-below claim is adjusted for the number of cells."""
 GainClaim = Literal["non_superiority", "equivalence"]
 """What the gain part must show to hold: ``non_superiority`` (the paper's "no gain": every line's
@@ -35,7 +35,7 @@ class VerdictSettings:
     """What the gain part must show to hold (:data:`GainClaim`)."""
     rho_bound: float = PAPER_RHO_BOUND
     """|ρ| above which a correlation is stronger than the paper reports."""
-    rho_adjust: RhoAdjust = "bonferroni"
+    rho_adjust: RhoAdjust = "max_t"
     """Adjustment of the correlation part's intervals for the number of cells."""
     power: float = 0.8
     """Power at which minimum detectable effects are stated."""
@@ -49,8 +49,8 @@ class VerdictSettings:
             raise ConfigError(f"power ({self.power}) must exceed alpha ({self.alpha}); 0.8 is the convention.")
         if self.gain_claim not in ("non_superiority", "equivalence"):
             raise ConfigError(f"gain_claim must be 'non_superiority' or 'equivalence', got {self.gain_claim!r}.")
-        if self.rho_adjust not in ("bonferroni", "intersection_union"):
-            raise ConfigError(f"rho_adjust must be 'bonferroni' or 'intersection_union', got {self.rho_adjust!r}.")
+        if self.rho_adjust not in ("max_t", "bonferroni", "intersection_union"):
+            raise ConfigError(f"rho_adjust must be 'max_t', 'bonferroni' or 'intersection_union', got {self.rho_adjust!r}.")
 
 
 @dataclass(frozen=True)

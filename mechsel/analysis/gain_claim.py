@@ -32,6 +32,7 @@ import pandas as pd
 from mechsel.analysis.claims import PartVerdict, VerdictSettings
 from mechsel.analysis.comparison import Bounds, paired_interval
 from mechsel.analysis.multiple import benjamini_hochberg
+from mechsel.analysis.sequential import MIN_DECIDING_PAIRS
 from mechsel.errors import DataError
 
 __all__ = ["gain_part"]
@@ -102,10 +103,11 @@ def gain_part(
         if seq is not None:
             look, pairs = int(cast(int, seq["look"])), int(cast(int, seq["n_pairs"]))
             design = f"sequential, look {look} of {n_looks or '?'} ({pairs} seeds)"
+        if seq is not None and int(cast(int, seq["n_pairs"])) >= MIN_DECIDING_PAIRS:
             lo, hi = float(cast(float, seq["seq_lower"])), float(cast(float, seq["seq_upper"]))
             beats, worse = bool(seq["beats"]), bool(seq["worse"])
             method = "repeated bounds (alpha spending)"
-        else:
+        else:  # the fixed design's test (also a sequential line whose looks had too few seeds to decide)
             beats = bool(diff > 0 and np.isfinite(q[i]) and q[i] <= a)
             worse = bool(diff < 0 and np.isfinite(q[i]) and q[i] <= a)
         non_superior = bool(np.isfinite(hi) and hi < margin)

@@ -47,6 +47,11 @@ LINE_KEYS: tuple[str, ...] = ("task", "metric", "budget", "selector", "baseline"
 """What names one line of the design."""
 
 
+MIN_DECIDING_PAIRS = 10
+"""Seeds a look needs before it may decide (below, the seeds × queries standard error and the
+normal boundaries are not trusted; the exact sign-flip test of the fixed design applies)."""
+
+
 @dataclass(frozen=True)
 class SequentialDesign:
     """When a line is looked at and how the error is spent over the looks."""
@@ -110,15 +115,20 @@ def _boundaries(looks: tuple[int, ...], alpha: float, rho: float) -> tuple[float
     return tuple(out)
 
 
-def decide_look(diff: float, se: float, k: int, design: SequentialDesign, margin: float, n_lines: int) -> dict[str, float | bool]:
+def decide_look(
+    diff: float, se: float, k: int, design: SequentialDesign, margin: float, n_lines: int, n_pairs: int | None = None
+) -> dict[str, float | bool]:
     """The three tests of look ``k`` (0-based) for a line with difference ``diff`` and standard
-    error ``se``: the repeated bounds and which tests cross (module docstring)."""
+    error ``se``: the repeated bounds and which tests cross (module docstring). A look on fewer
+    than :data:`MIN_DECIDING_PAIRS` seeds reports its bounds but decides nothing (the normal
+    boundaries need that many; the fixed design's exact test judges such a line)."""
     c = float(boundaries(design)[k])
     c_line = float(boundaries(design, design.alpha / max(n_lines, 1))[k])
-    ok = bool(np.isfinite(diff) and np.isfinite(se) and se > 0)
-    upper = diff + c * se if ok else float("nan")
-    lower = diff - c_line * se if ok else float("nan")
-    upper_line = diff + c_line * se if ok else float("nan")
+    ok = bool(np.isfinite(diff) and np.isfinite(se) and se > 0 and (n_pairs is None or n_pairs >= MIN_DECIDING_PAIRS))
+    finite = bool(np.isfinite(diff) and np.isfinite(se) and se > 0)
+    upper = diff + c * se if finite else float("nan")
+    lower = diff - c_line * se if finite else float("nan")
+    upper_line = diff + c_line * se if finite else float("nan")
     return {
         "boundary": c,
         "boundary_lines": c_line,
@@ -151,7 +161,7 @@ def line_looks(
         if len(seeds) < n:
             break
         diff, se = se_of(seeds[:n])
-        row = {"look": k + 1, "n_pairs": n, "diff": diff, "se": se, **decide_look(diff, se, k, design, margin, n_lines)}
+        row = {"look": k + 1, "n_pairs": n, "diff": diff, "se": se, **decide_look(diff, se, k, design, margin, n_lines, n)}
         row["decision"] = "beats" if row["beats"] else "non_superior" if row["non_superior"] else ""
         rows.append(row)
         if row["decision"]:

@@ -27,13 +27,20 @@ bounds at the look where they stopped.
 Over the activation cells of the correlation grid, each multiplicity family on its own
 (:mod:`mechsel.analysis.grid`):
 
-* DOES NOT HOLD when some cell's |ρ| is shown above the bound: the one-sided test of
+* DOES NOT HOLD when some cell's |ρ| is shown above the bound. Under ``rho_adjust: max_t``
+  (default) its max-T adjusted p-value of ``|ρ| > bound`` (:mod:`mechsel.analysis.simultaneous`,
+  family-wise within its family) is ≤ ``alpha / F``; otherwise the one-sided test of
   ``|ρ| ≤ bound`` (:func:`~mechsel.analysis.correlation.exceeds_bound_p`), BH-adjusted within its
-  family, has q ≤ ``alpha``;
-* HOLDS when every cell's adjusted interval lies inside ``(−bound, bound)``. ``rho_adjust``
-  says how it is adjusted: ``"bonferroni"`` (default) takes each cell's ``1 − 2·alpha/m``
-  interval, ``m`` the family's size (simultaneous intervals); ``"intersection_union"`` takes
-  ``1 − 2·alpha`` (valid for an all-cells claim, less conservative);
+  family, has q ≤ ``alpha / F``. ``F`` is the number of families in the claim (e.g. one per
+  task): the overall "some cell is above" is a union over families, so its error is split
+  between them (Bonferroni across families), keeping it at ``alpha`` overall;
+* HOLDS when every cell's interval lies inside ``(−bound, bound)``. ``rho_adjust`` says which:
+  ``"max_t"`` the simultaneous ``1 − 2·alpha`` max-T band of its family (grid columns
+  ``band_low`` / ``band_high``, which use the dependence between cells); ``"bonferroni"`` each
+  cell's ``1 − 2·alpha/m`` interval, ``m`` the family's size; ``"intersection_union"`` each
+  cell's ``1 − 2·alpha`` interval (valid for an all-cells claim: every cell must pass on its
+  own). An all-cells claim over several families is an intersection too, so no split across
+  families is needed there;
 * INCONCLUSIVE otherwise, with the |ρ| the design would detect above the bound at 80% power.
 
 **Overall**: DOES NOT HOLD if a part does not hold, HOLDS if both parts hold, else INCONCLUSIVE;

@@ -8,6 +8,7 @@ from typing import Literal, get_args
 from mechsel.analysis.claims import GainClaim
 from mechsel.analysis.correlation import CIMethod, PMethod
 from mechsel.analysis.grid import FdrFamily
+from mechsel.analysis.partial import ConfoundBasis
 from mechsel.analysis.verdict import RhoAdjust, VerdictSettings
 from mechsel.errors import ConfigError
 from mechsel.experiment.checks import choice, positive
@@ -42,9 +43,16 @@ class AnalysisSettings:
     """Which ρ the verdict's correlation part decides on: ``partial`` (Spearman ρ given the token
     count, the label and the candidate's slot in its packed prompt; the length confound removed)
     or ``raw``. Both are in the grid table."""
-    rho_adjust: RhoAdjust = "bonferroni"
-    """Adjustment of the all-cells-below claim: ``bonferroni`` (simultaneous intervals within each
-    family) or ``intersection_union`` (each cell at alpha; valid for an all-cells claim)."""
+    rho_adjust: RhoAdjust = "max_t"
+    """How the correlation part's claims are adjusted over a family's cells: ``max_t``
+    (simultaneous max-T bands and family-wise adjusted p-values that use the dependence between
+    cells, :mod:`mechsel.analysis.simultaneous`), ``bonferroni`` (simultaneous Bonferroni
+    intervals, BH for the cells above) or ``intersection_union`` (each cell at alpha; valid for
+    the all-cells-below claim)."""
+    confound_basis: ConfoundBasis = "spline"
+    """How the partial ρ removes the token count and slot (:mod:`mechsel.analysis.partial`):
+    ``spline`` (cubic B-spline of the ranks, then Spearman of the residuals; holds its level when
+    length drives both sides), ``bins`` or ``linear`` (the classical rank partial correlation)."""
     margin: float = 0.03
     """Margin of the gain part, as a fraction of the metric's range (0.03 accuracy): a gain below
     it is no gain."""
@@ -68,6 +76,7 @@ class AnalysisSettings:
         choice("analysis.fdr_family", self.fdr_family, get_args(FdrFamily))
         choice("analysis.rho_adjust", self.rho_adjust, get_args(RhoAdjust))
         choice("analysis.rho_basis", self.rho_basis, ("partial", "raw"))
+        choice("analysis.confound_basis", self.confound_basis, get_args(ConfoundBasis))
         choice("analysis.gain_claim", self.gain_claim, get_args(GainClaim))
         positive("analysis.exact_below", self.exact_below, minimum=0)
         positive("analysis.n_boot", self.n_boot, minimum=0)

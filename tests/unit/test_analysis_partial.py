@@ -31,7 +31,7 @@ def test_partial_matches_hand_lstsq_with_numeric_and_categorical_covariates():
     x = n_tokens + 10 * (label == "pos") + rng.normal(scale=10, size=n)
     y = 0.5 * x + n_tokens + rng.normal(scale=10, size=n)
     cov = pd.DataFrame({"n_tokens": n_tokens, "label": label})
-    res = partial_spearman(x, y, cov, level=0.9)
+    res = partial_spearman(x, y, cov, basis="linear", level=0.9)
 
     dummies = [(label == "neu").astype(float), (label == "pos").astype(float)]
     rho = _hand_partial(x, y, [rankdata(n_tokens), *dummies])
@@ -53,11 +53,11 @@ def test_integer_label_named_categorical_enters_as_dummies_not_ranks():
     n = 40
     label = rng.integers(0, 3, size=n)
     x, y = rng.normal(size=n) + label**2, rng.normal(size=n) - label
-    res = partial_spearman(x, y, pd.DataFrame({"label": label}))
+    res = partial_spearman(x, y, pd.DataFrame({"label": label}), basis="linear")
     dummies = [(label == 1).astype(float), (label == 2).astype(float)]
     assert res.n_covariates == 2
     assert res.rho == pytest.approx(_hand_partial(x, y, dummies), abs=1e-12)
-    as_rank = partial_spearman(x, y, pd.DataFrame({"label": label}), categorical=())
+    as_rank = partial_spearman(x, y, pd.DataFrame({"label": label}), categorical=(), basis="linear")
     assert as_rank.n_covariates == 1
     assert as_rank.rho == pytest.approx(_hand_partial(x, y, [rankdata(label)]), abs=1e-12)
 
@@ -70,9 +70,62 @@ def test_one_covariate_matches_first_order_partial_formula():
     y = z + 0.5 * x + rng.normal(size=n)
     r_xy, r_xz, r_yz = (stats.spearmanr(a, b).statistic for a, b in ((x, y), (x, z), (y, z)))
     expect = (r_xy - r_xz * r_yz) / np.sqrt((1 - r_xz**2) * (1 - r_yz**2))
-    res = partial_spearman(x, y, z)
+    res = partial_spearman(x, y, z, basis="linear")
     assert res.rho == pytest.approx(expect, abs=1e-12)
     assert res.n_covariates == 1
+
+
+def test_spline_basis_equals_hand_truncated_power_basis_then_spearman():
+    """The cubic B-spline of the covariate's ranks spans the same functions as the truncated
+    power basis 1, u, u², u³, (u − k)³₊ with the same knots: residuals on it, then scipy's
+    Spearman ρ of the residuals, give the partial ρ; a slot 0–3 enters as dummies."""
+    rng = np.random.default_rng(11)
+    n = 120
+    n_tokens = np.round(np.exp(rng.normal(3, 0.6, size=n)))
+    slot = rng.integers(0, 4, size=n)
+    x = np.log(n_tokens) + 0.3 * slot + rng.normal(size=n)
+    y = np.sqrt(n_tokens) + rng.normal(size=n)
+    r = rankdata(n_tokens)
+    u = (r - r.min()) / (r.max() - r.min())
+    knots = np.quantile(u, [1 / 3, 2 / 3])  # df = 5: two inner knots
+    power = [u, u**2, u**3, *[np.clip(u - k, 0, None) ** 3 for k in knots]]
+    slots = [(slot == s).astype(float) for s in (1, 2, 3)]
+    z = np.column_stack([np.ones(n), *power, *slots])
+
+    def resid(v):
+        return v - z @ np.linalg.lstsq(z, v, rcond=None)[0]
+
+    expect = stats.spearmanr(resid(rankdata(x)), resid(rankdata(y))).statistic
+    res = partial_spearman(x, y, pd.DataFrame({"n_tokens": n_tokens, "slot": slot}), categorical=())
+    assert res.rho == pytest.approx(expect, abs=1e-10)
+    assert res.n_covariates == 5 + 3
+
+
+def _confounded_rejections(basis: str, weight: float, reps: int, seed: int) -> float:
+    """Share of ``reps`` draws (n = 200) where the one-sided 5% test of "partial ρ > 0.33"
+    rejects, with a true conditional ρ of exactly 0.33 and ``weight`` × the (log-normal, skewed)
+    token count added to both the statistic and the quality."""
+    from mechsel.analysis.correlation import exceeds_bound_p
+
+    rng = np.random.default_rng(seed)
+    n, r = 200, 2 * np.sin(np.pi * 0.33 / 6)  # the normal correlation whose Spearman ρ is 0.33
+    chol = np.linalg.cholesky(np.array([[1.0, r], [r, 1.0]]))
+    hits = 0
+    for _ in range(reps):
+        z = np.round(np.exp(rng.normal(3, 0.6, size=n)))
+        g = (z - z.mean()) / z.std()
+        e = rng.normal(size=(n, 2)) @ chol.T
+        res = partial_spearman(weight * g + e[:, 0], weight * g + e[:, 1], z, basis=basis)
+        hits += bool(res.rho > 0 and exceeds_bound_p(res.rho, res.n - res.n_covariates, 0.33) < 0.05)
+    return hits / reps
+
+
+def test_spline_control_keeps_its_level_at_the_bound_when_length_drives_both_sides():
+    """At the paper's bound the default (spline) control rejects at most 5.5% with a length
+    confound of weight 2 (binomial se at 2,000 draws: 0.5%), where linear residualising leaks."""
+    assert _confounded_rejections("spline", 2.0, 2000, seed=21) <= 0.055
+    assert _confounded_rejections("spline", 0.0, 2000, seed=22) <= 0.055
+    assert _confounded_rejections("linear", 2.0, 1000, seed=23) > 0.08
 
 
 def test_planted_confound_is_removed():
@@ -119,7 +172,7 @@ def test_incomplete_rows_dropped_and_constant_covariates_ignored():
     label = np.array(["a", "b"] * (n // 2), dtype=object)
     x[0], y[1], z[2], label[3] = np.nan, np.inf, np.nan, None
     cov = pd.DataFrame({"z": z, "label": label, "const": 7.0})
-    res = partial_spearman(x, y, cov)
+    res = partial_spearman(x, y, cov, basis="linear")
     keep = np.ones(n, bool)
     keep[:4] = False
     expect = _hand_partial(x[keep], y[keep], [rankdata(z[keep]), (label[keep] == "b").astype(float)])
@@ -130,9 +183,9 @@ def test_incomplete_rows_dropped_and_constant_covariates_ignored():
 def test_degenerate_cases_give_nan_not_errors():
     x, y = np.array([1.0, 3, 2, 6, 4, 5]), np.array([2.0, 6, 1, 5, 3, 4])  # neither in the covariates' span
     z = np.array([[1, 2, 3, 4, 5, 6], [1, 2, 3, 5, 4, 6], [2, 1, 3, 4, 5, 6]], dtype=float).T  # centred rank 3
-    res = partial_spearman(x, y, z)  # n − q = 3: ρ and p defined, the interval (n − 3 − q = 0) not
+    res = partial_spearman(x, y, z, basis="linear")  # n − q = 3: ρ and p defined, the interval (n − 3 − q = 0) not
     assert res.n_covariates == 3 and np.isfinite(res.rho) and np.isfinite(res.p_value) and np.isnan(res.ci_low)
-    short = partial_spearman(x[:5], y[:5], z[:5])  # n − q = 2: nothing defined
+    short = partial_spearman(x[:5], y[:5], z[:5], basis="linear")  # n − q = 2: nothing defined
     assert short.n_covariates == 3 and np.isnan(short.rho) and np.isnan(short.p_value)
     x = np.arange(6.0)
     explained = partial_spearman(x, np.sin(x), x)  # x is its own covariate: nothing left to correlate
@@ -186,7 +239,7 @@ def _grid_frames(n=60, seed=0):
 
 def test_partial_grid_matches_partial_spearman_and_bh_within_families():
     s, q, cov = _grid_frames()
-    grid = partial_correlation_grid(s, q, cov)
+    grid = partial_correlation_grid(s, q, cov, basis="linear")
     assert list(grid.columns) == ["family", "mask", "layer", "statistic", *PARTIAL_COLUMNS]
     assert len(grid) == 8 and (grid["covariates"] == "n_tokens, label").all()
     qmap, cmap = q.set_index("example_id")["quality"], cov.set_index("example_id")
@@ -220,7 +273,7 @@ def test_partial_grid_uses_covariate_columns_of_the_lines():
     cell = s[(s["family"] == "sae") & (s["layer"] == 0) & (s["statistic"] == "mean")]
     qv = q.set_index("example_id")["quality"].loc[cell["example_id"]].to_numpy()
     expect = partial_spearman(cell["value"].to_numpy(), qv, cell["n_tokens"].to_numpy())
-    assert row["rho_partial"] == pytest.approx(expect.rho, abs=1e-12) and row["n_covariates"] == 1
+    assert row["rho_partial"] == pytest.approx(expect.rho, abs=1e-12) and row["n_covariates"] == expect.n_covariates == 5
 
 
 def test_partial_grid_missing_covariates_shrink_n():

@@ -86,3 +86,15 @@ def test_pending_lines_and_design_errors():
     with pytest.raises(ConfigError, match="increasing"):
         SequentialDesign((100, 50))
     assert SequentialDesign.of(100, 50, 220).looks == (100, 150, 200, 220)
+
+
+def test_a_look_on_fewer_than_ten_seeds_decides_nothing():
+    """Even a huge, precise gain does not stop a line at a look on 5 seeds (the normal
+    boundaries are not trusted there); at 10 seeds it does."""
+    from mechsel.analysis.sequential import MIN_DECIDING_PAIRS, SequentialDesign, decide_look
+
+    design = SequentialDesign.of(5, 5, 20)
+    early = decide_look(0.3, 0.01, 0, design, margin=0.03, n_lines=1, n_pairs=5)
+    assert not (early["beats"] or early["non_superior"] or early["worse"]) and early["seq_lower"] > 0
+    later = decide_look(0.3, 0.01, 1, design, margin=0.03, n_lines=1, n_pairs=MIN_DECIDING_PAIRS)
+    assert later["beats"] and MIN_DECIDING_PAIRS == 10

@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from mechsel.analysis import VerdictSettings, compare_selectors, summary_table, verdict
+from mechsel.analysis.simultaneous import max_t_bands
 from mechsel.analysis.verdict import correlation_part, gain_part
 from mechsel.errors import ConfigError, DataError
 
@@ -47,18 +48,28 @@ def _summary(gain=0.0, noise=0.005, seeds=20, seed=0, budgets=(4, 8), exact_belo
     return summary_table(compare_selectors(pd.DataFrame(rows), bounds=RANGES, exact_below=exact_below))
 
 
-def _grid(rhos, n):
+def _grid(rhos, n, task="sst2", above_alpha=0.05, seed=0, n_draws=4000):
+    """A family's grid lines with max-T bands for independent cells (the ``max_t`` rule's columns)."""
     rhos = np.asarray(rhos, dtype=float)
+    bands = max_t_bands(
+        rhos, np.full(rhos.size, n), np.eye(rhos.size), 0.9, bound=0.33, above_alpha=above_alpha, n_draws=n_draws, seed=seed
+    )
     return pd.DataFrame(
         {
-            "task": "sst2",
+            "task": task,
             "family": "moments",
             "mask": "full",
             "layer": np.arange(len(rhos)),
             "statistic": "kurtosis",
             "rho": rhos,
             "n": n,
-            "fdr_family": "task=sst2, family=moments",
+            "fdr_family": f"task={task}, family=moments",
+            "band_level": 0.9,
+            "band_low": bands.low,
+            "band_high": bands.high,
+            "p_above_adjusted": bands.p_above,
+            "critical": bands.critical,
+            "critical_above": bands.critical_above,
         }
     )
 
@@ -124,6 +135,37 @@ def test_bonferroni_is_stricter_than_intersection_union():
     assert b.lines[0]["interval_level"] == pytest.approx(1 - 0.1 / 100)
     lo, hi = np.tanh(np.arctanh(0.12) + np.array([-1, 1]) * stats.norm.isf(0.001 / 2) * np.sqrt((1 + 0.12**2 / 2) / 397))
     assert b.lines[0]["widest_abs_bound"] == pytest.approx(max(abs(lo), abs(hi)))
+
+
+def test_max_t_band_of_independent_cells_is_the_sidak_interval():
+    grid = _grid(np.r_[0.12, np.zeros(99)], 400)
+    part = correlation_part(grid, VerdictSettings())
+    sidak = stats.norm.isf((1 - 0.9 ** (1 / 100)) / 2)
+    assert part.lines[0]["critical"] == pytest.approx(sidak, abs=0.05)
+    assert part.lines[0]["critical"] <= part.lines[0]["critical_bonferroni"] + 0.05  # independent cells: Šidák ≈ Bonferroni
+    assert part.outcome == "holds" and part.lines[0]["interval"] == "max-T simultaneous band"
+
+
+def test_max_t_rule_needs_the_band_columns():
+    with pytest.raises(DataError, match="simultaneous_grid"):
+        correlation_part(_grid([0.1, 0.2], 100).drop(columns=["band_low"]), VerdictSettings())
+
+
+@pytest.mark.parametrize("adjust", ["max_t", "bonferroni"])
+def test_overall_does_not_hold_at_the_boundary_at_most_alpha_across_two_task_families(adjust):
+    """Every cell of two task families (180 independent cells each, n = 200) at |ρ| = 0.33
+    exactly, ρ̂ drawn on the Fisher scale: "some cell is above" in ≤ 5% of 500 verdicts, since
+    each family is judged at alpha / 2."""
+    rng = np.random.default_rng(7)
+    se = np.sqrt((1 + 0.33**2 / 2) / 197)
+    wrong = 0
+    for rep in range(500):
+        fams = []
+        for task in ("sst2", "ag_news"):
+            rho = np.tanh(np.arctanh(0.33) + se * rng.standard_normal(180)) * rng.choice([-1, 1], 180)
+            fams.append(_grid(rho, 200, task=task, above_alpha=0.025, seed=rep, n_draws=1000))
+        wrong += correlation_part(pd.concat(fams, ignore_index=True), VerdictSettings(rho_adjust=adjust)).outcome == "does_not_hold"
+    assert wrong / 500 <= 0.05
 
 
 def test_overall_combines_the_parts_and_names_the_deciding_one():

@@ -146,10 +146,33 @@ def _partial(stats: pd.DataFrame, examples: pd.DataFrame, quality: pd.DataFrame,
     lines = _with_labels(stats, examples)
     names = [c for c in COVARIATES if c in lines.columns]
     keys = cell_keys(stats)
-    partial = partial_correlation_grid(
-        lines, quality, names, keys=keys, categorical=("label", "slot"), fdr_family=a.fdr_family, level=a.level, alpha=a.alpha
+    kw: dict[str, Any] = {"categorical": ("label", "slot"), "basis": a.confound_basis}
+    partial = partial_correlation_grid(lines, quality, names, keys=keys, fdr_family=a.fdr_family, level=a.level, alpha=a.alpha, **kw)
+    grid = grid.merge(partial, on=keys, how="left", validate="one_to_one")
+    return grid.merge(_bands(lines, quality, names, keys, a), on=keys, how="left", validate="one_to_one")
+
+
+def _bands(lines: pd.DataFrame, quality: pd.DataFrame, names: list[str], keys: list[str], a: AnalysisSettings) -> pd.DataFrame:
+    """Max-T simultaneous bands (at ``1 − 2α``) of the ρ the verdict decides on, within each
+    family; the "above the bound" claims at ``α / F``, ``F`` the families of the moments cells."""
+    from mechsel.analysis.simultaneous import simultaneous_grid
+
+    moments = cast(pd.DataFrame, lines[lines["family"] == "moments"]) if "family" in lines.columns else lines
+    n_families = 1 if a.fdr_family == "global" or "task" not in lines.columns else max(1, int(moments["task"].nunique()))
+    bands = simultaneous_grid(
+        lines,
+        quality,
+        names if a.rho_basis == "partial" else (),
+        keys=keys,
+        families=a.fdr_family,
+        categorical=("label", "slot"),
+        basis=a.confound_basis,
+        level=1.0 - 2.0 * a.alpha,
+        bound=a.rho_threshold,
+        above_alpha=a.alpha / n_families,
+        seed=a.seed,
     )
-    return grid.merge(partial, on=keys, how="left", validate="one_to_one")
+    return cast(pd.DataFrame, bands.drop(columns=["family_label"]))
 
 
 def _sets(selections: pd.DataFrame, scores: pd.DataFrame, stats: pd.DataFrame, p: AnalyseParams) -> pd.DataFrame | None:
