@@ -255,6 +255,7 @@ def pooled_set_correlation_grid(
         ["budget"],
         keys=["task", "metric", *cells, "aggregate"],
         categorical=("budget",),
+        basis="linear",  # budget dummies only: centred ranks and their Pearson r (module docstring)
         fdr_family=fdr_family,
         level=level,
         alpha=alpha,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ from mechsel.icl.kv import (
     pad_batch,
 )
 from mechsel.masks.segments import SegmentedPrompt
+from mechsel.models.memory import batch_token_budget
 
 __all__ = ["ScoringConfig", "LabelScorer", "token_batches", "naive_label_logprobs", "label_distribution"]
 
@@ -52,12 +54,13 @@ class ScoringConfig:
 
     batch_size: int = 16
     """Most prompt suffixes per forward pass."""
-    max_batch_tokens: int | None = 1024
+    max_batch_tokens: int | Literal["auto"] | None = "auto"
     """Also cap a batch at this many padded suffix tokens (rows × the batch's longest suffix after
     the shared prefix; at least one row per batch), so long prompts go in small batches. On 2 CPU
     cores, per-query 8-shot AG News prompts (~430 tokens) score 1.4x faster two at a time than 16
-    at a time, and 4-shot SST-2 prompts (~100 tokens) 1.4x faster eight at a time. ``None``:
-    ``batch_size`` alone decides."""
+    at a time, and 4-shot SST-2 prompts (~100 tokens) 1.4x faster eight at a time. ``auto``: 1,024
+    on a CPU, and on a GPU what its free memory holds (:func:`mechsel.models.memory.batch_token_budget`;
+    raise ``batch_size`` there too). ``None``: ``batch_size`` alone decides."""
     padding_side: PaddingSide = "right"
     """Side padded in a batch. Both are exact; ``right`` stays exact past a sliding window."""
     prefix_reuse: bool = True
@@ -70,8 +73,12 @@ class ScoringConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be ≥ 1, got {self.batch_size}.")
-        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
-            raise ConfigError(f"max_batch_tokens must be ≥ 1 or None, got {self.max_batch_tokens}.")
+        if (
+            self.max_batch_tokens != "auto"
+            and self.max_batch_tokens is not None
+            and (isinstance(self.max_batch_tokens, bool) or not isinstance(self.max_batch_tokens, int) or self.max_batch_tokens < 1)
+        ):
+            raise ConfigError(f"max_batch_tokens must be an integer ≥ 1, 'auto' or None, got {self.max_batch_tokens!r}.")
         if self.padding_side not in PADDING_SIDES:
             raise ConfigError(f"padding_side must be one of {PADDING_SIDES}, got {self.padding_side!r}.")
         if self.min_prefix_tokens < 1:
@@ -149,7 +156,8 @@ class LabelScorer:
         reads_by_row: dict[int, list[int]] = {}
         for k, r in enumerate(reads[:, 0]):
             reads_by_row.setdefault(int(r), []).append(k)
-        batches = token_batches([len(rows[r]) - n_prefix for r in order], cfg.batch_size, cfg.max_batch_tokens)
+        cap_tokens = batch_token_budget(model) if cfg.max_batch_tokens == "auto" else cfg.max_batch_tokens
+        batches = token_batches([len(rows[r]) - n_prefix for r in order], cfg.batch_size, cap_tokens)
         batches = [[order[i] for i in b] for b in batches]
         finals: list[Tensor] = []  # final residuals of answer positions, unembedded together below
         final_rows, read_ids = [], []

@@ -114,6 +114,12 @@ def load_model(
     if source not in get_args(Source):
         raise ConfigError(f"source must be one of {get_args(Source)}, got {source!r}.")
     torch_dtype = _resolve_dtype(dtype)
+    if torch_dtype == torch.float16 and "gemma-3" in name.lower():
+        raise ConfigError(
+            f"dtype 'float16' is refused for {name!r}: Gemma 3's residual stream grows past float16's largest "
+            f"value (65,504) and overflows to inf. Use dtype 'bfloat16' (same memory, float32's range) on a GPU, "
+            f"or 'float32'."
+        )
     device = resolve_device(device)
     use_embedded = source == "embedded" or (source == "auto" and name == EMBEDDED_MODEL)
     if use_embedded and name != EMBEDDED_MODEL:
