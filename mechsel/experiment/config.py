@@ -8,11 +8,12 @@ rejecting unknown keys, and applies ``--set key=value`` overrides.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mechsel.errors import ConfigError
+from mechsel.errors import ConfigError, did_you_mean
 from mechsel.experiment.analysis_settings import AnalysisSettings, PlotSettings
 from mechsel.experiment.checks import choice, has_negative, positive
 from mechsel.experiment.execution import ExecutionSettings
@@ -105,7 +106,14 @@ class ExperimentConfig:
                     f"seed); lower selection.budgets or raise tasks[{t.name}].seed_pool_size / n_candidates."
                 )
         for r in sel.runs:
-            SELECTORS.get(r.selector)  # unknown names list the valid ones
+            cls = SELECTORS.get(r.selector)  # unknown names list the valid ones
+            valid = [f.name for f in dataclasses.fields(cls.Config)]
+            for p in r.params:
+                if p not in valid:
+                    raise ConfigError(
+                        f"selection.runs[{r.label}].params.{p} is not a parameter of selector {r.selector!r}."
+                        f"{did_you_mean(p, valid)} Valid parameters: {', '.join(valid) or '(none)'}."
+                    )
             if r.selector == "activation":
                 mask = r.mask or self.collect.masks[0]
                 if mask not in self.collect.masks:

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from mechsel.errors import ConfigError
+from mechsel.errors import ConfigError, DataError
 from mechsel.experiment.config import ExperimentConfig
 from mechsel.serialize import apply_overrides, from_dict, to_dict, yaml_problem
 
@@ -191,6 +191,17 @@ def model_n_layers(name: str) -> int | None:
         return None
 
 
+def _check_sae_folders(config: ExperimentConfig) -> None:
+    """Refuse an ``sae.saes`` entry written as a local path (leading ``/``, ``.`` or ``~``) whose
+    folder does not exist, before the model loads; ``release/sae_id`` names are checked on load."""
+    for layer, spec in config.sae.saes.items():
+        if spec.startswith(("/", ".", "~")) and not Path(spec).expanduser().is_dir():
+            raise DataError(
+                f"sae.saes[{layer}]: the SAE folder {spec!r} does not exist (checked from {os.getcwd()}). Give the folder "
+                f"written by sae.save_model(folder) or mechsel train-sae, or a pretrained '<release>/<sae_id>'."
+            )
+
+
 def validate_against_model(config: ExperimentConfig) -> ExperimentConfig:
     """Check ``config``'s layer indices against the model's depth before any model is loaded.
 
@@ -199,6 +210,7 @@ def validate_against_model(config: ExperimentConfig) -> ExperimentConfig:
     so every later check and the saved results use the same indices. Returns the normalised config
     (``config`` itself when nothing changes, or when the depth is not known offline).
     """
+    _check_sae_folders(config)
     n = model_n_layers(config.model.name)
     if n is None:
         return config

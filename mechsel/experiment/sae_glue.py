@@ -24,8 +24,8 @@ def load_configured_saes(model: Any, saes: Mapping[int, str], hook: str = "mlp_o
     device = str(model.cfg.device)
     out = {}
     for layer, spec in saes.items():
-        if os.path.isdir(spec):
-            sae = load_sae(path=spec, device=device)
+        if os.path.isdir(os.path.expanduser(spec)):
+            sae = load_sae(path=os.path.expanduser(spec), device=device)
         else:
             release, _, sae_id = spec.partition("/")
             sae = load_sae(release, sae_id or None, device=device)

@@ -303,3 +303,28 @@ def test_a_multi_line_message_is_printed_on_one_line(capsys, monkeypatch):
     monkeypatch.setattr("mechsel.cli.COMMANDS", {"config": lambda args: (_ for _ in ()).throw(ConfigError("first\n  second\n"))})
     assert main(["config", "--quick"]) == 2
     assert one_error_line(capsys) == "mechsel: error: first second"
+
+
+# ---------------------------------------------------------------- selector params and SAE folders, at load
+
+
+def test_a_misspelt_selector_parameter_fails_at_load(tmp_path, capsys, no_run, embedded_cache):
+    data = {"selection": {"runs": [{"selector": "random"}, {"selector": "activation", "params": {"statistc": "mean"}}], "budgets": [2]}}
+    with pytest.raises(ConfigError, match=r"selection.runs\[activation\].params.statistc is not a parameter of selector 'activation'"):
+        load_config(data)
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(data))
+    assert main(["run", str(path), "--output", str(tmp_path / "out")]) == 2
+    line = one_error_line(capsys)
+    assert "params.statistc" in line and "Did you mean 'statistic'" in line and "Valid parameters:" in line
+
+
+def test_a_missing_sae_folder_fails_before_the_model_loads(tmp_path, capsys, no_run, embedded_cache):
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(MINIMAL))
+    missing = str(tmp_path / "no" / "such")
+    assert main(["run", str(path), "--output", str(tmp_path / "out"), "--set", f"sae.saes={{9: {missing}}}"]) == 2
+    line = one_error_line(capsys)
+    assert f"sae.saes[9]: the SAE folder '{missing}' does not exist" in line
+    (tmp_path / "no" / "such").mkdir(parents=True)
+    assert validate_against_model(load_config({**MINIMAL, "sae": {"saes": {9: missing}}})).sae.saes == {9: missing}
