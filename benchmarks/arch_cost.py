@@ -64,7 +64,9 @@ QWEN25_3B = {
 def qwen_shaped(device: str, dtype: torch.dtype) -> torch.nn.Module:
     """A random-weight model with Qwen2.5-3B's shapes (d_head = 2048 / 16 = 128)."""
     model = tiny_model(seed=0, **QWEN25_3B)
-    return model.to(device=device, dtype=dtype)
+    if dtype != torch.float32:
+        model = model.to(dtype)
+    return model.to(device) if device != "cpu" else model
 
 
 def n_params(model: torch.nn.Module) -> int:
