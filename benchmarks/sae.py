@@ -3,7 +3,7 @@
 Two measurements on the embedded Gemma 3 270M (float32, no weight processing), in one process:
 
 * **training and quality** — ``mechsel train-sae`` with its defaults for the data
-  (:func:`mechsel.sae.train_sae`): one TopK SAE on ``blocks.{L}.hook_mlp_out`` (default layer 9
+  (:func:`mechsel.train_sae`): one TopK SAE on ``blocks.{L}.hook_mlp_out`` (default layer 9
   of 18, ``d_sae=4096``, ``k=32``, steps of 256 tokens, 500k training tokens) trained on
   *demonstration segments* of SST-2 and AG News train examples — template, text and label word,
   4 to a prompt after one BOS, read at the tokens the statistics read (text and label tokens; BOS
@@ -48,12 +48,12 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from mechsel import train_sae  # noqa: E402
 from mechsel.collection import collect  # noqa: E402
 from mechsel.models import load_model  # noqa: E402
 from mechsel.sae.config import SAETrainConfig  # noqa: E402
 from mechsel.sae.loading import check_sae_matches, load_sae  # noqa: E402
 from mechsel.sae.statistics import SAEStatistics, SAETopLatents  # noqa: E402
-from mechsel.sae.training import train_sae  # noqa: E402
 from mechsel.stats import DEFAULT_MOMENTS  # noqa: E402
 from mechsel.tasks.loading import load_rows  # noqa: E402
 

@@ -1,8 +1,10 @@
 """mechsel: do a model's internals know which in-context demonstrations will help it?
 
-The small public API, importable from the top level. At run time each name is imported on first
-use, so ``import mechsel`` stays light; the ``if TYPE_CHECKING:`` block below names the same
-imports for IDEs and type checkers (a unit test keeps the two in step)::
+The small public API, importable from the top level. Each public name is spelled once, in the
+``if TYPE_CHECKING:`` block below (``from mechsel.models import load_model as load_model``), which
+is what IDEs and type checkers read. At run time nothing there is imported: the block is read from
+this file's source (:func:`_read_exports`) into :data:`_EXPORTS` and :data:`__all__`, and each name
+is imported on first use, so ``import mechsel`` stays light::
 
     import mechsel
     model = mechsel.load_model()                      # embedded Gemma 3 270M, offline
@@ -25,117 +27,33 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_EXPORTS: dict[str, str] = {
-    # models
-    "load_model": "mechsel.models",
-    "tiny_model": "mechsel.models",
-    "model_provenance": "mechsel.models",
-    # masks and statistics
-    "MASK_NAMES": "mechsel.masks",
-    "get_mask": "mechsel.masks",
-    "collect": "mechsel.collection",
-    "CollectConfig": "mechsel.collection",
-    "StatsResult": "mechsel.stats",
-    "STATISTICS": "mechsel.stats",
-    # tasks and ICL
-    "get_task": "mechsel.tasks",
-    "task_names": "mechsel.tasks",
-    "TaskConfig": "mechsel.tasks",
-    "SplitConfig": "mechsel.tasks",
-    "make_splits": "mechsel.tasks",
-    "ICLRunner": "mechsel.icl",
-    "evaluate": "mechsel.icl",
-    "quality_table": "mechsel.icl",
-    # selectors and embeddings
-    "Pool": "mechsel.selectors",
-    "Queries": "mechsel.selectors",
-    "Selection": "mechsel.selectors",
-    "SELECTORS": "mechsel.selectors",
-    "get_selector": "mechsel.selectors",
-    "selector_names": "mechsel.selectors",
-    "embed_texts": "mechsel.embeddings",
-    # SAEs
-    "load_sae": "mechsel.sae.loading",
-    "train_sae": "mechsel.sae.training",
-    "SAETrainConfig": "mechsel.sae.config",
-    "collect_sae": "mechsel.sae.statistics",
-    "collect_reference": "mechsel.sae.reference",
-    "spliced_loss": "mechsel.sae.splice",
-    "causal_test": "mechsel.sae.causal",
-    "CausalTestConfig": "mechsel.sae.causal",
-    # mechanisms: heads and per-demonstration attribution
-    "induction_scores": "mechsel.heads",
-    "function_vector_scores": "mechsel.heads",
-    "attribute_demonstrations": "mechsel.attribution",
-    "attribution_view": "mechsel.attribution",
-    # experiments
-    "ExperimentConfig": "mechsel.experiment",
-    "load_config": "mechsel.experiment",
-    "demo_config": "mechsel.experiment",
-    "run_experiment": "mechsel.experiment",
-    "load_results": "mechsel.experiment",
-    "regenerate_figures": "mechsel.experiment",
-    # errors and provenance
-    "MechselError": "mechsel.errors",
-    "ConfigError": "mechsel.errors",
-    "DataError": "mechsel.errors",
-    "ProvenanceMismatchError": "mechsel.errors",
-    "Provenance": "mechsel.provenance",
-}
 
-__all__ = [
-    "__version__",
-    "load_model",
-    "tiny_model",
-    "model_provenance",
-    "MASK_NAMES",
-    "get_mask",
-    "collect",
-    "CollectConfig",
-    "StatsResult",
-    "STATISTICS",
-    "get_task",
-    "task_names",
-    "TaskConfig",
-    "SplitConfig",
-    "make_splits",
-    "ICLRunner",
-    "evaluate",
-    "quality_table",
-    "Pool",
-    "Queries",
-    "Selection",
-    "SELECTORS",
-    "get_selector",
-    "selector_names",
-    "embed_texts",
-    "load_sae",
-    "train_sae",
-    "SAETrainConfig",
-    "collect_sae",
-    "collect_reference",
-    "spliced_loss",
-    "causal_test",
-    "CausalTestConfig",
-    "induction_scores",
-    "function_vector_scores",
-    "attribute_demonstrations",
-    "attribution_view",
-    "ExperimentConfig",
-    "load_config",
-    "demo_config",
-    "run_experiment",
-    "load_results",
-    "regenerate_figures",
-    "MechselError",
-    "ConfigError",
-    "DataError",
-    "ProvenanceMismatchError",
-    "Provenance",
-]
-"""The public names (the same as :data:`_EXPORTS`; a unit test keeps them in step)."""
+def _read_exports() -> dict[str, str]:
+    """``{name: module}`` of every import in this file's ``if TYPE_CHECKING:`` block (the one
+    place the public names are spelled), in the block's order."""
+    import ast
 
-if TYPE_CHECKING:  # the same names, visible to IDEs, type checkers and import-graph tools
+    with open(__file__, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read(), __file__)
+    exports: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for imp in node.body:
+                if not isinstance(imp, ast.ImportFrom) or not imp.module or imp.level:
+                    raise ImportError(
+                        f"{__file__}:{imp.lineno}: the TYPE_CHECKING block may only hold `from mechsel.x import name as name` lines."
+                    )
+                exports.update((alias.asname or alias.name, imp.module) for alias in imp.names)
+    return exports
+
+
+_EXPORTS: dict[str, str] = _read_exports()
+"""The lazy public names and the module each is imported from (read from the block below)."""
+
+__all__ = ["__version__", *_EXPORTS]  # pyright: ignore[reportUnsupportedDunderAll]
+"""The public names: :data:`__version__` and those of the ``if TYPE_CHECKING:`` block."""
+
+if TYPE_CHECKING:  # the public names, each spelled once (read at run time by _read_exports)
     from mechsel.attribution import attribute_demonstrations as attribute_demonstrations
     from mechsel.attribution import attribution_view as attribution_view
     from mechsel.collection import CollectConfig as CollectConfig
@@ -151,6 +69,7 @@ if TYPE_CHECKING:  # the same names, visible to IDEs, type checkers and import-g
     from mechsel.experiment import load_results as load_results
     from mechsel.experiment import regenerate_figures as regenerate_figures
     from mechsel.experiment import run_experiment as run_experiment
+    from mechsel.experiment.sae_glue import train_sae as train_sae
     from mechsel.heads import function_vector_scores as function_vector_scores
     from mechsel.heads import induction_scores as induction_scores
     from mechsel.icl import ICLRunner as ICLRunner
@@ -169,7 +88,6 @@ if TYPE_CHECKING:  # the same names, visible to IDEs, type checkers and import-g
     from mechsel.sae.reference import collect_reference as collect_reference
     from mechsel.sae.splice import spliced_loss as spliced_loss
     from mechsel.sae.statistics import collect_sae as collect_sae
-    from mechsel.sae.training import train_sae as train_sae
     from mechsel.selectors import SELECTORS as SELECTORS
     from mechsel.selectors import Pool as Pool
     from mechsel.selectors import Queries as Queries

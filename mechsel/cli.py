@@ -274,9 +274,9 @@ def _check_collect_args(args: argparse.Namespace) -> None:
 
 
 def _cmd_train_sae(args: argparse.Namespace) -> int:
+    from mechsel.experiment.sae_glue import train_sae
     from mechsel.models import load_model
     from mechsel.sae.config import SAETrainConfig
-    from mechsel.sae.training import train_sae
     from mechsel.serialize import apply_overrides, from_dict, to_dict
 
     config = from_dict(SAETrainConfig, apply_overrides(to_dict(SAETrainConfig()), args.overrides), "train-sae")

@@ -115,6 +115,10 @@ class CollectConfig(SummaryConfig):
     Prompts keep their own BOS."""
     save_activations: Any = None
     """Folder to also write the selected raw activations to (safetensors shards + index.json)."""
+    mean_vectors: bool = False
+    """Also keep each row's mean activation vector over its summarised tokens at every layer
+    (``StatsResult.vectors["mean"]``, float32 ``[n, layers, d]``), computed in the same pass:
+    the representation a decodability probe reads (:mod:`mechsel.analysis.decodability`)."""
     progress: bool = True
     """Show a tqdm progress bar."""
 
@@ -124,7 +128,7 @@ class CollectConfig(SummaryConfig):
                 f"Unknown mask {self.mask!r}.{did_you_mean(str(self.mask), MASKS.names())} Valid masks: {', '.join(MASKS.names())}."
             )
         super().__post_init__()
-        for flag in ("truncate", "progress"):
+        for flag in ("truncate", "progress", "mean_vectors"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
         bos = self.bos_token_id

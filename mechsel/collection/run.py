@@ -138,6 +138,7 @@ def collect(
     truncate: bool = False,
     bos_token_id: Any = "auto",
     save_activations: str | os.PathLike[str] | None = None,
+    mean_vectors: bool = False,
     progress: bool = True,
 ) -> StatsResult:
     """Per-example, per-layer statistics of ``blocks.{L}.hook_{hook}``, computed while streaming.
@@ -148,7 +149,7 @@ def collect(
             :class:`~mechsel.masks.segments.SegmentedPrompt` objects (every demo/query segment
             becomes a row, summarised separately).
         layers, hook, mask, positions, batch_size, statistics, include_bos, include_template,
-        truncate, bos_token_id, save_activations, progress: see :class:`CollectConfig`, where
+        truncate, bos_token_id, save_activations, mean_vectors, progress: see :class:`CollectConfig`, where
         each is documented.
 
     Returns:
@@ -170,6 +171,7 @@ def collect(
         truncate=truncate,
         bos_token_id=bos_token_id,
         save_activations=save_activations,
+        mean_vectors=mean_vectors,
         progress=progress,
     )
     return run_collect(model, texts_or_prompts, cfg)
@@ -185,6 +187,7 @@ def run_collect(model: Any, texts_or_prompts: Sequence[Any], config: CollectConf
     names = [name for r in reducers for name in r.statistic_names()]
     n_rows = len(plan.example_ids)
     out = {name: np.full((n_rows, len(layers)), np.nan) for name in names}
+    vectors = np.zeros((n_rows, len(layers), model.cfg.d_model), dtype=np.float32) if cfg.mean_vectors else None
     hook_label = suffix.removeprefix("hook_")
     pad_id = pad_token_id(model)
     batches = make_batches(plan, cfg.batch_size)
@@ -196,7 +199,7 @@ def run_collect(model: Any, texts_or_prompts: Sequence[Any], config: CollectConf
         bar = stack.enter_context(tqdm(total=len(plan.sequences), desc="collect", unit="seq", disable=not cfg.progress))
         for sequences in batches:
             batch = pad_batch(sequences, pad_id)
-            _run_batch(model, batch, cfg, layers, suffix, reducers, out, writer)
+            _run_batch(model, batch, cfg, layers, suffix, reducers, out, writer, vectors)
             bar.update(len(sequences))
         if writer is not None:
             writer.write_index(provenance, hook_label)
@@ -211,6 +214,7 @@ def run_collect(model: Any, texts_or_prompts: Sequence[Any], config: CollectConf
         n_tokens=np.asarray(plan.n_tokens),
         provenance=provenance,
         meta={"seconds": seconds, "tokens": n_tokens, "batch_size": cfg.batch_size},
+        vectors={} if vectors is None else {"mean": vectors},
     )
 
 
@@ -236,6 +240,8 @@ def _provenance(
         "n_truncated": plan.n_truncated,
         "n_reencoded_past_window": plan.n_reencoded,
     }
+    if cfg.mean_vectors:
+        extra["vectors"] = ["mean"]
     return model_provenance(
         model,
         hook=hook_label,
@@ -265,6 +271,7 @@ def _run_batch(
     reducers: list[Reducer],
     out: dict[str, np.ndarray],
     writer: ShardWriter | None,
+    vectors: np.ndarray | None = None,
 ) -> None:
     groups = batch.groups.to(model.cfg.device)
     n_groups = len(batch.rows)
@@ -280,6 +287,11 @@ def _run_batch(
         j, layer = column[name]
         if writer is not None:
             writer.add(layer, acts)
+        if vectors is not None:  # each row's mean over its selected tokens, summed in float64
+            sums = torch.zeros((n_groups, acts.shape[1]), dtype=torch.float64, device=acts.device)
+            sums.index_add_(0, groups, acts.to(torch.float64))
+            counts = torch.bincount(groups, minlength=n_groups).to(torch.float64)
+            vectors[batch.rows, j] = (sums / counts[:, None]).to("cpu", torch.float32).numpy()
         for reducer in reducers:
             result = reducer.reduce(acts, groups, n_groups, layer)
             expected = tuple(reducer.statistic_names())

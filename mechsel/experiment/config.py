@@ -11,17 +11,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mechsel.errors import ConfigError, did_you_mean
 from mechsel.experiment.analysis_settings import AnalysisSettings, PlotSettings
 from mechsel.experiment.checks import choice, has_negative, positive
-from mechsel.experiment.execution import ExecutionSettings
-from mechsel.experiment.selection import SelectionSettings, SelectorRun
+from mechsel.experiment.execution_settings import ExecutionSettings
+from mechsel.experiment.selection import CLAIM_FAMILY, SelectionSettings, SelectorRun
 from mechsel.experiment.settings import CollectSettings, ModelSettings, QualitySettings, SAESettings, TaskSettings
 from mechsel.icl.runner import CLASSIFICATION_METRICS, GENERATION_METRICS
+from mechsel.masks.strategies import MaskName
 from mechsel.provenance import hash_json
 from mechsel.serialize import to_dict
+
+if TYPE_CHECKING:
+    from mechsel.selectors.base import Selector
 
 __all__ = [
     "ModelSettings",
@@ -114,30 +118,13 @@ class ExperimentConfig:
                         f"selection.runs[{r.label}].params.{p} is not a parameter of selector {r.selector!r}."
                         f"{did_you_mean(p, valid)} Valid parameters: {', '.join(valid) or '(none)'}."
                     )
-            if r.selector == "activation":
-                mask = r.mask or self.collect.masks[0]
-                if mask not in self.collect.masks:
-                    raise ConfigError(
-                        f"selection.runs[{r.label}] reads statistics under mask {mask!r}, which collect.masks "
-                        f"{list(self.collect.masks)} does not compute. Add it to collect.masks or change the run's mask."
-                    )
-                stats = r.params.get("statistic")
-                for s in (stats,) if isinstance(stats, str) else (stats or ()):
-                    if s not in self.collect.statistics:
-                        raise ConfigError(
-                            f"selection.runs[{r.label}] ranks by {s!r}, which collect.statistics {list(self.collect.statistics)} "
-                            f"does not compute. Add it there or pick a collected statistic."
-                        )
-                layer = r.params.get("layer", "all")
-                wanted = (layer,) if isinstance(layer, int) else layer
-                # Negative indices (from the end) compare only once the model's depth normalises them
-                # (mechsel.experiment.loading.validate_against_model); until then the check waits.
-                if self.collect.layers != "all" and layer != "all" and not has_negative(self.collect.layers, wanted):
-                    missing = [x for x in wanted if x not in self.collect.layers]
-                    if missing:
-                        raise ConfigError(
-                            f"selection.runs[{r.label}] uses layer(s) {missing}, not in collect.layers {list(self.collect.layers)}."
-                        )
+            placeholder = cls.choice_placeholder if r.choose_statistic else {}
+            try:
+                cls.configure({**r.params, **placeholder})
+            except ConfigError as err:
+                raise ConfigError(f"selection.runs[{r.label}].params: {err}") from None
+            if cls.reads is not None:
+                self._check_cells(r, cls)
             if r.family == "sae" and not self.sae.enabled:
                 raise ConfigError(f"selection.runs[{r.label}] is an SAE selector but no SAE is configured; set sae.saes: {{layer: path}}.")
             if r.annotated is not None:
@@ -147,10 +134,10 @@ class ExperimentConfig:
                     )
                 if "annotate" not in SELECTORS.get(sel.run(r.annotated).selector).modes:
                     raise ConfigError(f"selection.runs[{r.label}].annotated must name an annotation run; {r.annotated!r} retrieves.")
-        if not any(r.family == "activation" for r in sel.runs):
+        if not any(r.family == CLAIM_FAMILY for r in sel.runs):
             raise ConfigError(
-                "selection.runs holds no activation-family selector; the summary compares random with the best activation "
-                "selector. Add e.g. {selector: activation, choose_statistic: true}."
+                f"selection.runs holds no {CLAIM_FAMILY}-family selector; the summary compares random with the best "
+                f"{CLAIM_FAMILY} selector. Add e.g. {{selector: activation, choose_statistic: true}}."
             )
         unknown = [x for x in (sel.sequential.tasks or ()) if x not in names]
         if unknown:
@@ -164,8 +151,8 @@ class ExperimentConfig:
                 raise ConfigError(
                     f"The baseline {sel.baseline!r} does not run on task {t.name!r}; every task needs it (remove its tasks: list)."
                 )
-            if not any(r.family == "activation" for r in sel.runs_for(t.name)):
-                raise ConfigError(f"No activation-family selector runs on task {t.name!r}; the summary compares random with one.")
+            if not any(r.family == CLAIM_FAMILY for r in sel.runs_for(t.name)):
+                raise ConfigError(f"No {CLAIM_FAMILY}-family selector runs on task {t.name!r}; the summary compares random with one.")
             kind = t.task_config().kind
             if t.quality_metric is not None:
                 valid = CLASSIFICATION_METRICS if kind == "classification" else GENERATION_METRICS
@@ -173,6 +160,13 @@ class ExperimentConfig:
                     raise ConfigError(
                         f"tasks[{t.name}].quality_metric={t.quality_metric!r} does not apply to a {kind} task; choose one of {list(valid)}."
                     )
+            probes = [r.label for r in sel.runs_for(t.name) if "probe_training" in SELECTORS.get(r.selector).needs_for(r.params)]
+            if probes and t.n_candidates - t.effective_seed_pool_size < 10:
+                raise ConfigError(
+                    f"Runs {probes} train a probe on the candidates outside each seed's selection pool, but task {t.name!r} "
+                    f"leaves {t.n_candidates - t.effective_seed_pool_size} of its {t.n_candidates} candidates outside it; set "
+                    f"tasks[{t.name}].seed_pool_size to at most {t.n_candidates - 10} (half of n_candidates is the usual choice)."
+                )
             if kind == "generation":
                 bad = [r.label for r in sel.runs_for(t.name) if SELECTORS.get(r.selector).needs_for(r.params) & CLASSIFICATION_NEEDS]
                 if bad:
@@ -182,6 +176,37 @@ class ExperimentConfig:
                     )
                 if sel.calibrate:
                     raise ConfigError(f"selection.calibrate applies to classification only; task {t.name!r} is generation.")
+
+    def mask_of(self, run: SelectorRun) -> MaskName:
+        """The mask whose statistics ``run`` reads: its own, or the first of ``collect.masks``."""
+        return run.mask or self.collect.masks[0]
+
+    def _check_cells(self, r: SelectorRun, cls: type[Selector[Any]]) -> None:
+        """A run that reads a statistics table reads a collected mask and, in the moments table,
+        collected statistics at collected layers (whatever the selector: it names its fields)."""
+        mask = self.mask_of(r)
+        if mask not in self.collect.masks:
+            raise ConfigError(
+                f"selection.runs[{r.label}] reads statistics under mask {mask!r}, which collect.masks "
+                f"{list(self.collect.masks)} does not compute. Add it to collect.masks or change the run's mask."
+            )
+        if cls.reads != "moments":
+            return  # SAE statistics are named and placed by the SAEs (checked when they load)
+        layer, stats = cls.cell(r.params)
+        for s in (stats,) if isinstance(stats, str) else (stats or ()):
+            if s not in self.collect.statistics:
+                raise ConfigError(
+                    f"selection.runs[{r.label}] ranks by {s!r}, which collect.statistics {list(self.collect.statistics)} "
+                    f"does not compute. Add it there or pick a collected statistic."
+                )
+        layer = "all" if layer is None else layer
+        wanted = (layer,) if isinstance(layer, int) else layer
+        # Negative indices (from the end) compare only once the model's depth normalises them
+        # (mechsel.experiment.loading.validate_against_model); until then the check waits.
+        if self.collect.layers != "all" and layer != "all" and not has_negative(self.collect.layers, wanted):
+            missing = [x for x in wanted if x not in self.collect.layers]
+            if missing:
+                raise ConfigError(f"selection.runs[{r.label}] uses layer(s) {missing}, not in collect.layers {list(self.collect.layers)}.")
 
     def identity(self) -> dict[str, Any]:
         """The settings that determine the numbers (everything except :data:`NON_RESULT_FIELDS`

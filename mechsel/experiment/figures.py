@@ -25,6 +25,7 @@ __all__ = [
     "scatter_figures",
     "sae_figures",
     "activation_figures",
+    "decodability_figures",
 ]
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,17 @@ def sae_figures(results: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def decodability_figures(results: Mapping[str, Any]) -> dict[str, Any]:
+    """Out-of-fold R² of quality probes by layer against the baselines, per task (only when a
+    ``probe`` run collected representations)."""
+    from mechsel.plots import decodability_by_layer
+
+    table = results.get("decodability")
+    if table is None or table.empty:
+        return {}
+    return {f"decodability_{task}": decodability_by_layer(table, task=task) for task in _tasks(table)}
+
+
 def activation_figures(results: Mapping[str, Any]) -> dict[str, Any]:
     """hook_mlp_out distributions per layer, best vs worst candidates, per task."""
     from mechsel.plots import activation_distributions
@@ -118,6 +130,7 @@ FIGURE_FAMILIES: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "scatter": scatter_figures,
     "sae": sae_figures,
     "activations": activation_figures,
+    "decodability": decodability_figures,
 }
 """Figure family → builder of ``{file stem: figure}`` from the result tables."""
 

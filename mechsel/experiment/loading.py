@@ -202,15 +202,47 @@ def _check_sae_folders(config: ExperimentConfig) -> None:
             )
 
 
+def _check_data_paths(config: ExperimentConfig) -> None:
+    """Refuse a task's ``data_dir`` that is not a folder, and a ``define.files`` entry that names
+    no file (absolute, or relative to the task's ``data_dir``), before the model loads; folders
+    found by the resolution order (``$MECHSEL_DATA_DIR``, the packaged subset, the hub) are
+    checked when the data stage reads them."""
+    for t in config.tasks:
+        if t.source != "local":
+            continue
+        root = Path(t.data_dir).expanduser() if t.data_dir is not None else None
+        if root is not None and not root.is_dir():
+            raise DataError(
+                f"tasks[{t.name}].data_dir: the folder {t.data_dir!r} does not exist (checked from {os.getcwd()}). Give the "
+                f"folder holding the task's files, or remove data_dir to use $MECHSEL_DATA_DIR or the packaged data."
+            )
+        files = (t.define or {}).get("files") or {}
+        for split, name in dict(files).items():
+            path = Path(str(name)).expanduser()
+            if not path.is_absolute():
+                if root is None:
+                    continue  # resolved against the data folder the run finds
+                path = root / path
+            if not path.is_file():
+                raise DataError(
+                    f"tasks[{t.name}].define.files.{split}: the file {str(path)!r} does not exist; give an existing JSON-lines "
+                    f"file (absolute, or relative to tasks[{t.name}].data_dir)."
+                )
+
+
 def validate_against_model(config: ExperimentConfig) -> ExperimentConfig:
     """Check ``config``'s layer indices against the model's depth before any model is loaded.
 
-    Layers in ``collect.layers``, activation runs' ``params.layer`` and ``sae.saes`` must lie in
+    Layers in ``collect.layers``, the layer field of each run's selector (its ``layer_field``,
+    e.g. ``params.layer``) and ``sae.saes`` must lie in
     ``-n_layers .. n_layers - 1``; negative ones are normalised once (``-1`` → ``n_layers - 1``),
     so every later check and the saved results use the same indices. Returns the normalised config
     (``config`` itself when nothing changes, or when the depth is not known offline).
     """
+    from mechsel.selectors import SELECTORS
+
     _check_sae_folders(config)
+    _check_data_paths(config)
     n = model_n_layers(config.model.name)
     if n is None:
         return config
@@ -233,14 +265,15 @@ def validate_against_model(config: ExperimentConfig) -> ExperimentConfig:
         collect = dataclasses.replace(collect, layers=layers)
     runs = []
     for r in config.selection.runs:
-        layer = r.params.get("layer", "all")
-        if r.selector == "activation" and layer != "all":
-            where = f"selection.runs[{r.label}].params.layer"
+        field = SELECTORS.get(r.selector).layer_field  # the selector names the field that holds its layer(s)
+        layer = r.params.get(field) if field else None
+        if field and layer is not None and layer != "all":
+            where = f"selection.runs[{r.label}].params.{field}"
             if isinstance(layer, (list, tuple)):
                 layer = [resolve(x, where) for x in layer]
             else:
                 layer = resolve(layer, where)
-            r = dataclasses.replace(r, params={**r.params, "layer": layer})
+            r = dataclasses.replace(r, params={**r.params, field: layer})
         runs.append(r)
     saes = {resolve(layer, "sae.saes"): path for layer, path in config.sae.saes.items()}
     if len(saes) != len(config.sae.saes):

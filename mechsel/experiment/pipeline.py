@@ -28,6 +28,7 @@ from mechsel.experiment.report import write_report
 from mechsel.experiment.resources import Resources
 from mechsel.experiment.results import write_results
 from mechsel.experiment.rundir import RunDirectory
+from mechsel.experiment.selection import CLAIM_FAMILY
 from mechsel.experiment.stages.analyse import AnalyseParams, CellRun, analyse_stage
 from mechsel.experiment.stages.base import ModelKey
 from mechsel.experiment.stages.collect import CollectParams, collect_stage
@@ -35,6 +36,7 @@ from mechsel.experiment.stages.data import DataParams, data_stage
 from mechsel.experiment.stages.evaluate import EvaluateParams, evaluate_stage
 from mechsel.experiment.stages.features import FEATURES, FeaturesParams, features_stage
 from mechsel.experiment.stages.quality import QualityParams, quality_stage
+from mechsel.experiment.stages.representations import RepresentationsParams, representations_stage
 from mechsel.experiment.stages.samples import SamplesParams, samples_stage
 from mechsel.experiment.stages.select import SelectParams, select_stage
 from mechsel.experiment.stages.sequential import SequentialParams, sequential_stage
@@ -83,7 +85,7 @@ def build_stages(config: ExperimentConfig) -> list[Stage[Any]]:
     for t in config.tasks:
         name = t.name
         task_config = t.task_config()
-        runs = tuple(dataclasses.replace(r, mask=r.mask or c.masks[0]) for r in s.runs_for(name))
+        runs = tuple(dataclasses.replace(r, mask=config.mask_of(r)) for r in s.runs_for(name))
         needs, feature_settings = _features(name, runs)
         data = f"data/{name}"
         base = {"task": name, "model": model, "max_tokens": t.max_tokens}
@@ -110,7 +112,11 @@ def build_stages(config: ExperimentConfig) -> list[Stage[Any]]:
             **{"neuron_sets_top_n": None, **feature_settings},
         )
         stages.append(Stage(f"features/{name}", features_stage, inputs=(data,), params=features))
-        sel_inputs = (data, f"collect/{name}", f"quality/{name}", f"features/{name}")
+        sel_inputs: tuple[str, ...] = (data, f"collect/{name}", f"quality/{name}", f"features/{name}")
+        if any("representations" in SELECTORS.get(r.selector).needs_for(r.params) for r in runs):
+            reps = RepresentationsParams(**base, collect=collect_params)
+            stages.append(Stage(f"representations/{name}", representations_stage, inputs=(data,), params=reps))
+            sel_inputs += (f"representations/{name}",)
         select = SelectParams(
             **base,
             runs=runs,
@@ -131,8 +137,10 @@ def build_stages(config: ExperimentConfig) -> list[Stage[Any]]:
         samples = SamplesParams(**base, summary=c.summary(), n_extreme=a.n_extreme, samples_per_example=a.samples_per_example, seed=a.seed)
         stages.append(Stage(f"samples/{name}", samples_stage, inputs=(data, f"quality/{name}"), params=samples))
         analyse_inputs += [data, f"collect/{name}", f"quality/{name}", f"select/{name}", f"evaluate/{name}"]
+        if f"representations/{name}" in sel_inputs:  # the decodability analysis reads them, and KATE's embeddings if any
+            analyse_inputs += [f"representations/{name}", f"features/{name}"]
         cell_runs += [
-            CellRun(name, r.label or r.selector, r.mask or c.masks[0], r.params.get("layer"), r.params.get("statistic"))
+            CellRun(name, r.label or r.selector, config.mask_of(r), *SELECTORS.get(r.selector).cell(r.params))
             for r in runs
             if SELECTORS.get(r.selector).reads is not None
         ]
@@ -173,7 +181,7 @@ def _sequential_stage(
         select=select,
         evaluate=evaluate,
         baseline=s.baseline,
-        competing=tuple(str(r.label) for r in runs if r.family == "activation"),
+        competing=tuple(str(r.label) for r in runs if r.family == CLAIM_FAMILY),
         design=design,
         margin=a.margin,
         new_seeds=tuple(range(start, start + q.max_seeds)),
@@ -233,7 +241,7 @@ def _collect_tables(config: ExperimentConfig, outputs: dict[str, dict[str, Any]]
     looks = cat("sequential", "looks")
     if not looks.empty:
         tables["looks"] = looks
-    for name in ("grid", "masking", "comparison", "summary", "summary_sae", "sets"):
+    for name in ("grid", "masking", "comparison", "summary", "summary_sae", "sets", "decodability"):
         if name in outputs["analyse"]:
             tables[name] = outputs["analyse"][name]
     return tables

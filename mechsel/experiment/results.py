@@ -17,7 +17,53 @@ from mechsel.errors import DataError
 from mechsel.experiment.store import write_json
 from mechsel.paths import atomic_write_text
 
-__all__ = ["TABLES", "write_results", "load_results"]
+__all__ = ["SELECTION_COLUMNS", "SCORE_COLUMNS", "BASELINE_COLUMNS", "TABLES", "write_results", "load_results"]
+
+# The tables written with a fixed set of columns: each is defined once, here, in the order the
+# stage that writes it uses (``select/<task>``, ``evaluate/<task>``), and documented column by column.
+SELECTION_COLUMNS: dict[str, str] = {
+    "task": "task name",
+    "selector": "run label",
+    "selector_name": "registered selector",
+    "family": "selector family",
+    "protocol": "fixed / retrieve_from_pool / annotate_then_retrieve (how the run spends its labels)",
+    "annotation_budget": "labelled examples B the run spends (k for a fixed set)",
+    "budget": "k",
+    "seed": "seed",
+    "query": "test position (retrieval) or -1 (fixed set)",
+    "rank": "position in the prompt",
+    "example_id": "chosen candidate",
+    "score": "the selector's score of the pick",
+    "detail": "JSON extras (e.g. chosen statistic)",
+}
+"""``selections``: one row per pick."""
+SCORE_COLUMNS: dict[str, str] = {
+    "task": "task name",
+    "selector": "run label",
+    "selector_name": "registered selector",
+    "family": "selector family",
+    "protocol": "how the run spends its labels (as in selections)",
+    "annotation_budget": "labelled examples B the run spends",
+    "budget": "k",
+    "seed": "seed",
+    "metric": "headline metric (accuracy / bleu)",
+    "score": "test score",
+    "ci_low": "bootstrap CI over queries (low)",
+    "ci_high": "bootstrap CI over queries (high)",
+    "n_test": "test queries",
+}
+"""``scores``: one row per (run, budget, seed); a task's secondary metric follows these columns."""
+BASELINE_COLUMNS: dict[str, str] = {
+    "task": "task name",
+    "metric": "headline test metric (accuracy / bleu)",
+    "zero_shot": "the test score with no demonstration (same queries and scoring as every selection)",
+    "zero_shot_ci_low": "its bootstrap CI over queries (low)",
+    "zero_shot_ci_high": "its bootstrap CI over queries (high)",
+    "majority": "share of the most frequent label among the test queries (classification; NaN for generation)",
+    "majority_label": "that label",
+    "n_test": "test queries",
+}
+"""``baselines``: one line per task."""
 
 TABLES: dict[str, dict[str, str]] = {
     "examples": {
@@ -52,33 +98,8 @@ TABLES: dict[str, dict[str, str]] = {
         "gain": "mean marginal gain (optional)",
         "gain_se": "its standard error",
     },
-    "selections": {
-        "task": "task name",
-        "selector": "run label",
-        "selector_name": "registered selector",
-        "family": "selector family",
-        "budget": "k",
-        "seed": "seed",
-        "query": "test position (retrieval) or -1 (fixed set)",
-        "rank": "position in the prompt",
-        "example_id": "chosen candidate",
-        "score": "the selector's score of the pick",
-        "detail": "JSON extras (e.g. chosen statistic)",
-    },
-    "scores": {
-        "task": "task name",
-        "selector": "run label",
-        "selector_name": "registered selector",
-        "family": "selector family",
-        "budget": "k",
-        "seed": "seed",
-        "metric": "headline metric (accuracy / bleu)",
-        "score": "test score",
-        "ci_low": "bootstrap CI over queries (low)",
-        "ci_high": "bootstrap CI over queries (high)",
-        "n_test": "test queries",
-        "macro_f1 / rouge_l": "secondary metric",
-    },
+    "selections": dict(SELECTION_COLUMNS),
+    "scores": {**SCORE_COLUMNS, "macro_f1 / rouge_l": "secondary metric"},
     "predictions": {
         "task": "task name",
         "selector": "run label",
@@ -90,15 +111,7 @@ TABLES: dict[str, dict[str, str]] = {
         "pred / gold / correct / p_<label>": "classification outputs",
         "prediction / references / rouge_l": "generation outputs",
     },
-    "baselines": {
-        "task": "task name",
-        "metric": "headline test metric (accuracy / bleu)",
-        "zero_shot": "the test score with no demonstration (same queries and scoring as every selection)",
-        "zero_shot_ci_low / zero_shot_ci_high": "its bootstrap CI over queries",
-        "majority": "share of the most frequent label among the test queries (classification; NaN for generation)",
-        "majority_label": "that label",
-        "n_test": "test queries",
-    },
+    "baselines": dict(BASELINE_COLUMNS),
     "activation_samples": {
         "task": "task name",
         "group": "best / worst by quality",
@@ -131,6 +144,18 @@ TABLES: dict[str, dict[str, str]] = {
         "rho / ci_low / ci_high / p_value": "Spearman ρ across sets between the set feature and the set's test score",
         "fdr_family / family_size / q_value / significant": "BH within (task, statistic family)",
         "abs_rho": "|ρ|",
+    },
+    "decodability": {
+        "task": "task name",
+        "representation / mask / layer": "the representation decoded (mean hook_mlp_out of the candidate's tokens); empty for baselines",
+        "kind": "representation or baseline",
+        "baseline_name": "a baseline's name (label + length + slot, bag of words, sentence embedding); for a representation, the best baseline",
+        "r2 / ci_low / ci_high": "out-of-fold R² of a ridge probe (5 folds, alpha by nested leave-one-out) and its bootstrap interval",
+        "p_value": "permutation p (quality permuted within label, every fold refit)",
+        "n / n_features": "candidates and feature columns",
+        "gain / gain_low / gain_high": "R² minus the best baseline's, with a paired bootstrap interval (representations)",
+        "target": "quality, or quality residualised on label, length and slot when the label explains most of it",
+        "label_share": "in-sample share of quality's variance the label explains",
     },
     "masking": {
         "task / family / hook / positions / layer / statistic": "the cell",

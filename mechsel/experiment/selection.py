@@ -13,7 +13,11 @@ from mechsel.icl.evaluate import ConfidenceKind
 from mechsel.masks.strategies import MASK_NAMES, MaskName
 from mechsel.selectors.base import Family
 
-__all__ = ["SelectorRun", "SelectionSettings"]
+__all__ = ["CLAIM_FAMILY", "SelectorRun", "SelectionSettings"]
+
+CLAIM_FAMILY: Family = "activation"
+"""The family the paper's claim is about: its runs are the gain part's lines against the
+baseline, and the summary compares the best of them with random."""
 
 
 @dataclass(frozen=True)
@@ -25,15 +29,17 @@ class SelectorRun:
     label: str | None = None
     """Name in tables and figures (unique); default: the selector name."""
     family: Family | None = None
-    """Group in the summary (``activation`` runs compete with random); default: the selector's
+    """Group in the summary (:data:`CLAIM_FAMILY` runs compete with random); default: the selector's
     own (its class attribute ``family``)."""
     params: Mapping[str, Any] = field(default_factory=dict)
     """The selector's config fields (see its ``Config`` class)."""
     mask: MaskName | None = None
-    """Activation/SAE selectors: which mask's statistics they read (default: the first collected)."""
+    """Selectors that read a statistics table (their ``reads``): which mask's statistics they read
+    (default: the first collected)."""
     choose_statistic: bool = False
-    """Activation selectors: pick (layer, statistic, direction) with the largest |ρ| against the
-    candidates' quality (optimistic for the activation selector: it sees the dev quality)."""
+    """Selectors that declare ``choice_fields`` (``activation``: layer, statistic, direction):
+    choose them on the candidates' measured quality, e.g. the (layer, statistic, direction) with
+    the largest |ρ| (optimistic for the selector: it sees the dev quality)."""
     order: Literal["given", "reverse", "random"] = "random"
     """Order of a fixed demonstration set in the prompt (retrieval always puts the best last)."""
     annotated: str | None = None
@@ -68,13 +74,21 @@ class SelectorRun:
         if self.tasks is not None and (isinstance(self.tasks, str) or not self.tasks):
             raise ConfigError(f"selection.runs[{self.label}].tasks must be a non-empty list of task names or null, got {self.tasks!r}.")
         positive(f"selection.runs[{self.label}].n_seeds", self.n_seeds, allow_none=True, minimum=2)
-        if self.choose_statistic and self.selector != "activation":
-            raise ConfigError(f"selection.runs[{self.label}]: choose_statistic applies to the 'activation' selector only.")
-        if self.choose_statistic and {"statistic", "layer", "direction"} & set(self.params):
-            raise ConfigError(
-                f"selection.runs[{self.label}]: choose_statistic picks statistic, layer and direction itself; "
-                f"remove them from params or set choose_statistic: false."
-            )
+        if self.choose_statistic:
+            from mechsel.selectors import SELECTORS
+
+            chosen = SELECTORS.get(self.selector).choice_fields
+            if not chosen:
+                able = [n for n in SELECTORS.names() if SELECTORS.get(n).choice_fields]
+                raise ConfigError(
+                    f"selection.runs[{self.label}]: choose_statistic applies to selectors that choose their cell on the dev "
+                    f"quality ({', '.join(repr(n) for n in able)}); {self.selector!r} does not."
+                )
+            if set(chosen) & set(self.params):
+                raise ConfigError(
+                    f"selection.runs[{self.label}]: choose_statistic picks {', '.join(chosen)} itself; "
+                    f"remove them from params or set choose_statistic: false."
+                )
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,11 @@ trained on plain ``BOS + sentence`` text would meet a shifted distribution there
 on the candidates themselves would turn "how well does the dictionary explain this example" into
 a memorisation question. :func:`training_prompts` therefore builds packed demonstration prompts
 from the tasks' ``train`` split, leaving out every example (compared by normalised text, see
-:func:`text_key`) that the named experiment configs use as a candidate, dev or test example;
-:func:`excluded_texts` builds those sets without a model.
+:func:`text_key`) in the set it is given. That set (the candidate, dev and test examples of the
+experiment configs named in :attr:`~mechsel.sae.config.SAETrainConfig.exclude`) is the
+experiment's to build: :func:`mechsel.experiment.sae_glue.excluded_texts` reads the configs, and
+:func:`mechsel.train_sae` passes it to :func:`~mechsel.sae.training.train_sae` (this package
+never reads experiment configs itself).
 
 The experiment checks the other direction too: :func:`training_overlap` counts how many of a
 run's examples an SAE's training set holds, from the hashes ``mechsel train-sae`` saves next to
@@ -30,7 +33,6 @@ __all__ = [
     "TRAINING_TEXTS_FILE",
     "text_key",
     "text_hashes",
-    "excluded_texts",
     "training_prompts",
     "training_overlap",
     "save_training_hashes",
@@ -50,39 +52,6 @@ def text_hashes(texts: Iterable[str]) -> np.ndarray:
     """Sorted unique uint64 hashes (first 8 bytes of BLAKE2b) of the :func:`text_key` of each text."""
     values = {int.from_bytes(hashlib.blake2b(text_key(t).encode(), digest_size=8).digest(), "little") for t in texts}
     return np.array(sorted(values), dtype=np.uint64)
-
-
-def _config(spec: str) -> Any:
-    from mechsel.experiment import demo_config, load_config
-
-    if spec in ("demo", "quick"):
-        return demo_config(quick=spec == "quick")
-    if not os.path.isfile(spec):
-        raise ConfigError(
-            f"exclude entry {spec!r} is neither 'demo', 'quick' nor an experiment config file; name the YAML "
-            f"config(s) whose candidate, dev and test examples the SAE must not see."
-        )
-    return load_config(spec)
-
-
-def excluded_texts(configs: Sequence[str]) -> tuple[set[str], dict[str, int]]:
-    """The :func:`text_key` of every candidate, dev and test example of the named experiment
-    configs (``"demo"``, ``"quick"`` or YAML paths), and the count per task.
-
-    Only the data subsets are drawn (no model is loaded)."""
-    from mechsel.experiment.resources import Resources
-
-    keys: set[str] = set()
-    counts: dict[str, int] = {}
-    for spec in configs:
-        config = _config(spec)
-        res = Resources(config)
-        for task in config.tasks:
-            splits = res.splits(task.name)
-            texts = [e.text() for e in splits.examples]
-            counts[task.name] = counts.get(task.name, 0) + len(texts)
-            keys.update(text_key(t) for t in texts)
-    return keys, counts
 
 
 def training_prompts(

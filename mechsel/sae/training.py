@@ -33,7 +33,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,9 +47,15 @@ from mechsel.sae.activations import encode_texts, load_texts, split_held_out
 from mechsel.sae.config import SAETrainConfig
 from mechsel.sae.evaluation import evaluate_sae
 
-__all__ = ["train_sae", "SAETrainResult", "default_run_dir"]
+__all__ = ["train_sae", "SAETrainResult", "default_run_dir", "Exclusion"]
 
 logger = logging.getLogger(__name__)
+
+Exclusion = Callable[[Sequence[str]], tuple[set[str], dict[str, int]]]
+"""``exclusion(config.exclude)``: the :func:`~mechsel.sae.demonstrations.text_key` of every example
+the SAE must not train on, and the count per task, for the experiment configs named in
+:attr:`SAETrainConfig.exclude`. Reading those configs is the experiment's job, so it is passed
+in: :func:`mechsel.train_sae` passes :func:`mechsel.experiment.sae_glue.excluded_texts`."""
 
 _PROCESSING_KWARGS = {
     "none": {},
@@ -86,26 +92,45 @@ def default_run_dir(model_name: str, config: SAETrainConfig) -> Path:
     return cache_dir() / "saes" / f"{slug}_{config.hook}_{size}_L{layers}_seed{config.seed}"
 
 
-def train_sae(model: Any, config: SAETrainConfig | None = None, *, texts: Sequence[str] | None = None, **overrides: Any) -> SAETrainResult:
+def train_sae(
+    model: Any,
+    config: SAETrainConfig | None = None,
+    *,
+    texts: Sequence[str] | None = None,
+    exclusion: Exclusion | None = None,
+    **overrides: Any,
+) -> SAETrainResult:
     """Train one SAE per layer of ``config.layers`` on ``blocks.{L}.hook_{hook}`` (see the module docstring).
+
+    :func:`mechsel.train_sae` (:func:`mechsel.experiment.sae_glue.train_sae`) is this function
+    with ``exclusion`` filled in, so that ``config.exclude`` may name experiment configs; call
+    this one directly with ``exclude=()`` or with your own ``exclusion``.
 
     Args:
         model: a TransformerLens ``HookedTransformer`` with a tokenizer (ideally loaded by
             :func:`mechsel.models.load_model`, so its weight processing is recorded).
         config: the run's settings; ``overrides`` replace fields of it (or of the defaults).
         texts: training text; default: the shared-data datasets in ``config.datasets``.
+        exclusion: resolves ``config.exclude`` to the texts left out (see :data:`Exclusion`);
+            required when ``config.exclude`` names any config.
 
     Returns:
         An :class:`SAETrainResult` (run folder, SAEs loaded back from it, held-out metrics).
 
     Raises:
-        ConfigError: a layer or hook the model lacks; unknown config fields.
+        ConfigError: a layer or hook the model lacks; unknown config fields; ``config.exclude``
+            names configs but no ``exclusion`` was given.
         DataError: too little text for the requested training and held-out tokens.
     """
     from mechsel.collection.run import resolve_hook
     from mechsel.models.loading import model_info
 
     config = _resolve_config(config, overrides)
+    if config.exclude and exclusion is None:
+        raise ConfigError(
+            f"exclude={list(config.exclude)} names experiment configs, which mechsel.sae.training.train_sae does not read: "
+            f"call mechsel.train_sae (it resolves them), pass exclusion=mechsel.experiment.sae_glue.excluded_texts, or set exclude=()."
+        )
     for layer in config.layers:
         if layer >= model.cfg.n_layers:
             raise ConfigError(f"Layer {layer} does not exist: the model has {model.cfg.n_layers} layers (0..{model.cfg.n_layers - 1}).")
@@ -115,7 +140,7 @@ def train_sae(model: Any, config: SAETrainConfig | None = None, *, texts: Sequen
     device = config.device or str(model.cfg.device)
     start = time.perf_counter()
 
-    data = _training_data(model, config, texts)
+    data = _training_data(model, config, texts, exclusion)
     collect_cfg = data.collect_config(config, suffix)
     available = data.n_train_tokens
     needed = config.n_steps * config.batch_size + config.buffer_tokens
@@ -162,12 +187,12 @@ class _TrainingData:
         return CollectConfig(layers=config.layers, hook=suffix.removeprefix("hook_"), mask=self.mask, positions="all", progress=False)  # type: ignore[arg-type]
 
 
-def _training_data(model: Any, config: SAETrainConfig, texts: Sequence[str] | None) -> _TrainingData:
+def _training_data(model: Any, config: SAETrainConfig, texts: Sequence[str] | None, exclusion: Exclusion | None) -> _TrainingData:
     """Prompts (seeded order), whole prompts set aside until they hold ``n_eval_tokens``."""
     from mechsel.collection import CollectConfig
-    from mechsel.sae.demonstrations import excluded_texts, text_key, training_prompts
+    from mechsel.sae.demonstrations import text_key, training_prompts
 
-    excluded, counts = excluded_texts(config.exclude) if config.exclude else (set(), {})
+    excluded, counts = exclusion(config.exclude) if config.exclude and exclusion is not None else (set(), {})
     if texts is None and config.data_format == "demonstrations":
         selection = CollectConfig(layers=config.layers, hook=config.hook, mask=config.mask, positions="all", progress=False)  # type: ignore[arg-type]
         wanted = config.n_steps * config.batch_size + config.buffer_tokens + config.n_eval_tokens

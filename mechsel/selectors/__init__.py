@@ -27,6 +27,8 @@ qk_affinity         query-candidate cosine through induction heads'      model (
                     W_Q / W_K (Kato et al.; retrieval)
 fv_alignment        1-shot head output aligned with the task's           model, labels
                     function vector (Todd et al.), with diversity
+probe               top-k by a ridge probe of the representation,        pool.representations,
+                    trained on other candidates' measured quality        probe_training
 ==================  ==================================================  =====================
 """
 
@@ -35,6 +37,7 @@ from mechsel.selectors import (  # noqa: F401  (imported for registration)
     coverage,
     ideal,
     neufs,
+    probe,
     relational,
     retrieval,
     sae,
@@ -60,9 +63,13 @@ from mechsel.selectors.base import (
     selector_names,
 )
 from mechsel.selectors.neufs import neuron_sets
+from mechsel.selectors.probe import ProbeConfig, ProbeSelector, ProbeTraining
 from mechsel.selectors.relational import FVAlignmentConfig, FVAlignmentSelector, QKAffinityConfig, QKAffinitySelector
 
 __all__ = [
+    "ProbeConfig",
+    "ProbeSelector",
+    "ProbeTraining",
     "SELECTORS",
     "CLASSIFICATION_NEEDS",
     "POOL_NEEDS",

@@ -23,7 +23,7 @@ selection's provenance (``n_excluded_nan``). z-scores use the non-excluded examp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -79,7 +79,8 @@ class ActivationConfig(SelectorConfig):
 
     @property
     def statistics(self) -> tuple[str, ...]:
-        return (self.statistic,) if isinstance(self.statistic, str) else tuple(self.statistic)  # type: ignore[arg-type]
+        assert self.statistic is not None  # required, checked in __post_init__
+        return (self.statistic,) if isinstance(self.statistic, str) else tuple(self.statistic)
 
 
 def _with_multiindex(table: pd.DataFrame) -> pd.DataFrame:
@@ -94,17 +95,32 @@ def _zscore(x: np.ndarray) -> np.ndarray:
 
 
 @register_selector("activation")
-class ActivationSelector(Selector):
+class ActivationSelector(Selector[ActivationConfig]):
     """Top-k / bottom-k by activation statistics. Score: the combined score described above."""
 
     Config = ActivationConfig
     needs = ("statistics",)
     family = "activation"
     reads = "moments"
+    layer_field = "layer"
+    statistic_field = "statistic"
+    choice_fields = ("statistic", "layer", "direction")
+    choice_placeholder = {"statistic": "mean", "layer": "all", "direction": "top"}
+
+    @classmethod
+    def choose_on_dev(
+        cls, params: Mapping[str, Any], statistics: pd.DataFrame, quality: np.ndarray
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The (layer, statistic, direction) of :func:`choose_statistic` on the candidates'
+        quality; NaN statistics are then excluded unless ``params`` says otherwise."""
+        choice = choose_statistic(statistics, quality)
+        detail = {"chosen": {k: (v if not isinstance(v, np.generic) else v.item()) for k, v in choice.items()}}
+        chosen = {"layer": choice["layer"], "statistic": choice["statistic"], "direction": choice["direction"]}
+        return {"nan_policy": "exclude", **params, **chosen}, detail
 
     def columns(self, table: pd.DataFrame) -> dict[str, list[tuple[Any, str]]]:
         """The columns used for each configured statistic (errors list what is available)."""
-        cfg: ActivationConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         available = statistic_columns(table)
         layers_avail = sorted({c[0] for c in available}, key=str)
         stats_avail = sorted({c[1] for c in available})
@@ -127,7 +143,7 @@ class ActivationSelector(Selector):
 
     def scores(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """``(score [n], usable [n] bool)``; unusable rows (NaN under ``exclude``) score NaN."""
-        cfg: ActivationConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         used = self.columns(table)
         flat = pd.MultiIndex.from_tuples([c for cols in used.values() for c in cols])
         values = _with_multiindex(table)
@@ -154,13 +170,14 @@ class ActivationSelector(Selector):
         return score, ok
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
-        score, ok = self.scores(pool.statistics)  # type: ignore[arg-type]
+        table = pool.require("statistics", self.name)
+        score, ok = self.scores(table)
         idx = np.flatnonzero(ok)
         if idx.size < k:
             raise DataError(f"activation: only {idx.size} examples have finite statistics, fewer than k={k}.")
-        key = -score[idx] if self.config.direction == "top" else score[idx]  # type: ignore[attr-defined]
+        key = -score[idx] if self.config.direction == "top" else score[idx]
         picked = idx[np.lexsort((idx, key))][:k]
-        used = [c for cols in self.columns(pool.statistics).values() for c in cols]  # type: ignore[arg-type]
+        used = [c for cols in self.columns(table).values() for c in cols]
         return picked, score[picked], {"n_excluded_nan": int((~ok).sum()), "columns": [[str(c[0]), c[1]] for c in used]}
 
 

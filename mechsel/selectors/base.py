@@ -27,7 +27,7 @@ import dataclasses
 from abc import ABC
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Generic, Literal, TypeVar, cast, get_args
 
 import numpy as np
 import pandas as pd
@@ -57,19 +57,26 @@ __all__ = [
 
 NeuronSet = frozenset[tuple[int, int]]
 
-Family = Literal["baseline", "activation", "sae", "similarity", "coverage", "uncertainty", "neuron", "internal-relational"]
+Family = Literal[
+    "baseline", "activation", "sae", "similarity", "coverage", "uncertainty", "neuron", "internal-relational", "internal-probe"
+]
 """The group a selector competes in: the summary compares the baseline with the best run of each
 family (``activation`` and ``sae`` read the model's statistics, ``similarity`` retrieves per
 query, ``coverage`` covers the pool, ``uncertainty`` reads model confidence, ``neuron`` NeuFS,
 ``internal-relational`` relates examples through the model's own heads: induction-head
-query/key affinity, function-vector-head alignment)."""
+query/key affinity, function-vector-head alignment; ``internal-probe`` predicts quality from
+the model's representation with a probe trained on other candidates)."""
 FAMILIES: tuple[str, ...] = get_args(Family)
-Need = Literal["statistics", "labels", "embeddings", "label_probs", "neuron_sets", "confidence_fn", "model"]
+Need = Literal[
+    "statistics", "labels", "embeddings", "label_probs", "neuron_sets", "representations", "confidence_fn", "model", "probe_training"
+]
 """What a selector reads: a :class:`Pool` field (``statistics``, ``labels``, ``embeddings``,
-``label_probs``, ``neuron_sets``), or a constructor argument the caller builds: ``confidence_fn``
-(model confidences given demonstrations, :func:`mechsel.icl.make_confidence_fn`) or ``model``
-(the ``HookedTransformer`` itself)."""
-POOL_NEEDS: tuple[str, ...] = ("statistics", "labels", "embeddings", "label_probs", "neuron_sets")
+``label_probs``, ``neuron_sets``, ``representations``), or a constructor argument the caller
+builds: ``confidence_fn`` (model confidences given demonstrations,
+:func:`mechsel.icl.make_confidence_fn`), ``model`` (the ``HookedTransformer`` itself) or
+``probe_training`` (representations and measured quality of candidates outside the pool,
+:class:`mechsel.selectors.probe.ProbeTraining`)."""
+POOL_NEEDS: tuple[str, ...] = ("statistics", "labels", "embeddings", "label_probs", "neuron_sets", "representations")
 """The needs that are :class:`Pool` fields (checked by :meth:`Selector.select` / ``retrieve``)."""
 CLASSIFICATION_NEEDS: frozenset[str] = frozenset({"label_probs", "confidence_fn", "neuron_sets"})
 """Needs that read the model's label distribution, which only classification tasks have."""
@@ -101,6 +108,9 @@ class Pool:
     """Optional model label distributions (rows sum to 1) for the uncertainty selectors."""
     neuron_sets: Sequence[NeuronSet] | None = None
     """Optional NeuFS neuron sets (see :func:`mechsel.selectors.neufs.neuron_sets`)."""
+    representations: Float[np.ndarray, "n r"] | None = None
+    """Optional internal representation per example, e.g. its mean ``hook_mlp_out`` at one layer
+    (``collect(..., mean_vectors=True)``), read by the ``probe`` selector; finite."""
     provenance: Mapping[str, Any] = field(default_factory=dict)
     """How the embeddings / statistics / probabilities were produced; copied into selections."""
 
@@ -134,6 +144,10 @@ class Pool:
                     "label_probs rows must be finite, non-negative probability distributions that sum to 1; "
                     "apply a softmax over the label logits first."
                 )
+        if self.representations is not None:
+            _check_rows("representations", self.representations, n, ndim=2)
+            if not np.isfinite(self.representations).all():
+                raise DataError("representations hold NaN or inf; recompute them (or drop those examples).")
         if self.statistics is not None:
             if not isinstance(self.statistics, pd.DataFrame):
                 raise DataError(f"statistics must be a pandas DataFrame, got {type(self.statistics).__name__}.")
@@ -172,6 +186,8 @@ _HOW_TO = {
     "label_probs": "Pass the model's label distribution for every example as Pool(..., label_probs=<[n, n_labels] array>).",
     "neuron_sets": "Compute them with mechsel.selectors.neufs.neuron_sets(model, prompts, answer_token_ids).",
     "labels": "Pass Pool(..., labels=...).",
+    "representations": "Collect them with mechsel.collect(model, texts, mean_vectors=True) and pass one layer's "
+    "result.vectors['mean'][:, j] as Pool(..., representations=...).",
 }
 
 
@@ -205,7 +221,10 @@ class Queries:
             raise DataError(f"{len(self.texts)} query texts but {self.embeddings.shape[0]} query embeddings; align them.")
 
     def __len__(self) -> int:
-        return len(self.texts) if self.texts is not None else int(self.embeddings.shape[0])  # type: ignore[union-attr]
+        if self.texts is not None:
+            return len(self.texts)
+        assert self.embeddings is not None  # one of the two is set (checked on construction)
+        return int(self.embeddings.shape[0])
 
     @classmethod
     def coerce(cls, queries: Queries | Pool | np.ndarray | Sequence[str]) -> Queries:
@@ -271,10 +290,17 @@ SelectionResult = tuple[Any, Any, dict[str, Any]]
 """What ``Selector._select`` returns: indices, scores, and extra provenance."""
 
 
-class Selector(ABC):  # noqa: B024 (abstract by convention: subclasses implement _select or _retrieve)
+C = TypeVar("C", bound=SelectorConfig)
+"""A selector's config class (``Selector[ActivationConfig]`` reads ``self.config`` typed)."""
+
+
+class Selector(ABC, Generic[C]):  # noqa: B024 (abstract by convention: subclasses implement _select or _retrieve)
     """Base class: validates inputs and invariants and packages results as :class:`Selection`.
 
-    Subclasses set the class attributes below and implement ``_select`` and/or ``_retrieve``.
+    Subclasses name their config class twice, once as the type parameter (``class
+    KnnSelector(Selector[KnnConfig])``, so ``self.config`` is typed) and once as the ``Config``
+    class attribute (read at run time), set the class attributes below and implement ``_select``
+    and/or ``_retrieve``.
     """
 
     name: ClassVar[str] = ""
@@ -289,6 +315,53 @@ class Selector(ABC):  # noqa: B024 (abstract by convention: subclasses implement
     """The group it competes in (see :data:`Family`)."""
     reads: ClassVar[StatisticsTable | None] = None
     """Which statistics table ``pool.statistics`` must hold (``None``: it reads none)."""
+    layer_field: ClassVar[str | None] = None
+    """The config field naming the layer(s) of that table it reads (an int, several, ``"all"``
+    or ``None``); a pipeline range-checks it against the model, normalises negative indices and
+    records it beside the run's results (``None``: it names no layer)."""
+    statistic_field: ClassVar[str | None] = None
+    """The config field naming the statistic(s) of that table it reads; a pipeline checks them
+    against what it collects and records them beside the run's results."""
+    choice_fields: ClassVar[tuple[str, ...]] = ()
+    """The config fields it can choose itself from the candidates' measured quality
+    (:meth:`choose_on_dev`; ``choose_statistic: true`` in an experiment run); empty: it cannot."""
+    choice_placeholder: ClassVar[Mapping[str, Any]] = {}
+    """Values of :attr:`choice_fields` that let a config with a choice still to make be
+    validated before any data exists (the real values come from :meth:`choose_on_dev`)."""
+
+    @classmethod
+    def configure(cls, params: Mapping[str, Any]) -> SelectorConfig:
+        """Its typed :attr:`Config` from plain parameters (e.g. a YAML mapping; lists become
+        tuples). Unknown names and invalid values raise :class:`~mechsel.errors.ConfigError`
+        naming the valid parameters."""
+        valid = [f.name for f in dataclasses.fields(cls.Config)]
+        unknown = [p for p in params if p not in valid]
+        if unknown:
+            raise ConfigError(
+                f"{unknown[0]} is not a parameter of selector {cls.name!r}.{did_you_mean(unknown[0], valid)} "
+                f"Valid parameters: {', '.join(valid) or '(none)'}."
+            )
+        try:
+            return cls.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+        except TypeError as err:
+            raise ConfigError(f"bad parameters for selector {cls.name!r}: {err}. Valid parameters: {', '.join(valid)}.") from None
+
+    @classmethod
+    def cell(cls, params: Mapping[str, Any]) -> tuple[Any, Any]:
+        """``(layer, statistic)`` as ``params`` name them (``None`` where the selector names none
+        or the run leaves it to the default): what a pipeline records beside the run's results."""
+        layer = params.get(cls.layer_field) if cls.layer_field else None
+        statistic = params.get(cls.statistic_field) if cls.statistic_field else None
+        return layer, statistic
+
+    @classmethod
+    def choose_on_dev(
+        cls, params: Mapping[str, Any], statistics: pd.DataFrame, quality: Float[np.ndarray, " n"]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``params`` completed with the :attr:`choice_fields` chosen from the candidates'
+        ``statistics`` (its :attr:`reads` table) and measured ``quality``, and a record of the
+        choice for the results; only for selectors with :attr:`choice_fields`."""
+        raise ConfigError(f"Selector {cls.name!r} chooses nothing on the dev quality (it declares no choice_fields).")
 
     @classmethod
     def needs_for(cls, params: Mapping[str, Any]) -> frozenset[str]:
@@ -301,7 +374,10 @@ class Selector(ABC):  # noqa: B024 (abstract by convention: subclasses implement
         feature setting name; a pipeline computes each feature once with the union of these."""
         return {}
 
-    def __init__(self, config: SelectorConfig | None = None, **params: Any) -> None:
+    config: C
+    """The selector's settings (an instance of :attr:`Config`)."""
+
+    def __init__(self, config: C | None = None, **params: Any) -> None:
         if config is not None and params:
             raise ConfigError(f"Pass either a config or parameters to {type(self).__name__}, not both.")
         if config is None:
@@ -313,7 +389,7 @@ class Selector(ABC):  # noqa: B024 (abstract by convention: subclasses implement
                     f"Unknown parameter(s) {unknown} for selector {self.name!r}.{hint} Valid parameters: {', '.join(valid) or '(none)'}."
                 )
             try:
-                config = self.Config(**params)
+                config = cast(C, self.Config(**params))
             except TypeError as err:
                 raise ConfigError(f"Bad parameters for selector {self.name!r}: {err}. Valid parameters: {', '.join(valid)}.") from None
         if not isinstance(config, self.Config):
@@ -422,14 +498,17 @@ def _check_k(k: Any, n: int, what: str) -> None:
         raise ConfigError(f"k={k} exceeds the {what} size ({n}); ask for at most {n} examples or enlarge the {what}.")
 
 
-SELECTORS: Registry[type[Selector]] = Registry("selector")
+SELECTORS: Registry[type[Selector[Any]]] = Registry("selector")
 """Selector classes by name. Populated by the modules imported in ``mechsel/selectors/__init__.py``."""
 
 
-def register_selector(name: str) -> Callable[[type[Selector]], type[Selector]]:
+S = TypeVar("S", bound="type[Selector[Any]]")
+
+
+def register_selector(name: str) -> Callable[[S], S]:
     """Class decorator: set ``cls.name`` and register the class in :data:`SELECTORS`."""
 
-    def decorator(cls: type[Selector]) -> type[Selector]:
+    def decorator(cls: S) -> S:
         if cls.family not in FAMILIES:
             raise ConfigError(f"Selector {name!r} declares family {cls.family!r}; valid families: {', '.join(FAMILIES)}.")
         unknown = [n for n in cls.needs if n not in get_args(Need)]
@@ -442,7 +521,7 @@ def register_selector(name: str) -> Callable[[type[Selector]], type[Selector]]:
     return decorator
 
 
-def get_selector(name: str, **params: Any) -> Selector:
+def get_selector(name: str, **params: Any) -> Selector[Any]:
     """Build the selector registered as ``name``; ``params`` are its config fields and, for
     model-dependent selectors, its callables (e.g. ``confidence_fn``).
 

@@ -39,7 +39,7 @@ class CenteredConfig(SelectorConfig):
 
 
 @register_selector("diversity")
-class DiversitySelector(Selector):
+class DiversitySelector(Selector[CenteredConfig]):
     """Greedy farthest-first (vote-k paper's "diversity" baseline).
 
     The first pick is uniformly random (seeded); each next pick minimises the summed cosine
@@ -50,7 +50,7 @@ class DiversitySelector(Selector):
     needs = ("embeddings",)
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
-        u = unit_rows(pool.embeddings, center=self.config.center)  # type: ignore[arg-type, attr-defined]
+        u = unit_rows(pool.require("embeddings", self.name), center=self.config.center)
         first = int(rng.integers(len(pool)))
         picked, scores = [first], [0.0]
         total = u[first].astype(np.float64)
@@ -85,7 +85,7 @@ class KMeansConfig(CenteredConfig):
 
 
 @register_selector("kmeans")
-class KMeansSelector(Selector):
+class KMeansSelector(Selector[KMeansConfig]):
     """k-means (scikit-learn, seeded) into k clusters; from each cluster, the member nearest to
     its centroid. Score: minus that Euclidean distance. Picks come in cluster order."""
 
@@ -95,8 +95,8 @@ class KMeansSelector(Selector):
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
         from sklearn.cluster import KMeans
 
-        cfg: KMeansConfig = self.config  # type: ignore[assignment]
-        u = unit_rows(pool.embeddings, center=cfg.center)  # type: ignore[arg-type]
+        cfg = self.config
+        u = unit_rows(pool.require("embeddings", self.name), center=cfg.center)
         km = KMeans(
             n_clusters=k,
             n_init=cfg.n_init,  # pyright: ignore[reportArgumentType]  (scikit-learn's stub says "auto" only)
@@ -136,7 +136,7 @@ class FacilityLocationConfig(CenteredConfig):
 
 
 @register_selector("facility_location")
-class FacilityLocationSelector(Selector):
+class FacilityLocationSelector(Selector[FacilityLocationConfig]):
     """Greedy maximum facility location, computed exactly with lazy greedy (Minoux 1978).
 
     The objective is submodular, so a stale gain is an upper bound and lazy greedy returns
@@ -149,8 +149,8 @@ class FacilityLocationSelector(Selector):
     needs = ("embeddings",)
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
-        u = unit_rows(pool.embeddings, center=self.config.center)  # type: ignore[arg-type, attr-defined]
-        n, blk = len(pool), self.config.block  # type: ignore[attr-defined]
+        u = unit_rows(pool.require("embeddings", self.name), center=self.config.center)
+        n, blk = len(pool), self.config.block
         best = np.full(n, -1.0)  # max similarity of each point to the selection so far
         # With best = -1 everywhere the gain of j is Σ_i (cos(i, j) + 1): one dot product.
         initial = n + u.astype(np.float64) @ u.sum(axis=0, dtype=np.float64)
@@ -191,7 +191,7 @@ class SubSAConfig(CenteredConfig):
 
 
 @register_selector("sub_sa")
-class SubSASelector(Selector):
+class SubSASelector(Selector[SubSAConfig]):
     """Submodular selective annotation with the reward-and-penalty graph-cut gain, greedy.
 
     s is cosine similarity, so both sums are dot products with summed unit vectors (O(k·n·d)).
@@ -203,8 +203,8 @@ class SubSASelector(Selector):
     needs = ("embeddings",)
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
-        cfg: SubSAConfig = self.config  # type: ignore[assignment]
-        u = unit_rows(pool.embeddings, center=cfg.center).astype(np.float64)  # type: ignore[arg-type]
+        cfg = self.config
+        u = unit_rows(pool.require("embeddings", self.name), center=cfg.center).astype(np.float64)
         reward = cfg.lam * (u @ u.sum(axis=0))
         chosen = np.zeros(u.shape[1])
         taken = np.zeros(len(pool), dtype=bool)

@@ -98,5 +98,7 @@ def qk_vectors(
     W, b = (attn.W_Q, attn.b_Q) if which == "q" else (attn.W_K, attn.b_K)
     v = x @ W[head] + b[head]
     if model.cfg.use_qk_norm:
-        v = (attn.q_norm if which == "q" else attn.k_norm)(v)  # type: ignore[misc]
+        norm = attn.q_norm if which == "q" else attn.k_norm
+        assert norm is not None  # TransformerLens builds both norms when cfg.use_qk_norm is set
+        v = norm(v)
     return v.float().cpu()

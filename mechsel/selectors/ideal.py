@@ -95,7 +95,7 @@ class IdealConfig(SelectorConfig):
 
 
 @register_selector("ideal")
-class IdealSelector(Selector):
+class IdealSelector(Selector[IdealConfig]):
     """IDEAL influence-driven selective annotation. Score: the marginal influence of each pick
     (mean newly activated examples per run)."""
 
@@ -103,12 +103,12 @@ class IdealSelector(Selector):
     needs = ("embeddings",)
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
-        cfg: IdealConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         n = len(pool)
         if n < 2:
             raise DataError("IDEAL needs at least 2 pool examples to build its neighbour graph.")
         kk = min(cfg.n_neighbors, n - 1)
-        nbrs, w = influence_graph(unit_rows(pool.embeddings, center=cfg.center), kk)  # type: ignore[arg-type]
+        nbrs, w = influence_graph(unit_rows(pool.require("embeddings", self.name), center=cfg.center), kk)
         index = ReachIndex(nbrs, sample_live_edges(w, cfg.runs, rng))
         picked, scores, evaluations = ideal_greedy(index, k)
         extra = {"n_neighbors_used": kk, "gain_evaluations": evaluations, "influence": index.spread(picked), "reach_bytes": index.nbytes()}

@@ -237,7 +237,7 @@ class NeuFSConfig(SelectorConfig):
 
 
 @register_selector("neufs")
-class NeuFSSelector(Selector):
+class NeuFSSelector(Selector[NeuFSConfig]):
     """One example per Jaccard k-medoids cluster of neuron sets. Score: the τ-weighted pick score."""
 
     Config = NeuFSConfig
@@ -249,8 +249,8 @@ class NeuFSSelector(Selector):
         return {"neuron_sets_top_n": NeuFSConfig(**params).top_n}
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
-        cfg: NeuFSConfig = self.config  # type: ignore[assignment]
-        sets = SetMatrix(pool.neuron_sets)  # type: ignore[arg-type]
+        cfg = self.config
+        sets = SetMatrix(pool.require("neuron_sets", self.name))
         med, assign, iters = jaccard_kmedoids(sets, k, rng, max_iter=cfg.max_iter, block=cfg.block)
         picked, scores = [], []
         for c in range(k):

@@ -176,7 +176,7 @@ class QKAffinityConfig(_BudgetConfig):
 
 
 @register_selector("qk_affinity")
-class QKAffinitySelector(_BudgetRetriever):
+class QKAffinitySelector(_BudgetRetriever[QKAffinityConfig]):
     """Per-query retrieval by induction-head query/key affinity (after Kato et al. 2025).
 
     For every text (the query, and each annotated candidate) the residual stream entering each
@@ -206,7 +206,7 @@ class QKAffinitySelector(_BudgetRetriever):
 
     def __init__(
         self,
-        config: SelectorConfig | None = None,
+        config: QKAffinityConfig | None = None,
         *,
         model: HookedTransformer | None = None,
         length_fn: LengthFn | None = None,
@@ -222,7 +222,7 @@ class QKAffinitySelector(_BudgetRetriever):
     def heads(self) -> list[Head]:
         """The ``(layer, head)`` pairs it reads (computed once per instance)."""
         if self._heads is None:
-            cfg: QKAffinityConfig = self.config  # type: ignore[assignment]
+            cfg = self.config
             m = self.model.cfg
             if cfg.heads is not None:
                 bad = [h for h in cfg.heads if h[0] >= m.n_layers or h[1] >= m.n_heads]
@@ -236,11 +236,12 @@ class QKAffinitySelector(_BudgetRetriever):
         return self._heads
 
     def _rows(self, texts: Sequence[str], ids: Sequence[Any], labels: Sequence[Any] | None, role: str) -> list[tuple[int, ...]]:
-        cfg: QKAffinityConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         bos = bos_id(self.model, "qk_affinity")
         if cfg.task is None:
             tok = self.model.tokenizer
-            return [(bos, *(int(i) for i in tok.encode(t, add_special_tokens=False))) for t in texts]  # type: ignore[union-attr]
+            assert tok is not None  # bos_id raised if the model had no tokenizer
+            return [(bos, *(int(i) for i in tok.encode(t, add_special_tokens=False))) for t in texts]
         task = get_task(cfg.task)
         encoder = PromptEncoder(task, self.model.tokenizer, bos_token_id=bos)
         examples = task_examples(task, texts, ids, labels, role)
@@ -259,7 +260,7 @@ class QKAffinitySelector(_BudgetRetriever):
 
             return self.model.hooks(fwd_hooks=[(f"blocks.{layer}.hook_resid_pre", keep) for layer in layers])
 
-        cfg: QKAffinityConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         for start in range(0, len(missing), cfg.batch_size):
             part = missing[start : start + cfg.batch_size]
             run_last_token(self.model, part, recorder, max(layers) + 1)
@@ -271,7 +272,7 @@ class QKAffinitySelector(_BudgetRetriever):
     def _retrieve(self, pool: Pool, annotated: np.ndarray, queries: Queries, k: int, seed: int) -> list[SelectionResult]:
         if queries.texts is None:
             raise DataError("qk_affinity reads the query texts; pass them as a list of strings or Queries(texts=...).")
-        cfg: QKAffinityConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         heads = self.heads()
         layers = sorted({layer for layer, _ in heads})
         labels = None if cfg.task is None else pool.require("labels", self.name)
@@ -312,7 +313,7 @@ class QKAffinitySelector(_BudgetRetriever):
 
     def _fits(self, pool: Pool, annotated: np.ndarray) -> np.ndarray:
         """Which annotated examples pass ``max_example_tokens`` (all when unset)."""
-        cfg: QKAffinityConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         if cfg.max_example_tokens is None or self.length_fn is None:
             return np.ones(annotated.size, dtype=bool)
         return np.array([self.length_fn(pool.texts[int(i)]) <= cfg.max_example_tokens for i in annotated])
@@ -368,7 +369,7 @@ class FVAlignmentConfig(SelectorConfig):
 
 
 @register_selector("fv_alignment")
-class FVAlignmentSelector(Selector):
+class FVAlignmentSelector(Selector[FVAlignmentConfig]):
     """A fixed set whose 1-shot function-vector-head outputs align with the task's function vector.
 
     1. **Heads and function vector.** :func:`mechsel.heads.function_vector_scores` on the pool's
@@ -395,7 +396,7 @@ class FVAlignmentSelector(Selector):
     needs = ("model", "labels")
     modes = frozenset({"annotate"})
 
-    def __init__(self, config: SelectorConfig | None = None, *, model: HookedTransformer | None = None, **params: Any) -> None:
+    def __init__(self, config: FVAlignmentConfig | None = None, *, model: HookedTransformer | None = None, **params: Any) -> None:
         super().__init__(config, **params)
         if model is None:
             raise ConfigError("fv_alignment needs model=<HookedTransformer> (the experiment pipeline passes it).")
@@ -408,7 +409,7 @@ class FVAlignmentSelector(Selector):
         missing = list(dict.fromkeys(p for p in prompts if (p, key_heads) not in self._outputs))
         layers = sorted({layer for layer, _ in heads})
         W_O = self.model.W_O.detach()
-        cfg: FVAlignmentConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         found: dict[int, Tensor] = {}
         for start in range(0, len(missing), cfg.batch_size):
             part = missing[start : start + cfg.batch_size]
@@ -421,8 +422,9 @@ class FVAlignmentSelector(Selector):
         return torch.stack([self._outputs[p, key_heads] for p in prompts])
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
-        cfg: FVAlignmentConfig = self.config  # type: ignore[assignment]
-        task = get_task(cfg.task)  # type: ignore[arg-type]  (required; a classification task, checked in the config)
+        cfg = self.config
+        assert cfg.task is not None  # required; a classification task, checked in the config
+        task = get_task(cfg.task)
         examples = task_examples(task, pool.texts, pool.ids, pool.require("labels", self.name), "pool")
         scores = function_vector_scores(self.model, task, examples, cfg.fv_config())
         heads = scores.top(cfg.n_heads)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -77,14 +78,18 @@ def _fill(
     return picked[::-1], scores[::-1], {"skipped_duplicates": skipped_dup}
 
 
-class _BudgetRetriever(Selector):
+BC = TypeVar("BC", bound=_BudgetConfig)
+"""The config of a retriever with the shared budget rules (``_BudgetRetriever[KnnConfig]``)."""
+
+
+class _BudgetRetriever(Selector[BC]):
     modes = frozenset({"retrieve"})
     family = "similarity"
 
-    def __init__(self, config: SelectorConfig | None = None, *, length_fn: LengthFn | None = None, **params: object) -> None:
+    def __init__(self, config: BC | None = None, *, length_fn: LengthFn | None = None, **params: object) -> None:
         super().__init__(config, **params)
         cfg = self.config
-        if (cfg.max_tokens is not None or cfg.max_example_tokens is not None) and length_fn is None:  # type: ignore[attr-defined]
+        if (cfg.max_tokens is not None or cfg.max_example_tokens is not None) and length_fn is None:
             raise ConfigError(
                 f"{self.name!r}: a token budget (max_tokens / max_example_tokens) needs length_fn=<callable text -> "
                 f"token count>, e.g. lambda t: len(tokenizer.encode(t))."
@@ -92,7 +97,7 @@ class _BudgetRetriever(Selector):
         self.length_fn = length_fn
 
     def _query_texts(self, queries: Queries) -> list[str | None]:
-        if queries.texts is None and self.config.max_tokens is not None:  # type: ignore[attr-defined]
+        if queries.texts is None and self.config.max_tokens is not None:
             raise DataError(
                 f"{self.name!r} with max_tokens needs the query texts to count their tokens; pass Queries(texts=..., embeddings=...)."
             )
@@ -115,7 +120,7 @@ class KnnConfig(_BudgetConfig):
 
 
 @register_selector("knn")
-class KnnRetriever(_BudgetRetriever):
+class KnnRetriever(_BudgetRetriever[KnnConfig]):
     """KATE-style nearest neighbours of each query among the annotated examples.
 
     Score: cosine similarity to the query. Needs ``pool.embeddings`` and query embeddings from
@@ -128,15 +133,15 @@ class KnnRetriever(_BudgetRetriever):
     def _retrieve(self, pool: Pool, annotated: np.ndarray, queries: Queries, k: int, seed: int) -> list[SelectionResult]:
         if queries.embeddings is None:
             raise DataError("knn needs query embeddings: embed the query texts with the embedder used for pool.embeddings.")
-        pool_emb = pool.embeddings
-        if queries.embeddings.shape[1] != pool_emb.shape[1]:  # type: ignore[union-attr]
+        pool_emb = pool.require("embeddings", self.name)
+        if queries.embeddings.shape[1] != pool_emb.shape[1]:
             raise DataError(
-                f"Query embeddings have dimension {queries.embeddings.shape[1]} but pool embeddings {pool_emb.shape[1]}; "  # type: ignore[union-attr]
+                f"Query embeddings have dimension {queries.embeddings.shape[1]} but pool embeddings {pool_emb.shape[1]}; "
                 f"embed both with the same model."
             )
-        cfg: KnnConfig = self.config  # type: ignore[assignment]
-        mean = pool_emb.mean(axis=0, keepdims=True) if cfg.center else 0.0  # type: ignore[union-attr]
-        ann = unit_rows(pool_emb[annotated] - mean, center=False)  # type: ignore[index]
+        cfg = self.config
+        mean = pool_emb.mean(axis=0, keepdims=True) if cfg.center else 0.0
+        ann = unit_rows(pool_emb[annotated] - mean, center=False)
         qry = unit_rows(queries.embeddings - mean, center=False)
         texts = self._query_texts(queries)
         out = []
@@ -176,7 +181,7 @@ class BM25Config(_BudgetConfig):
 
 
 @register_selector("bm25")
-class BM25Retriever(_BudgetRetriever):
+class BM25Retriever(_BudgetRetriever[BM25Config]):
     """Lexical retrieval: the annotated examples with the highest BM25 score for each query.
 
     Score: the BM25 score. Needs query texts.
@@ -189,7 +194,7 @@ class BM25Retriever(_BudgetRetriever):
 
         if queries.texts is None:
             raise DataError("bm25 needs query texts; pass them as a list of strings or Queries(texts=...).")
-        cfg: BM25Config = self.config  # type: ignore[assignment]
+        cfg = self.config
         corpus = [bm25_tokenize(pool.texts[int(i)], lowercase=cfg.lowercase) or [""] for i in annotated]
         index = BM25Okapi(corpus, k1=cfg.k1, b=cfg.b, epsilon=cfg.epsilon)
         out = []

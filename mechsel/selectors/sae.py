@@ -112,7 +112,7 @@ def task_relevance(profiles: np.ndarray, labels: np.ndarray, min_examples: int) 
 
 
 @register_selector("sae_coverage")
-class SAECoverageSelector(Selector):
+class SAECoverageSelector(Selector[SAECoverageConfig]):
     """Greedy coverage of task-relevant SAE latents.
 
     Relevance of a latent is :func:`task_relevance` on the labelled seed set. Each pick is the
@@ -125,10 +125,11 @@ class SAECoverageSelector(Selector):
     needs = ("statistics", "labels")
     family = "sae"
     reads = "sae"
+    layer_field = "layer"
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
-        cfg: SAECoverageConfig = self.config  # type: ignore[assignment]
-        profiles, ids = latent_profiles(pool.statistics, cfg.layer)  # type: ignore[arg-type]
+        cfg = self.config
+        profiles, ids = latent_profiles(pool.require("statistics", self.name), cfg.layer)
         seed = self._seed_set(cfg, len(pool), rng)
         labels = np.asarray(pool.labels)[seed]
         if np.unique(labels).size < 2:
@@ -203,7 +204,7 @@ class SAETopKConfig(SelectorConfig):
 
 
 @register_selector("sae_topk")
-class SAETopKSelector(Selector):
+class SAETopKSelector(Selector[SAETopKConfig]):
     """Top/bottom-k by an SAE statistic (as the ``activation`` selector) or by one latent's activation.
 
     Score: the statistic's value, or the latent's activation. Ties go to the lowest position.
@@ -213,14 +214,16 @@ class SAETopKSelector(Selector):
     needs = ("statistics",)
     family = "sae"
     reads = "sae"
+    layer_field = "layer"
+    statistic_field = "statistic"
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
-        cfg: SAETopKConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         if cfg.statistic is not None:
-            layer = cfg.layer if cfg.layer is not None else self._only_layer(pool.statistics, cfg.statistic)  # type: ignore[arg-type]
+            layer = cfg.layer if cfg.layer is not None else self._only_layer(pool.require("statistics", self.name), cfg.statistic)
             inner = ActivationSelector(statistic=cfg.statistic, layer=layer, direction=cfg.direction, nan_policy=cfg.nan_policy)
             return inner._select(pool, k, rng)
-        profiles, ids = latent_profiles(pool.statistics, cfg.layer)  # type: ignore[arg-type]
+        profiles, ids = latent_profiles(pool.require("statistics", self.name), cfg.layer)
         assert cfg.latent is not None  # the config holds a statistic or a latent
         where = np.searchsorted(ids, cfg.latent)
         present = where < ids.size and ids[min(where, ids.size - 1)] == cfg.latent
@@ -249,7 +252,7 @@ class SAEDiversityConfig(SelectorConfig):
 
 
 @register_selector("sae_diversity")
-class SAEDiversitySelector(Selector):
+class SAEDiversitySelector(Selector[SAEDiversityConfig]):
     """Greedy farthest-first (the ``diversity`` selector) on latent profiles instead of sentence
     embeddings: the first pick is random (seeded); each next pick minimises the summed cosine
     similarity of its latent profile to the picks so far. Score: that summed similarity."""
@@ -258,10 +261,11 @@ class SAEDiversitySelector(Selector):
     needs = ("statistics",)
     family = "sae"
     reads = "sae"
+    layer_field = "layer"
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
-        cfg: SAEDiversityConfig = self.config  # type: ignore[assignment]
-        profiles, ids = latent_profiles(pool.statistics, cfg.layer)  # type: ignore[arg-type]
+        cfg = self.config
+        profiles, ids = latent_profiles(pool.require("statistics", self.name), cfg.layer)
         latent_pool = Pool(ids=pool.ids, texts=pool.texts, embeddings=profiles.astype(np.float32))
         picked, scores, _ = DiversitySelector(center=cfg.center)._select(latent_pool, k, rng)
         return picked, scores, {"n_latents": int(ids.size)}

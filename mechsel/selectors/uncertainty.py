@@ -72,14 +72,14 @@ class _NoConfig(SelectorConfig):
     """No parameters."""
 
 
-class _StaticUncertainty(Selector):
+class _StaticUncertainty(Selector[_NoConfig]):
     Config = _NoConfig
     needs = ("label_probs",)
     family = "uncertainty"
     kind = ""
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
-        u = uncertainty_scores(pool.label_probs, self.kind)  # type: ignore[arg-type]
+        u = uncertainty_scores(pool.require("label_probs", self.name), self.kind)
         picked = _top_uncertain(u, k)
         return picked, u[picked], {}
 
@@ -113,7 +113,7 @@ class LeastConfidenceConfig(SelectorConfig):
 
 
 @register_selector("least_confidence")
-class LeastConfidenceSelector(Selector):
+class LeastConfidenceSelector(Selector[LeastConfidenceConfig]):
     """Least-confident examples. Score: 1 − max p (static) or the confidence returned by
     ``confidence_fn`` when picked (iterative; ``nan`` for the random first batch)."""
 
@@ -126,12 +126,12 @@ class LeastConfidenceSelector(Selector):
         """Iterative: ``confidence_fn``; static: ``pool.label_probs``."""
         return frozenset({"confidence_fn"} if LeastConfidenceConfig(**params).iterative else {"label_probs"})
 
-    def __init__(self, config: SelectorConfig | None = None, *, confidence_fn: ConfidenceFn | None = None, **params: object) -> None:
+    def __init__(self, config: LeastConfidenceConfig | None = None, *, confidence_fn: ConfidenceFn | None = None, **params: object) -> None:
         super().__init__(config, **params)
         self.confidence_fn = confidence_fn
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
-        cfg: LeastConfidenceConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         if not cfg.iterative:
             u = uncertainty_scores(pool.require("label_probs", self.name), "least_confidence")
             picked = _top_uncertain(u, k)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 
@@ -21,7 +20,7 @@ class RandomConfig(SelectorConfig):
 
 
 @register_selector("random")
-class RandomSelector(Selector):
+class RandomSelector(Selector[RandomConfig]):
     """Uniformly random examples (numpy ``default_rng(seed)``; per query ``default_rng([seed, q])``).
 
     Scores are all 0. In retrieval the order of the sampled demonstrations is itself random.
@@ -39,7 +38,7 @@ class RandomSelector(Selector):
         out = []
         for q in range(len(queries)):
             cand = annotated
-            if cast(RandomConfig, self.config).skip_duplicates and queries.texts is not None:
+            if self.config.skip_duplicates and queries.texts is not None:
                 cand = np.array([i for i in annotated if pool.texts[i] != queries.texts[q]], dtype=np.int64)
             rng = np.random.default_rng([seed, q])
             m = min(k, cand.size)

@@ -236,19 +236,21 @@ def n_neighbors_for(n: int, cfg: FastVoteKConfig) -> int:
 
 def _graph(pool: Pool, cfg: FastVoteKConfig, rng: np.random.Generator) -> tuple[VoteGraph, int]:
     kk = n_neighbors_for(len(pool), cfg)
-    nbrs, _ = knn(unit_rows(pool.embeddings, center=cfg.center), kk)  # type: ignore[arg-type]
+    embeddings = pool.embeddings
+    assert embeddings is not None  # a need of both vote-k selectors, checked by Selector.select
+    nbrs, _ = knn(unit_rows(embeddings, center=cfg.center), kk)
     return VoteGraph(nbrs, cfg.rho, tie_rank=rng.permutation(len(pool))), kk
 
 
 @register_selector("fast_votek")
-class FastVoteKSelector(Selector):
+class FastVoteKSelector(Selector[FastVoteKConfig]):
     """Fast vote-k: ``k`` greedy picks by vote-k score. Score: the vote-k score at pick time."""
 
     Config = FastVoteKConfig
     needs = ("embeddings",)
 
     def _select(self, pool: Pool, k: int, rng: np.random.Generator) -> SelectionResult:
-        graph, kk = _graph(pool, self.config, rng)  # type: ignore[arg-type]
+        graph, kk = _graph(pool, self.config, rng)
         picked, scores = graph.greedy(k)
         return picked, scores, {"n_neighbors_used": kk}
 
@@ -302,7 +304,7 @@ def check_confidence(conf: object, n: int, selected: Sequence[int], who: str) ->
 
 
 @register_selector("votek")
-class VoteKSelector(Selector):
+class VoteKSelector(Selector[VoteKConfig]):
     """Two-stage vote-k. Needs ``confidence_fn`` (see :data:`ConfidenceFn`).
 
     Score: the vote-k score at pick time (stage 2: within the pick's bucket; ``nan`` for the
@@ -312,7 +314,7 @@ class VoteKSelector(Selector):
     Config = VoteKConfig
     needs = ("embeddings", "confidence_fn")
 
-    def __init__(self, config: SelectorConfig | None = None, *, confidence_fn: ConfidenceFn | None = None, **params: object) -> None:
+    def __init__(self, config: VoteKConfig | None = None, *, confidence_fn: ConfidenceFn | None = None, **params: object) -> None:
         super().__init__(config, **params)
         self.confidence_fn = confidence_fn
 
@@ -322,7 +324,7 @@ class VoteKSelector(Selector):
                 "votek needs confidence_fn=<callable(selected_indices) -> [n] confidences>, e.g. from the ICL "
                 "engine; or use 'fast_votek', which needs no model."
             )
-        cfg: VoteKConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         n = len(pool)
         m1 = cfg.stage1_picks(k)
         graph, kk = _graph(pool, cfg, rng)

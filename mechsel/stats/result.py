@@ -53,6 +53,9 @@ class StatsResult:
     """How the numbers were produced (model, weights, hook, mask, positions, BOS, data hash)."""
     meta: Mapping[str, Any] = field(default_factory=dict)
     """Informative extras that do not change the numbers (timings, batch size)."""
+    vectors: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """Per-row vectors when asked for (``CollectConfig.mean_vectors``): ``{"mean": float32
+    [n, len(layers), d_model]}``, each row's mean activation over its summarised tokens."""
 
     def __post_init__(self) -> None:
         n, n_layers = len(self.example_ids), len(self.layers)
@@ -69,6 +72,9 @@ class StatsResult:
             arr.setflags(write=False)
             values[name] = arr
         object.__setattr__(self, "values", values)
+        for name, arr in self.vectors.items():
+            if arr.ndim != 3 or arr.shape[:2] != (n, n_layers):
+                raise DataError(f"Vectors {name!r} have shape {arr.shape}; expected ({n}, {n_layers}, d) = (rows, layers, d).")
         if not (len(self.prompt_ids) == len(self.segments) == len(self.n_tokens) == n):
             raise DataError("example_ids, prompt_ids, segments and n_tokens must all have one entry per row.")
 

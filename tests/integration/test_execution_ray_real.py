@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from shared_helpers import local_ray
 
 from mechsel.cli import main
 from mechsel.experiment import load_results
@@ -50,19 +51,9 @@ def kill_once(res, p, unit):
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    """A local Ray instance whose workers can import this module; Ray's memory monitor is off (see
-    ``tests/unit/test_execution_ray.py``)."""
-    import ray
-
-    env = {"PYTHONPATH": os.pathsep.join([str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]), "RAY_memory_monitor_refresh_ms": "0"}
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in env.items():
-            mp.setenv(name, value)
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    try:
+    """A local Ray instance whose workers can import this module (:func:`shared_helpers.local_ray`)."""
+    with local_ray(HERE) as ray:
         yield ray
-    finally:
-        ray.shutdown()
 
 
 def _run(out: Path, extra: list[str]) -> str:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mechsel import train_sae
 from mechsel.attribution import attribute_demonstrations
 from mechsel.heads import induction_scores
 from mechsel.icl import ICLRunner
 from mechsel.sae.causal import CausalTestConfig, causal_test
 from mechsel.sae.config import SAETrainConfig
-from mechsel.sae.training import train_sae
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -15,12 +15,12 @@ import pytest
 import torch
 from sae_lens import TopKSAE
 
+from mechsel import train_sae
 from mechsel.sae.activations import load_texts
 from mechsel.sae.config import SAETrainConfig
 from mechsel.sae.loading import check_sae_matches, load_sae
 from mechsel.sae.reference import reference_of
 from mechsel.sae.statistics import collect_sae
-from mechsel.sae.training import train_sae
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

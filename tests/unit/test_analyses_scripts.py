@@ -94,7 +94,7 @@ def test_all_script_and_cli_regenerate_the_run_figures_without_a_model(finished_
         files = {p.name: p.read_bytes() for p in (tmp_path / folder).iterdir() if p.is_file() and p.name != "report.html"}
         assert files == original  # same file set, byte for byte (div ids are derived from the file stem)
     assert (tmp_path / "b" / "report.html").is_file() and not (tmp_path / "a" / "report.html").exists()  # the CLI writes the report
-    assert set(FIGURE_FAMILIES) == {"correlation", "layers", "selectors", "scatter", "sae", "activations"}
+    assert set(FIGURE_FAMILIES) == {"correlation", "layers", "selectors", "scatter", "sae", "activations", "decodability"}
 
 
 def test_scripts_explain_a_folder_without_results(tmp_path, monkeypatch, capsys):
@@ -104,7 +104,7 @@ def test_scripts_explain_a_folder_without_results(tmp_path, monkeypatch, capsys)
 
 def test_every_family_has_a_script():
     documented = (ANALYSES / "README.md").read_text()
-    for script in [*SCRIPTS, "sae_panel.py", "all.py"]:
+    for script in [*SCRIPTS, "sae_panel.py", "decodability.py", "all.py"]:
         assert (ANALYSES / script).is_file() and f"`{script}`" in documented
     for family in FIGURE_FAMILIES:
         assert f"`{family}`" in documented

@@ -328,3 +328,20 @@ def test_a_missing_sae_folder_fails_before_the_model_loads(tmp_path, capsys, no_
     assert f"sae.saes[9]: the SAE folder '{missing}' does not exist" in line
     (tmp_path / "no" / "such").mkdir(parents=True)
     assert validate_against_model(load_config({**MINIMAL, "sae": {"saes": {9: missing}}})).sae.saes == {9: missing}
+
+
+def test_missing_data_paths_fail_before_the_model_loads(tmp_path, capsys, no_run, embedded_cache):
+    from mechsel.errors import DataError
+
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(MINIMAL))
+    missing = str(tmp_path / "no-data")
+    assert main(["run", str(path), "--output", str(tmp_path / "out"), "--set", f"tasks.0.data_dir={missing}"]) == 2
+    assert f"tasks[sst2].data_dir: the folder '{missing}' does not exist" in one_error_line(capsys)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    define = {"files": {"train": "train.jsonl", "test": "test.jsonl"}, "input_fields": ["text"], "label_names": ["a", "b"]}
+    define |= {"verbalizers": ["A", "B"], "template": "{text}", "pool_split": "train", "test_split": "test"}
+    task = {"name": "mine", "data_dir": str(folder), "define": define}
+    with pytest.raises(DataError, match=r"tasks\[mine\].define.files.train: the file '.*/data/train.jsonl' does not exist"):
+        validate_against_model(load_config({**MINIMAL, "tasks": [task]}))

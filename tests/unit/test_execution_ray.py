@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_experiment_pipeline import _config as _pipeline_config
+from shared_helpers import local_ray
+from shared_helpers import pipeline_config as _pipeline_config
 
 import mechsel.experiment
 from mechsel.cli import main
@@ -68,20 +69,10 @@ def kill_always(res, shared, unit):
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    """One local Ray instance for the module, its workers able to import this test module. Ray's
-    memory monitor is off: it kills workers when the whole machine runs short of memory (other
-    jobs on a shared machine), which would plant faults the tests do not control."""
-    import ray
-
-    env = {"PYTHONPATH": os.pathsep.join([str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]), "RAY_memory_monitor_refresh_ms": "0"}
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in env.items():
-            mp.setenv(name, value)
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    try:
+    """One local Ray instance for the module, its workers able to import this test module
+    (:func:`shared_helpers.local_ray`)."""
+    with local_ray(HERE) as ray:
         yield ray
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -6,69 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
+from shared_helpers import pipeline_config
 
 from mechsel.cli import main
-from mechsel.errors import ProvenanceMismatchError
+from mechsel.errors import ConfigError, ProvenanceMismatchError
 from mechsel.experiment import load_config, load_results, regenerate_figures, run_experiment
 from mechsel.experiment.rundir import read_manifest
 from mechsel.models import tiny_model
 
-WORDS = ["fun", "dull", "great", "awful", "nice", "bad", "fine", "poor"]
-
-
-def _write_task(folder: Path) -> dict:
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", 30), ("test", 10)):
-        with open(folder / f"{split}.jsonl", "w") as fh:
-            for _ in range(n):
-                fh.write(json.dumps({"review": " ".join(rng.choice(WORDS, size=3)), "stars": ["bad", "good"][int(rng.integers(2))]}) + "\n")
-    return {
-        "files": {"train": str(folder / "train.jsonl"), "test": str(folder / "test.jsonl")},
-        "input_fields": ["review"],
-        "label_field": "stars",
-        "label_names": ["bad", "good"],
-        "verbalizers": ["B", "G"],
-        "template": "R: {review}\nA:",
-        "pool_split": "train",
-        "test_split": "test",
-    }
-
-
-def _config(root: Path, out: str, **changes) -> dict:
-    cfg = {
-        "model": {"name": "tiny-random"},
-        "tasks": [
-            {
-                "name": "reviews",
-                "define": _write_task(root / "data"),
-                "n_candidates": 12,
-                "dev_size": 3,
-                "test_size": 6,
-                "seed_pool_size": 9,
-            }
-        ],
-        "collect": {"masks": ["full", "isolated"], "statistics": ["mean", "kurtosis"], "context_size": 3, "chunk_size": 2, "batch_size": 4},
-        "selection": {
-            "runs": [
-                {"selector": "random"},
-                {"selector": "activation", "choose_statistic": True},
-                {"selector": "bm25"},
-                {"selector": "margin"},
-            ],
-            "budgets": [2],
-            "seeds": [0, 1, 2],
-        },
-        "analysis": {"n_boot": 30, "n_perm": 30, "n_extreme": 2, "samples_per_example": 20},
-        "plots": {"formats": []},
-        "progress": False,
-        "output_dir": str(root / out),
-    }
-    cfg.update(changes)
-    return cfg
+_config = pipeline_config
 
 
 @pytest.fixture(scope="module")
@@ -336,3 +284,81 @@ def test_report_renders_in_headless_chromium_offline(reference):
     assert all(url.startswith(("file:", "data:", "blob:")) for url in page.requests), page.requests
     drawn = dict(page.probe)  # figure → number of plotly svg layers drawn in it
     assert sorted(drawn) == sorted(stems) and all(n >= 1 for n in drawn.values()), drawn
+
+
+def test_fixed_column_tables_are_written_as_documented(reference):
+    """``selections``, ``scores`` and ``baselines`` are defined once (mechsel.experiment.results):
+    the written tables have exactly those columns in that order (scores: then the secondary
+    metric), and results/README.md documents every one of them."""
+    from mechsel.experiment.results import BASELINE_COLUMNS, SCORE_COLUMNS, SELECTION_COLUMNS
+
+    _, result = reference
+    t = result.tables
+    assert list(t["selections"].columns) == list(SELECTION_COLUMNS)
+    assert list(t["baselines"].columns) == list(BASELINE_COLUMNS)
+    assert list(t["scores"].columns)[: len(SCORE_COLUMNS)] == list(SCORE_COLUMNS)
+    readme = (result.output_dir / "results" / "README.md").read_text()
+    for column in [*SELECTION_COLUMNS, *SCORE_COLUMNS, *BASELINE_COLUMNS]:
+        assert f"| {column} |" in readme, column
+
+
+def test_a_probe_run_adds_representations_a_paired_line_and_the_decodability_table(tmp_path, model):
+    """With a ``probe`` run: the representations stage runs, the probe trains on the candidates
+    outside each seed's pool only, it gets its paired line against random, and the analysis
+    writes the decodability table and its sentence."""
+    from mechsel.experiment.stages import select as select_module
+
+    cfg = _config(tmp_path, "probe")
+    cfg["selection"]["runs"].append({"selector": "probe", "params": {"layer": 1}})
+    cfg["tasks"][0]["seed_pool_size"] = 2  # 10 of 12 candidates outside each pool: the probe's training set
+    cfg["selection"]["budgets"] = [2]
+    seen = []
+    real = select_module.Selecting.probe_training
+
+    def spy(self, run, pos):
+        training = real(self, run, pos)
+        seen.append((set(training.ids), {self.ids[i] for i in pos}))
+        return training
+
+    select_module.Selecting.probe_training = spy
+    try:
+        result = run_experiment(load_config(cfg), model=model)
+    finally:
+        select_module.Selecting.probe_training = real
+    assert seen and all(not (train & pool) and len(train) == 10 for train, pool in seen)  # never the quality of what it can pick
+    comparison = result.tables["comparison"]
+    line = comparison[comparison["selector"] == "probe"]
+    assert len(line) == 1 and line["family"].iloc[0] == "internal-probe" and line["baseline"].iloc[0] == "random"
+    dec = result.tables["decodability"]
+    reps = dec[dec["kind"] == "representation"]
+    assert set(reps["mask"]) == {"full", "isolated"} and len(reps) == 2 * model.cfg.n_layers
+    assert {"label + length + slot", "bag of words"} <= set(dec["baseline_name"]) and (dec["ci_high"] <= 1).all()
+    assert "Decodability" in result.verdict["table"] and result.verdict["decodability"]
+
+
+def test_a_probe_needs_candidates_outside_the_pools(tmp_path):
+    cfg = _config(tmp_path, "probe-bad")
+    cfg["selection"]["runs"].append({"selector": "probe"})
+    with pytest.raises(ConfigError, match=r"leaves 3 of its 12 candidates outside it; set tasks\[reviews\].seed_pool_size to at most 2"):
+        load_config(cfg)
+
+
+def test_the_decodability_figure_has_a_panel_per_mask_and_the_baselines():
+    import pandas as pd
+
+    from mechsel.plots import decodability_by_layer
+
+    rows = [
+        {"task": "t", "kind": "baseline", "baseline_name": "bag of words", "r2": 0.1, "ci_low": 0.0, "ci_high": 0.2, "target": "quality"}
+    ]
+    for mask in ("full", "isolated"):
+        for layer in range(3):
+            rows.append(
+                {"task": "t", "kind": "representation", "mask": mask, "layer": layer, "r2": 0.05 * layer, "ci_low": 0.0, "ci_high": 0.3}
+                | {"p_value": 0.5, "gain": 0.0, "gain_low": -0.1, "gain_high": 0.1, "baseline_name": "bag of words", "target": "quality"}
+            )
+    fig = decodability_by_layer(pd.DataFrame(rows), task="t")
+    assert [a.text for a in fig.layout.annotations][:2] == ["mask full", "mask isolated"]
+    probes = [tr for tr in fig.data if tr.name == "mean hook_mlp_out probe"]
+    assert len(probes) == 2 and list(probes[1].y) == [0.0, 0.05, 0.1]
+    assert any(tr.name == "bag of words (baseline)" for tr in fig.data)

@@ -15,7 +15,7 @@ from mechsel.experiment import load_config, run_experiment
 from mechsel.models import tiny_model
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_experiment_pipeline import _config  # noqa: E402
+from shared_helpers import pipeline_config as _config  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -121,6 +121,8 @@ def test_bad_training_inputs(tiny, tmp_path):
         train_sae(tiny, small(tmp_path, layers=(5,)), texts=TEXTS)
     with pytest.raises(ConfigError, match="Unknown SAE training option"):
         train_sae(tiny, texts=TEXTS, d_sea=10)
+    with pytest.raises(ConfigError, match=r"exclude=\['demo', 'quick'\] names experiment configs.*mechsel.train_sae"):
+        train_sae(tiny, small(tmp_path, exclude=("demo", "quick")), texts=TEXTS)  # mechsel.sae does not read experiment configs
 
 
 def test_evaluate_sae_against_direct_formulas():
@@ -178,6 +180,7 @@ def test_demonstration_data_is_disjoint_from_the_experiments_and_carries_a_refer
 
     from mechsel.experiment import load_config
     from mechsel.experiment.resources import Resources
+    from mechsel.experiment.sae_glue import train_sae as train_sae_apart
     from mechsel.models import tiny_model
     from mechsel.sae.demonstrations import TRAINING_TEXTS_FILE, training_overlap
     from mechsel.sae.reference import reference_of
@@ -198,7 +201,7 @@ def test_demonstration_data_is_disjoint_from_the_experiments_and_carries_a_refer
         n_eval_tokens=300,
         demos_per_prompt=2,
     )
-    result = train_sae(tiny, config)
+    result = train_sae_apart(tiny, config)  # mechsel.train_sae: reads the excluded experiment config
     sae = result.saes[1]
     meta = sae.cfg.metadata.mechsel
     assert meta["format"] == "demonstrations" and meta["tasks"] == ["tiny_reviews"]

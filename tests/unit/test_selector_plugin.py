@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from test_experiment_pipeline import _config
+from shared_helpers import pipeline_config as _config
 
 from mechsel.experiment import load_config, run_experiment
 from mechsel.experiment.pipeline import build_stages

@@ -33,6 +33,7 @@ def pool() -> Pool:
         statistics=stats,
         label_probs=rng.dirichlet([1.0, 1.0, 1.0], size=N),
         neuron_sets=_sets(rng, N),
+        representations=rng.normal(size=(N, 6)),
     )
 
 
@@ -54,6 +55,11 @@ def _build(name: str, pool: Pool):
     params = dict(PARAMS.get(name, {}))
     if "confidence_fn" in SELECTORS.get(name).needs_for({}):
         params["confidence_fn"] = _confidence(pool)
+    if "probe_training" in SELECTORS.get(name).needs_for({}):
+        from mechsel.selectors import ProbeTraining
+
+        rng = np.random.default_rng(11)
+        params["probe_training"] = ProbeTraining([f"t{i}" for i in range(20)], rng.normal(size=(20, 6)), rng.normal(size=20))
     return get_selector(name, **params)
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from mechsel.experiment.config import AnalysisSettings
 from mechsel.experiment.engine import StageContext
+from mechsel.experiment.selection import CLAIM_FAMILY
 
 __all__ = ["AnalyseParams", "CellRun", "analyse_stage", "selector_cells"]
 
@@ -294,7 +295,7 @@ def analyse_stage(ctx: StageContext[AnalyseParams]) -> dict[str, Any]:
     )
     out["comparison"] = comparison
     cells = selector_cells(p.cell_runs, selections)
-    summary = summary_table(comparison, grid, family="activation", baseline=p.baseline, grid_family="moments", cells=cells)
+    summary = summary_table(comparison, grid, family=CLAIM_FAMILY, baseline=p.baseline, grid_family="moments", cells=cells)
     out["summary"] = summary
     settings = a.verdict_settings()
     moments, basis = _verdict_cells(grid, "moments", a.rho_basis)
@@ -357,6 +358,15 @@ def analyse_stage(ctx: StageContext[AnalyseParams]) -> dict[str, Any]:
                 f"largest |ρ| {r['max_abs_rho']:.2f} ({r['max_rho_cell']}, q = {r['max_rho_q']:.2g})"
                 for task, r in result["sets"].items()
             ]
+    reps = {stage.split("/", 1)[1]: o for stage, o in ctx.inputs.items() if stage.startswith("representations/")}
+    if reps:
+        from mechsel.experiment.decodability import decodability_of_run, format_decodability
+
+        dec = decodability_of_run(ctx.inputs, reps, stats, quality, examples, n_boot=a.n_boot, level=a.level, seed=a.seed)
+        out["decodability"] = dec
+        sentence, lines = format_decodability(dec)
+        result["decodability"] = sentence
+        text += ["", f"Decodability (ridge probes of quality, out-of-fold R² with {a.level:.0%} bootstrap intervals): {sentence}", *lines]
     if (comparison["family"] == "sae").any():
         out["summary_sae"] = summary_table(comparison, grid, family="sae", baseline=p.baseline, grid_family="sae", cells=cells)
         sae_cells, sae_basis = _verdict_cells(grid, "sae", a.rho_basis)

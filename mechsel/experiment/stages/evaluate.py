@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
+from mechsel.experiment import results
 from mechsel.experiment.engine import StageContext
 from mechsel.experiment.stages.base import TaskStageParams
 from mechsel.provenance import hash_json
@@ -41,24 +42,10 @@ __all__ = [
     "score_tables",
 ]
 
-SCORE_COLUMNS = [
-    "task",
-    "selector",
-    "selector_name",
-    "family",
-    "protocol",
-    "annotation_budget",
-    "budget",
-    "seed",
-    "metric",
-    "score",
-    "ci_low",
-    "ci_high",
-    "n_test",
-]
-
-BASELINE_COLUMNS = ["task", "metric", "zero_shot", "zero_shot_ci_low", "zero_shot_ci_high", "majority", "majority_label", "n_test"]
-"""Columns of the ``baselines`` output (one line per task)."""
+SCORE_COLUMNS = list(results.SCORE_COLUMNS)
+"""Columns of the ``scores`` output (defined once, in :mod:`mechsel.experiment.results`)."""
+BASELINE_COLUMNS = list(results.BASELINE_COLUMNS)
+"""Columns of the ``baselines`` output (one line per task; defined in :mod:`mechsel.experiment.results`)."""
 
 
 def majority_share(labels: Sequence[int | None]) -> tuple[float, int | None]:

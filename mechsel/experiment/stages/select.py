@@ -18,6 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mechsel.errors import DataError
+from mechsel.experiment import results
 from mechsel.experiment.config import SelectorRun
 from mechsel.experiment.engine import StageContext
 from mechsel.experiment.stages.base import TaskStageParams
@@ -29,21 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SelectParams", "Selecting", "select_stage", "pool_positions", "wide_statistics"]
 
-SELECTION_COLUMNS = [
-    "task",
-    "selector",
-    "selector_name",
-    "family",
-    "protocol",
-    "annotation_budget",
-    "budget",
-    "seed",
-    "query",
-    "rank",
-    "example_id",
-    "score",
-    "detail",
-]
+SELECTION_COLUMNS = list(results.SELECTION_COLUMNS)
+"""Columns of the ``selections`` output (defined once, in :mod:`mechsel.experiment.results`)."""
 
 PROTOCOLS = ("fixed", "retrieve_from_pool", "annotate_then_retrieve")
 """How a run spends its labels: ``fixed`` labels k examples and uses them as every query's prompt
@@ -91,27 +79,23 @@ class SelectParams(TaskStageParams):
 
 def _selector(
     run: SelectorRun, quality: np.ndarray | None, all_stats: pd.DataFrame | None, **available: Any
-) -> tuple[Selector, dict[str, Any]]:
+) -> tuple[Selector[Any], dict[str, Any]]:
     """The configured selector (and what was chosen on the way, e.g. a dev-chosen statistic).
 
     ``available``: the constructor arguments the caller can build (``confidence_fn``, ``model``),
     as zero-argument factories; the selector gets those its :meth:`~Selector.needs_for` names."""
-    from mechsel.selectors import SELECTORS, choose_statistic, get_selector
+    from mechsel.selectors import SELECTORS
 
-    params = dict(run.params)
+    cls = SELECTORS.get(run.selector)
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in run.params.items()}
     detail: dict[str, Any] = {}
     if run.choose_statistic:
         assert all_stats is not None and quality is not None, "choose_statistic reads the statistics and the quality"
-        choice = choose_statistic(all_stats, quality)
-        detail = {"chosen": {k: (v if not isinstance(v, np.generic) else v.item()) for k, v in choice.items()}}
-        params.update(layer=choice["layer"], statistic=choice["statistic"], direction=choice["direction"])
-        params.setdefault("nan_policy", "exclude")
-    for key in ("statistic", "layer", "weights"):
-        if isinstance(params.get(key), list):
-            params[key] = tuple(params[key])
-    needs = SELECTORS.get(run.selector).needs_for(params)
+        params, detail = cls.choose_on_dev(params, all_stats, quality)
+    config = cls.configure(params)  # the run's typed config (checked when the experiment config loaded)
+    needs = cls.needs_for(params)
     kwargs = {name: make() for name, make in available.items() if name in needs}
-    return get_selector(run.selector, **params, **kwargs), detail
+    return cls(config, **kwargs), detail
 
 
 class Selecting:
@@ -138,6 +122,7 @@ class Selecting:
             from mechsel.experiment.stages.features import unpack_neuron_sets
 
             self.nsets = unpack_neuron_sets(feats["neuron_sets"])
+        self.reps = inputs.get(f"representations/{task}", {}).get("representations")
         self.runs = {r.label: r for r in p.runs}
         self.tables: dict[tuple[str, str], pd.DataFrame] = {}
 
@@ -154,6 +139,7 @@ class Selecting:
 
         reads = SELECTORS.get(run.selector).reads
         cands, emb, label_probs, nsets = self.cands, self.emb, self.label_probs, self.nsets
+        reps = self.representation(run)
         return Pool(
             ids=[self.ids[i] for i in pos],
             texts=[cands[i].text() for i in pos],
@@ -162,9 +148,43 @@ class Selecting:
             statistics=None if reads is None else self.table(reads, run.mask or "").iloc[pos].reset_index(drop=True),
             label_probs=None if label_probs is None else label_probs[pos],
             neuron_sets=None if nsets is None else [nsets[i] for i in pos],
+            representations=None if reps is None else reps[pos],
         )
 
+    def representation(self, run: SelectorRun) -> np.ndarray | None:
+        """``[n_candidates, d]``: the candidates' mean vectors under the run's mask at the layer
+        its selector names (``None``: the last collected), for runs that need representations."""
+        from mechsel.selectors import SELECTORS
+
+        cls = SELECTORS.get(run.selector)
+        if self.reps is None or "representations" not in cls.needs_for(run.params):
+            return None
+        layers = [int(x) for x in self.reps["layers"]]
+        layer, _ = cls.cell(run.params)
+        if layer is not None and int(layer) not in layers:
+            raise DataError(f"selection.runs[{run.label}]: layer {layer} has no representation; collected layers: {layers}.")
+        return np.asarray(self.reps[run.mask or ""][:, layers.index(int(layer)) if layer is not None else -1], dtype=np.float64)
+
+    def probe_training(self, run: SelectorRun, pos: np.ndarray) -> Any:
+        """What a probe learns from: the candidates outside seed's pool ``pos`` (so it never sees
+        the quality of one it can pick), their representations and measured quality."""
+        from mechsel.selectors import ProbeTraining
+
+        reps = self.representation(run)
+        if reps is None:
+            raise DataError(f"selection.runs[{run.label}] needs representations, which were not collected.")
+        outside = np.setdiff1d(np.arange(len(self.cands)), pos)
+        outside = outside[np.isfinite(self.quality[outside])]
+        if outside.size < 10:
+            raise DataError(
+                f"selection.runs[{run.label}]: only {outside.size} candidates lie outside the seed's selection pool to train "
+                f"the probe on; lower tasks[{self.p.task}].seed_pool_size (half of n_candidates is the usual choice)."
+            )
+        return ProbeTraining([self.ids[i] for i in outside], reps[outside], self.quality[outside])
+
     def annotate(self, run: SelectorRun, pos: np.ndarray, k: int, seed: int) -> tuple[Selection, dict[str, Any]]:
+        from mechsel.selectors import SELECTORS
+
         p, res, cands, emb = self.p, self.res, self.cands, self.emb
         pool = self.make_pool(pos, run)
 
@@ -179,8 +199,16 @@ class Selecting:
                 embeddings=None if emb is None else emb["candidates"][pos],
             )
 
-        all_stats = self.table("moments", run.mask or "") if run.choose_statistic else None
-        selector, detail = _selector(run, self.quality, all_stats, confidence_fn=confidence_fn, model=lambda: res.model)
+        reads = SELECTORS.get(run.selector).reads
+        all_stats = self.table(reads, run.mask or "") if run.choose_statistic and reads is not None else None
+        selector, detail = _selector(
+            run,
+            self.quality,
+            all_stats,
+            confidence_fn=confidence_fn,
+            model=lambda: res.model,
+            probe_training=lambda: self.probe_training(run, pos),
+        )
         return selector.select(pool, k, seed=seed), detail
 
     def one_run(self, run: SelectorRun, seed: int, budgets: Sequence[int] | None = None) -> pd.DataFrame:
