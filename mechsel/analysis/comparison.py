@@ -33,6 +33,8 @@ from mechsel.analysis.paired import paired_inference
 from mechsel.errors import ConfigError, DataError
 
 __all__ = [
+    "COMPARISON_COLUMNS",
+    "PAIRED_COLUMNS",
     "GROUP_KEYS",
     "Bounds",
     "mean_ci",
@@ -48,6 +50,41 @@ Bounds = tuple[float, float]
 
 GROUP_KEYS: tuple[str, ...] = ("task", "metric", "budget")
 """Columns (when present) that define one comparison; selectors are compared within each."""
+
+
+COMPARISON_COLUMNS: tuple[str, ...] = (
+    "n_seeds",
+    "mean",
+    "sd",
+    "ci_low",
+    "ci_high",
+    "mean_diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "sd_diff",
+    "cohen_dz",
+    "t_stat",
+    "p_ttest",
+    "p_wilcoxon",
+    "n_pairs",
+    "p_value",
+    "p_greater",
+    "p_less",
+    "test",
+    "interval",
+    "diff_lower",
+    "diff_upper",
+    "se_diff",
+    "bound_alpha",
+    "mde",
+    "better",
+)
+"""The statistics columns of a comparison row, in table order (after the keys, ``selector``,
+``family``, ``protocol`` / ``annotation_budget`` and ``baseline``); defined once, here."""
+PAIRED_COLUMNS: tuple[str, ...] = tuple(
+    c for c in COMPARISON_COLUMNS if c not in ("n_seeds", "mean", "sd", "ci_low", "ci_high", "n_pairs", "test", "interval", "better")
+)
+"""The paired-test columns of :data:`COMPARISON_COLUMNS` (NaN on the baseline's own row)."""
 
 
 def _clip(lo: float, hi: float, bounds: Bounds | None) -> tuple[float, float]:
@@ -270,29 +307,7 @@ def compare_selectors(
                 if col in sel.columns:
                     row[col] = sel[col].iloc[0]
             if name == ref:
-                row.update(
-                    {
-                        k: float("nan")
-                        for k in (
-                            "mean_diff",
-                            "diff_ci_low",
-                            "diff_ci_high",
-                            "sd_diff",
-                            "cohen_dz",
-                            "t_stat",
-                            "p_ttest",
-                            "p_wilcoxon",
-                            "p_value",
-                            "p_greater",
-                            "p_less",
-                            "diff_lower",
-                            "diff_upper",
-                            "se_diff",
-                            "mde",
-                            "bound_alpha",
-                        )
-                    }
-                )
+                row.update({k: float("nan") for k in PAIRED_COLUMNS})
                 row.update(n_pairs=0, test="", interval="")
             else:
                 common = s.index.intersection(base.index)
@@ -327,33 +342,7 @@ def compare_selectors(
                 )
             row["better"] = bool(row["mean_diff"] > 0 and row["p_value"] < 1.0 - level) if name != ref else False
             rows.append(row)
-    stat_cols = [
-        "n_seeds",
-        "mean",
-        "sd",
-        "ci_low",
-        "ci_high",
-        "mean_diff",
-        "diff_ci_low",
-        "diff_ci_high",
-        "sd_diff",
-        "cohen_dz",
-        "t_stat",
-        "p_ttest",
-        "p_wilcoxon",
-        "n_pairs",
-        "p_value",
-        "p_greater",
-        "p_less",
-        "test",
-        "interval",
-        "diff_lower",
-        "diff_upper",
-        "se_diff",
-        "bound_alpha",
-        "mde",
-        "better",
-    ]
+    stat_cols = list(COMPARISON_COLUMNS)
     extra = [c for c in ("protocol", "annotation_budget") if c in scores.columns]
     out = cast(pd.DataFrame, pd.DataFrame(rows)[keys + ["selector"] + extra + ["baseline"] + stat_cols])
     if "family" in scores.columns:

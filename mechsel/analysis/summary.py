@@ -42,7 +42,7 @@ PAPER_RHO_BOUND = 0.33
 CELL_COLUMNS: tuple[str, ...] = ("task", "selector", "layer", "statistic", "mask")
 """Columns of the ``cells`` frame that names the grid cell each selector read."""
 
-_COMPARISON_COLUMNS = (
+_COMPARISON_COLUMNS = (  # the comparison's columns a summary line carries, in the summary's order (a subset of COMPARISON_COLUMNS)
     "mean",
     "ci_low",
     "ci_high",

@@ -196,3 +196,11 @@ def test_summary_needs_family_or_names():
     with pytest.raises(DataError, match="family"):
         summary_table(comp)
     assert summary_table(comp, selectors=["act_kurt"])["selector"].eq("act_kurt").all()
+
+
+def test_comparison_columns_are_defined_once():
+    """The summary's comparison columns are a subset of the one definition in analysis.comparison."""
+    from mechsel.analysis.comparison import COMPARISON_COLUMNS, PAIRED_COLUMNS
+    from mechsel.analysis.summary import _COMPARISON_COLUMNS
+
+    assert set(_COMPARISON_COLUMNS) <= set(COMPARISON_COLUMNS) and set(PAIRED_COLUMNS) < set(COMPARISON_COLUMNS)
