@@ -16,7 +16,8 @@ regressions out of fold and reports how much of the quality's variance they pred
 * **Score.** Out-of-fold R² = 1 − Σ(y − ŷ)² / Σ(y − ȳ)² over all candidates (ȳ: the mean of
   all of them). It is at most 1 and can be negative (worse than predicting the mean).
 * **Interval.** Percentile bootstrap over candidates of the out-of-fold R² (the predictions
-  held fixed; the bootstrap does not refit), so it stays at or below 1.
+  held fixed; the bootstrap does not refit), so it stays at or below 1; every row of one
+  analysis uses the same resamples.
 * **p-value.** Quality is permuted *within strata* (by default the candidates' labels, so a
   representation that only knows the label is not credited), every fold is refit on each
   permutation, and p = (1 + #{permuted R² ≥ observed}) / (1 + n_perm): exact under the null of
@@ -39,6 +40,7 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Float, Int
 
+from mechsel.analysis.correlation import bootstrap_indices
 from mechsel.errors import DataError
 
 __all__ = [
@@ -236,16 +238,16 @@ def decode(
     perm_y = _permutations(y, strata, n_perm, rng)
     perm_r2 = _r2_columns(perm_y, _oof_many(prepared, perm_y, a)) if n_perm > 0 else np.array([])
     p = float((1 + np.sum(perm_r2 >= r2 - 1e-12)) / (1 + n_perm)) if n_perm > 0 else float("nan")
-    lo, hi = _bootstrap_r2(y, pred, None, n_boot, level, rng)
+    lo, hi = _bootstrap_r2(y, pred, None, n_boot, level, seed)
     return Decoding(r2, lo, hi, p, n, x.shape[1], pred)
 
 
-def _bootstrap_r2(
-    y: np.ndarray, pred: np.ndarray, other: np.ndarray | None, n_boot: int, level: float, rng: np.random.Generator
-) -> tuple[float, float]:
-    """Percentile interval of R²(pred) − (R²(other) if given) over candidates resampled."""
-    n = len(y)
-    idx = rng.integers(0, n, size=(n_boot, n))
+def _bootstrap_r2(y: np.ndarray, pred: np.ndarray, other: np.ndarray | None, n_boot: int, level: float, seed: int) -> tuple[float, float]:
+    """Percentile interval of R²(pred) − (R²(other) if given) over candidates resampled
+    (:func:`~mechsel.analysis.correlation.bootstrap_indices`: the same resamples for every row)."""
+    if n_boot < 1:
+        return float("nan"), float("nan")
+    idx = bootstrap_indices(len(y), n_boot, seed)
     yb = y[idx].T
     stat = _r2_columns(yb, pred[idx].T)
     if other is not None:
@@ -324,12 +326,11 @@ def decodability_table(
         base_fits[name] = d
         rows.append({**dict.fromkeys(key_names, None), "kind": "baseline", "baseline_name": name, **_row(d)})
     best = max(base_fits, key=lambda k: base_fits[k].r2) if base_fits else None
-    rng = np.random.default_rng([seed, 0x6A1])
     for key, x in representations.items():
         d = decode(x, y, folds=folds, strata=strata, n_perm=n_perm, n_boot=n_boot, level=level, seed=seed)
         row = {**dict(zip(key_names, key)), "kind": "representation", "baseline_name": best, **_row(d)}
         if best is not None:
-            lo, hi = _bootstrap_r2(y, d.predictions, base_fits[best].predictions, n_boot, level, rng)
+            lo, hi = _bootstrap_r2(y, d.predictions, base_fits[best].predictions, n_boot, level, seed)
             row.update(gain=d.r2 - base_fits[best].r2, gain_low=lo, gain_high=hi)
         rows.append(row)
     return pd.DataFrame(rows)

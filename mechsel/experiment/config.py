@@ -8,12 +8,11 @@ rejecting unknown keys, and applies ``--set key=value`` overrides.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from mechsel.errors import ConfigError, did_you_mean
+from mechsel.errors import ConfigError
 from mechsel.experiment.analysis_settings import AnalysisSettings, PlotSettings
 from mechsel.experiment.checks import choice, has_negative, positive
 from mechsel.experiment.execution_settings import ExecutionSettings
@@ -111,13 +110,10 @@ class ExperimentConfig:
                 )
         for r in sel.runs:
             cls = SELECTORS.get(r.selector)  # unknown names list the valid ones
-            valid = [f.name for f in dataclasses.fields(cls.Config)]
-            for p in r.params:
-                if p not in valid:
-                    raise ConfigError(
-                        f"selection.runs[{r.label}].params.{p} is not a parameter of selector {r.selector!r}."
-                        f"{did_you_mean(p, valid)} Valid parameters: {', '.join(valid) or '(none)'}."
-                    )
+            try:
+                cls.check_parameter_names(r.params)
+            except ConfigError as err:
+                raise ConfigError(f"selection.runs[{r.label}].params.{err}") from None
             placeholder = cls.choice_placeholder if r.choose_statistic else {}
             try:
                 cls.configure({**r.params, **placeholder})

@@ -334,6 +334,13 @@ class Selector(ABC, Generic[C]):  # noqa: B024 (abstract by convention: subclass
         """Its typed :attr:`Config` from plain parameters (e.g. a YAML mapping; lists become
         tuples). Unknown names and invalid values raise :class:`~mechsel.errors.ConfigError`
         naming the valid parameters."""
+        return cls._build_config({k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+
+    @classmethod
+    def check_parameter_names(cls, params: Mapping[str, Any]) -> None:
+        """Raise :class:`~mechsel.errors.ConfigError` for the first name in ``params`` that is not
+        a :attr:`Config` field: ``<name> is not a parameter of selector '<selector>'.`` with a
+        did-you-mean and the valid names (a caller may prefix where the name was written)."""
         valid = [f.name for f in dataclasses.fields(cls.Config)]
         unknown = [p for p in params if p not in valid]
         if unknown:
@@ -341,10 +348,15 @@ class Selector(ABC, Generic[C]):  # noqa: B024 (abstract by convention: subclass
                 f"{unknown[0]} is not a parameter of selector {cls.name!r}.{did_you_mean(unknown[0], valid)} "
                 f"Valid parameters: {', '.join(valid) or '(none)'}."
             )
+
+    @classmethod
+    def _build_config(cls, params: Mapping[str, Any]) -> SelectorConfig:
+        cls.check_parameter_names(params)
         try:
-            return cls.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+            return cls.Config(**params)
         except TypeError as err:
-            raise ConfigError(f"bad parameters for selector {cls.name!r}: {err}. Valid parameters: {', '.join(valid)}.") from None
+            valid = ", ".join(f.name for f in dataclasses.fields(cls.Config))
+            raise ConfigError(f"Bad parameters for selector {cls.name!r}: {err}. Valid parameters: {valid}.") from None
 
     @classmethod
     def cell(cls, params: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -381,17 +393,7 @@ class Selector(ABC, Generic[C]):  # noqa: B024 (abstract by convention: subclass
         if config is not None and params:
             raise ConfigError(f"Pass either a config or parameters to {type(self).__name__}, not both.")
         if config is None:
-            valid = [f.name for f in dataclasses.fields(self.Config)]
-            unknown = [p for p in params if p not in valid]
-            if unknown:
-                hint = did_you_mean(unknown[0], valid)
-                raise ConfigError(
-                    f"Unknown parameter(s) {unknown} for selector {self.name!r}.{hint} Valid parameters: {', '.join(valid) or '(none)'}."
-                )
-            try:
-                config = cast(C, self.Config(**params))
-            except TypeError as err:
-                raise ConfigError(f"Bad parameters for selector {self.name!r}: {err}. Valid parameters: {', '.join(valid)}.") from None
+            config = cast(C, self._build_config(params))
         if not isinstance(config, self.Config):
             raise ConfigError(f"{type(self).__name__} takes a {self.Config.__name__}, got {type(config).__name__}.")
         self.config = config

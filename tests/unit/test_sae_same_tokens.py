@@ -4,14 +4,13 @@ mask, positions, BOS and template exclusion), and an SAE trained on the run's ex
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from sae_lens import TopKSAE, TopKSAEConfig
 from sae_lens.saes.sae import SAEMetadata
+from shared_helpers import write_synthetic_task
 
 from mechsel.collection import run_collect
 from mechsel.errors import DataError
@@ -24,7 +23,6 @@ from mechsel.sae.demonstrations import save_training_hashes
 from mechsel.sae.reference import ActivationReference, attach_reference
 from mechsel.stats.base import Reducer
 
-WORDS = ["fun", "dull", "great", "awful", "nice", "bad", "fine", "poor"]
 LAYER = 1
 
 
@@ -44,25 +42,6 @@ class Spy(Reducer):
             for g in range(n_groups):
                 self.rows.setdefault(len(self.rows), []).append(acts[groups == g].clone())
         return {"spy": torch.zeros(n_groups, dtype=torch.float64)}
-
-
-def _task(folder: Path) -> dict:
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", 30), ("test", 10)):
-        with open(folder / f"{split}.jsonl", "w") as fh:
-            for _ in range(n):
-                fh.write(json.dumps({"review": " ".join(rng.choice(WORDS, size=3)), "stars": ["bad", "good"][int(rng.integers(2))]}) + "\n")
-    return {
-        "files": {"train": str(folder / "train.jsonl"), "test": str(folder / "test.jsonl")},
-        "input_fields": ["review"],
-        "label_field": "stars",
-        "label_names": ["bad", "good"],
-        "verbalizers": ["B", "G"],
-        "template": "R: {review}\nA:",
-        "pool_split": "train",
-        "test_split": "test",
-    }
 
 
 def _sae_folder(tmp_path: Path, model, trained_on=()) -> str:
@@ -85,7 +64,9 @@ def _setup(tmp_path, trained_on=()):
     config = load_config(
         {
             "model": {"name": "tiny-random"},
-            "tasks": [{"name": "reviews", "define": _task(tmp_path / "data"), "n_candidates": 12, "dev_size": 3, "test_size": 6}],
+            "tasks": [
+                {"name": "reviews", "define": write_synthetic_task(tmp_path / "data"), "n_candidates": 12, "dev_size": 3, "test_size": 6}
+            ],
             "collect": {"masks": ["full", "isolated"], "statistics": ["mean"], "context_size": 3, "chunk_size": 8, "batch_size": 4},
             "sae": {"saes": {LAYER: folder}},
             "selection": {"runs": [{"selector": "random"}, {"selector": "activation", "choose_statistic": True}], "budgets": [2]},
