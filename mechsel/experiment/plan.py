@@ -71,14 +71,17 @@ def _seeds_needed(gap: float, sd: float, alpha: float, power: float) -> float:
 
 
 def _seconds_per_evaluation(run: Path, scores: pd.DataFrame) -> dict[str, float]:
-    """Per task: the evaluate stage's seconds over its evaluations (NaN when only cached times exist)."""
+    """Per task: seconds per evaluation, the evaluate and sequential stages' seconds over every
+    evaluation the scores hold (the sequential stage's added seeds are rows of ``scores`` too).
+    NaN when a stage that wrote rows was only read from the cache (its time is not this run's)."""
     manifest = json.loads((run / "manifest.json").read_text()) if (run / "manifest.json").is_file() else {}
     stages = manifest.get("stages", {})
     out = {}
     for task, part in scores.groupby("task"):
-        rec = stages.get(f"evaluate/{task}", {})
+        recs = [stages[name] for name in (f"evaluate/{task}", f"sequential/{task}") if name in stages]
         n = len(part)
-        out[str(task)] = float(rec["seconds"]) / n if rec and not rec.get("cached") and n else float("nan")
+        timed = recs and all(not rec.get("cached") for rec in recs)
+        out[str(task)] = sum(float(rec["seconds"]) for rec in recs) / n if timed and n else float("nan")
     return out
 
 
