@@ -14,6 +14,9 @@ from mechsel.errors import ConfigError
 from mechsel.experiment.checks import choice, positive
 from mechsel.plots.io import PlotlyJS
 
+DecodabilityTarget = Literal["auto", "quality", "residualised"]
+"""Target of the decodability analysis (see :attr:`AnalysisSettings.decodability_target`)."""
+
 __all__ = ["AnalysisSettings", "PlotSettings"]
 
 
@@ -59,6 +62,11 @@ class AnalysisSettings:
     gain_claim: GainClaim = "non_superiority"
     """What the gain part must show to hold: ``non_superiority`` (the paper's "no gain": every
     line's one-sided upper bound below the margin) or ``equivalence`` (inside ±margin, TOST)."""
+    decodability_target: DecodabilityTarget = "auto"
+    """What the decodability analysis (runs with a ``probe``) decodes: ``quality`` (as measured),
+    ``residualised`` (quality residualised on label, length and slot, so a probe is credited only
+    for what those do not tell) or ``auto`` (residualised when the label alone explains more than
+    half of quality's variance, else quality)."""
     exact_below: int = 10
     """Paired comparisons with fewer seeds use the exact sign-flip test (and its inverted interval)."""
     power: float = 0.8
@@ -78,6 +86,7 @@ class AnalysisSettings:
         choice("analysis.rho_basis", self.rho_basis, ("partial", "raw"))
         choice("analysis.confound_basis", self.confound_basis, get_args(ConfoundBasis))
         choice("analysis.gain_claim", self.gain_claim, get_args(GainClaim))
+        choice("analysis.decodability_target", self.decodability_target, get_args(DecodabilityTarget))
         positive("analysis.exact_below", self.exact_below, minimum=0)
         positive("analysis.n_boot", self.n_boot, minimum=0)
         positive("analysis.n_perm", self.n_perm, minimum=0)

@@ -8,7 +8,7 @@ statistics. One table row per (task, mask, layer) and per baseline, every row on
 The target is the candidates' measured quality; when the label alone explains more than half of
 its variance (in-sample R² of quality on label dummies), quality residualised on label, length
 and slot is decoded instead, so a probe is not credited for reading the label (the table's
-``target`` column says which).
+``target`` column says which); ``analysis.decodability_target`` fixes either.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mechsel.analysis.decodability import bag_of_words, covariate_matrix, decodability_table, residualise
+from mechsel.experiment.analysis_settings import DecodabilityTarget
 
 __all__ = ["DECODABILITY_N_PERM", "LABEL_SHARE_FOR_RESIDUALS", "decodability_of_run", "format_decodability"]
 
@@ -39,8 +40,10 @@ def decodability_of_run(
     n_boot: int,
     level: float,
     seed: int,
+    target: DecodabilityTarget = "auto",
 ) -> pd.DataFrame:
-    """The decodability table of every task with representations (see the module docstring)."""
+    """The decodability table of every task with representations (see the module docstring);
+    ``target`` as :attr:`~mechsel.experiment.analysis_settings.AnalysisSettings.decodability_target`."""
     frames = []
     for task, out in reps.items():
         r = out["representations"]
@@ -56,10 +59,10 @@ def decodability_of_run(
         cov = covariate_matrix(labels[ok], n_tokens[ok], None if slot is None else slot[ok])
         y = q[ok]
         _, label_share = residualise(y, covariate_matrix(labels[ok], np.zeros(int(ok.sum())))[:, 1:])
-        target = "quality"
-        if label_share > LABEL_SHARE_FOR_RESIDUALS:
+        decoded = "quality"
+        if target == "residualised" or (target == "auto" and label_share > LABEL_SHARE_FOR_RESIDUALS):
             y, _ = residualise(y, cov)
-            target = "quality | label, length, slot"
+            decoded = "quality | label, length, slot"
         baselines: dict[str, np.ndarray] = {
             "label + length + slot": cov,
             "bag of words": bag_of_words(cands["text"].astype(str).tolist())[ok],
@@ -83,7 +86,7 @@ def decodability_of_run(
             seed=seed,
         )
         table.insert(0, "task", task)
-        table["target"] = target
+        table["target"] = decoded
         table["label_share"] = label_share
         frames.append(table)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -54,14 +54,19 @@ NEUFS_TOP_N_FRACTION = 0.18
 
 def _features(task: str, runs: Sequence[SelectorRun]) -> tuple[tuple[str, ...], dict[str, Any]]:
     """The features (:data:`~mechsel.experiment.stages.features.FEATURES`) the selectors of
-    ``runs`` need, and the feature settings their configs carry (each selector says both)."""
+    ``runs`` need, and the feature settings their configs carry (each selector says both). A run
+    that needs representations adds ``embeddings``: the decodability analysis it triggers uses
+    the sentence embedding as one of its baselines."""
     from mechsel.selectors import SELECTORS
 
     needs: set[str] = set()
     settings: dict[str, Any] = {}
     for r in runs:
         cls = SELECTORS.get(r.selector)
-        needs |= cls.needs_for(r.params) & set(FEATURES)
+        run_needs = cls.needs_for(r.params)
+        needs |= run_needs & set(FEATURES)
+        if "representations" in run_needs:  # the decodability analysis compares with KATE's sentence embedding
+            needs.add("embeddings")
         for name, value in cls.feature_settings(r.params).items():
             if settings.get(name, value) != value:
                 raise ConfigError(
@@ -137,7 +142,7 @@ def build_stages(config: ExperimentConfig) -> list[Stage[Any]]:
         samples = SamplesParams(**base, summary=c.summary(), n_extreme=a.n_extreme, samples_per_example=a.samples_per_example, seed=a.seed)
         stages.append(Stage(f"samples/{name}", samples_stage, inputs=(data, f"quality/{name}"), params=samples))
         analyse_inputs += [data, f"collect/{name}", f"quality/{name}", f"select/{name}", f"evaluate/{name}"]
-        if f"representations/{name}" in sel_inputs:  # the decodability analysis reads them, and KATE's embeddings if any
+        if f"representations/{name}" in sel_inputs:  # the decodability analysis reads them and the embeddings
             analyse_inputs += [f"representations/{name}", f"features/{name}"]
         cell_runs += [
             CellRun(name, r.label or r.selector, config.mask_of(r), *SELECTORS.get(r.selector).cell(r.params))

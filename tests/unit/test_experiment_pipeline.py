@@ -332,7 +332,8 @@ def test_a_probe_run_adds_representations_a_paired_line_and_the_decodability_tab
     dec = result.tables["decodability"]
     reps = dec[dec["kind"] == "representation"]
     assert set(reps["mask"]) == {"full", "isolated"} and len(reps) == 2 * model.cfg.n_layers
-    assert {"label + length + slot", "bag of words"} <= set(dec["baseline_name"]) and (dec["ci_high"] <= 1).all()
+    # the sentence embedding is computed for the decodability baselines even with no KATE run
+    assert {"label + length + slot", "bag of words", "sentence embedding"} <= set(dec["baseline_name"]) and (dec["ci_high"] <= 1).all()
     assert "Decodability" in result.verdict["table"] and result.verdict["decodability"]
 
 

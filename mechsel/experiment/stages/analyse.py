@@ -362,7 +362,9 @@ def analyse_stage(ctx: StageContext[AnalyseParams]) -> dict[str, Any]:
     if reps:
         from mechsel.experiment.decodability import decodability_of_run, format_decodability
 
-        dec = decodability_of_run(ctx.inputs, reps, stats, quality, examples, n_boot=a.n_boot, level=a.level, seed=a.seed)
+        dec = decodability_of_run(
+            ctx.inputs, reps, stats, quality, examples, n_boot=a.n_boot, level=a.level, seed=a.seed, target=a.decodability_target
+        )
         out["decodability"] = dec
         sentence, lines = format_decodability(dec)
         result["decodability"] = sentence
