@@ -33,6 +33,7 @@ def decodability_by_layer(table: pd.DataFrame, *, task: str | None = None) -> go
                     y=[b["ci_low"], b["ci_low"], b["ci_high"], b["ci_high"]],
                     fill="toself",
                     fillcolor=colour,
+                    mode="lines",
                     line={"width": 0},
                     name=f"{b['baseline_name']} (baseline)",
                     legendgroup=str(b["baseline_name"]),

@@ -23,7 +23,9 @@ def _inputs(label_weight: float, n: int = 60, d: int = 4):
     reps = {"t": {"representations": {"example_ids": np.array(ids), "layers": np.array([0]), "full": x}}}
     stats = pd.DataFrame({"task": "t", "family": "moments", "example_id": ids, "n_tokens": n_tokens, "slot": np.zeros(n)})
     qual = pd.DataFrame({"task": "t", "example_id": ids, "quality": quality})
-    examples = pd.DataFrame({"task": "t", "subset": "candidate", "example_id": ids, "label": labels, "text": [f"word{i} text" for i in range(n)]})
+    examples = pd.DataFrame(
+        {"task": "t", "subset": "candidate", "example_id": ids, "label": labels, "text": [f"word{i} text" for i in range(n)]}
+    )
     return reps, stats, qual, examples, labels, n_tokens, quality
 
 
