@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The README's test command: unit tier (tiny random models) then integration tier (the real
-# embedded model, offline, real data from ../shared/data or $MECHSEL_DATA_DIR).
+# embedded model, offline, real data from $MECHSEL_DATA_DIR, else ../shared/data, else the subset
+# packaged with mechsel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-export MECHSEL_DATA_DIR=${MECHSEL_DATA_DIR:-$(cd .. && pwd)/shared/data}
+# ../shared/data when it exists; without it (a fresh machine) the tests read the packaged subset
+if [ -z "${MECHSEL_DATA_DIR:-}" ] && [ -d ../shared/data ]; then
+  export MECHSEL_DATA_DIR="$(cd ../shared/data && pwd)"
+fi
 .venv/bin/python -m pytest tests "$@"
