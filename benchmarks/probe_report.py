@@ -41,9 +41,7 @@ def main() -> None:
     first = table.iloc[0]
     print(f"\nDecodability (target: {first['target']}; the label explains {first['label_share']:.0%} of quality's variance):")
     for _, b in table[table["kind"] == "baseline"].iterrows():
-        print(
-            f"  baseline {b['baseline_name'] if 'baseline_name' in b and isinstance(b['baseline_name'], str) else ''}{b.get('name', '')}: R² {b['r2']:+.3f} [{b['ci_low']:+.3f}, {b['ci_high']:+.3f}] p {b['p_value']:.3g}"
-        )
+        print(f"  baseline {b['baseline_name']}: R² {b['r2']:+.3f} [{b['ci_low']:+.3f}, {b['ci_high']:+.3f}] p {b['p_value']:.3g}")
     print(f"  {'mask':9s} {'layer':>5s}  {'R² [95% CI]':24s} {'p':>7s}  gain over best baseline [95% CI]")
     for _, r in table[table["kind"] == "representation"].iterrows():
         print(
