@@ -187,3 +187,12 @@ def test_renamed_task_keys_still_load_with_one_warning_naming_the_new_key(tmp_pa
     assert "use --set tasks.0.seed_pool_size" in caplog.text.lower()
     with pytest.raises(ConfigError, match=r"tasks\[sst2\] sets both selection_pool .* keep only seed_pool_size"):
         load_config({**MINIMAL, "tasks": [{"name": "sst2", "selection_pool": 12, "seed_pool_size": 12}]})
+
+
+def test_the_probe_config_shares_the_demo_s_sst2_settings():
+    """configs/sst2_probe.yaml reuses the full demo's SST-2 data, collect and quality stages (its
+    README measurement says so), so the settings those stages' keys derive from must stay the demo's."""
+    probe, demo = load_config(REPO / "configs" / "sst2_probe.yaml"), demo_config()
+    sst2 = next(t for t in demo.tasks if t.name == "sst2")
+    assert [t.name for t in probe.tasks] == ["sst2"] and probe.tasks[0] == sst2
+    assert (probe.model, probe.collect, probe.quality, probe.split_seed) == (demo.model, demo.collect, demo.quality, demo.split_seed)
